@@ -1,0 +1,89 @@
+/* lwm2m-gw: the binding interface every transport implements.
+ *
+ * One table of function pointers per transport, one `extern const` table each (Anjay
+ * anjay_connection_type_definition_t, Zephyr struct lwm2m_transport_procedure). A binding never
+ * blocks: it registers its fds and timers with the one event loop, and hands what it receives to
+ * the core through the callbacks in gw_binding_env_t. Optional slots may be NULL; the dispatch
+ * wrappers below answer GW_ERR_UNSUPPORTED.
+ */
+#ifndef GW_BINDING_H
+#define GW_BINDING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw_config.h"
+#include "loop.h"
+
+/* A device's address on its binding, as text: "127.0.0.1:40001" (NIDD SGi), an MSISDN (SMS),
+ * "prefix/endpoint" (MQTT), "DevEUI/FPort" (LoRaWAN). Text keeps the core binding-agnostic. */
+#define GW_BADDR_MAX 96
+typedef struct {
+  char text[GW_BADDR_MAX];
+} gw_baddr_t;
+
+/* How the core must treat CoAP on the device side of a link (DESIGN.md "link policy"). */
+typedef struct {
+  uint8_t max_retransmit;  /* device-side CoAP retransmissions by the gateway; 0 = none */
+  uint32_t ack_timeout_ms; /* first retransmission timeout when max_retransmit > 0 */
+  size_t mtu;              /* largest datagram the link carries */
+  bool sleepy;             /* devices on this link are reachable only after they spoke */
+  bool accept_unknown;     /* addresses not listed in `devices` become devices too */
+  char binding_letter;     /* LwM2M binding letter of the link: 'N', 'S', 'M', 'H', ... */
+} gw_link_policy_t;
+
+typedef struct gw_binding gw_binding_t; /* a binding instance; each transport defines it */
+typedef struct gw_binding_ops gw_binding_ops_t;
+
+typedef enum { GW_DEVICE_REACHABLE, GW_DEVICE_UNREACHABLE } gw_device_state_t;
+
+/* What the core gives a binding at creation. */
+typedef struct {
+  gw_loop_t *loop;
+  void *core;
+  /* A CoAP datagram from a device. Borrowed: valid only during the call. */
+  void (*on_message)(void *core, gw_binding_t *binding, const gw_baddr_t *from,
+                     const uint8_t *data, size_t len);
+  /* Optional: reachability news (NIDD power saving, modem registration). */
+  void (*on_device_state)(void *core, gw_binding_t *binding, const gw_baddr_t *addr,
+                          gw_device_state_t state);
+  /* Input that never became a CoAP message (wrong size, bad framing): counted by the core. */
+  void (*on_rejected)(void *core, gw_binding_t *binding, const gw_baddr_t *from,
+                      const char *reason);
+} gw_binding_env_t;
+
+struct gw_binding_ops {
+  const char *name; /* the bindings.<name> configuration group */
+  /* true when the configuration enables this binding */
+  bool (*enabled)(const gw_config_t *config);
+  int (*create)(const gw_config_t *config, const gw_binding_env_t *env,
+                gw_binding_t **out_binding);
+  int (*start)(gw_binding_t *binding);
+  /* Sends one CoAP datagram to a device. Borrows data. Never blocks. */
+  int (*send)(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data, size_t len);
+  void (*stop)(gw_binding_t *binding);
+  void (*free)(gw_binding_t **binding);
+  /* Optional: the link policy for this instance (defaults: no retransmit, 1152 bytes). */
+  const gw_link_policy_t *(*policy)(const gw_binding_t *binding);
+  /* Optional: the configured device entry for an address, if the binding can map it. */
+  const gw_device_conf_t *(*lookup_device)(const gw_binding_t *binding, const gw_config_t *config,
+                                           const gw_baddr_t *addr);
+};
+
+/* Every instance starts with this header so the core can dispatch without knowing the type. */
+struct gw_binding {
+  const gw_binding_ops_t *ops;
+};
+
+/* The registry (bindings/registry.c): all transports built into this gateway. */
+const gw_binding_ops_t *const *gw_binding_registry(size_t *out_count);
+
+int gw_binding_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
+                    size_t len);
+const gw_link_policy_t *gw_binding_policy(const gw_binding_t *binding);
+const gw_device_conf_t *gw_binding_lookup_device(const gw_binding_t *binding,
+                                                 const gw_config_t *config,
+                                                 const gw_baddr_t *addr);
+
+#endif

@@ -1,0 +1,94 @@
+/* lwm2m-gw: the configuration as a plain struct. Only conf/ includes <libconfig.h>.
+ *
+ * The file shape is the contract of ../shared/DESIGN.md ("gateway", "upstream", "devices",
+ * "bindings"); every setting is documented in conf/README.md. Loading validates everything and
+ * reports the first error as "FILE:LINE: SETTING: what was expected".
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_PSK_KEY_MAX 64
+
+typedef struct {
+  char *state_dir;          /* default "/var/lib/lwm2m-gw" */
+  int log_level;            /* gw_log_level_t; default info */
+  bool log_syslog;          /* log_target = "syslog"; default stderr */
+  char *metrics;            /* "host:port" of the metrics endpoint, NULL = off */
+  uint32_t piggyback_window_ms;   /* default 1500; must be < 2000 (CoAP ACK_TIMEOUT) */
+  uint32_t device_timeout_ms;     /* default 10000; silent device -> 5.04 */
+  uint32_t downlink_queue_length; /* default 8; per device, for queue mode */
+  uint32_t queue_awake_ms;        /* default 93000 (CoAP MAX_TRANSMIT_WAIT) */
+  uint32_t max_devices;           /* default 10000 */
+} gw_gateway_conf_t;
+
+typedef enum { GW_PROFILE_LWM2M11 = 0, GW_PROFILE_PASSTHROUGH = 1 } gw_profile_t;
+
+typedef struct {
+  char *name;     /* unique; devices refer to it */
+  char *uri;      /* coap://host:port or coaps://host:port */
+  bool secure;    /* scheme is coaps */
+  char *host;     /* parsed from uri */
+  uint16_t port;  /* parsed from uri; default 5683 / 5684 */
+  gw_profile_t profile; /* "lwm2m11" (default) or "passthrough" */
+  char *ca_file;   /* X.509 trust anchor for the server, optional */
+  char *cert_file; /* default client certificate for devices on this upstream, optional */
+  char *key_file;
+} gw_upstream_conf_t;
+
+typedef struct {
+  char *endpoint;     /* required, unique; used as ep= upstream */
+  char *upstream;     /* name; default: the upstream named "default", else the first */
+  char *msisdn;       /* SMS binding address, optional */
+  char *ue_address;   /* NIDD SGi: "ip" or "ip:port" of the UE, optional */
+  char *external_id;  /* NIDD SCEF external identifier, optional */
+  char *psk_identity; /* DTLS PSK toward the upstream server, optional */
+  uint8_t psk_key[GW_PSK_KEY_MAX];
+  size_t psk_key_len; /* from psk_key_hex or psk_key_file (hex text) */
+  char *cert_file;    /* X.509 client certificate for this device, optional */
+  char *key_file;
+  bool queue_mode;    /* sleepy device: downlink waits in its queue */
+} gw_device_conf_t;
+
+typedef struct {
+  bool enabled;
+  char *sgi_listen;      /* "host:port", required when enabled (Appendix D.2 SGi tunnel) */
+  bool accept_unknown;   /* accept UEs not listed in devices; default true */
+} gw_nidd_conf_t;
+
+typedef struct {
+  char *path; /* the file it came from */
+  gw_gateway_conf_t gateway;
+  gw_upstream_conf_t *upstreams;
+  size_t upstream_count;
+  gw_device_conf_t *devices;
+  size_t device_count;
+  struct {
+    gw_nidd_conf_t nidd;
+  } bindings;
+} gw_config_t;
+
+/* Loads and validates path into *out_config (zeroed first). On error returns GW_ERR_CONFIG and
+ * writes "FILE:LINE: SETTING: message" into err. On success the caller owns *out_config and
+ * frees it with gw_config_free(). */
+int gw_config_load(const char *path, gw_config_t *out_config, char *err, size_t err_size);
+/* Same, from a string (for tests and fuzzing); file name in messages is "<string>". */
+int gw_config_load_string(const char *text, gw_config_t *out_config, char *err, size_t err_size);
+void gw_config_free(gw_config_t *config);
+
+const gw_upstream_conf_t *gw_config_find_upstream(const gw_config_t *config, const char *name);
+/* The upstream a device uses (its own, else "default", else the first). */
+const gw_upstream_conf_t *gw_config_device_upstream(const gw_config_t *config,
+                                                    const gw_device_conf_t *device);
+/* true when the two device entries would need a new upstream session (address, upstream or
+ * credentials differ). Used by SIGHUP reload to keep unchanged sessions. */
+bool gw_device_conf_session_changed(const gw_device_conf_t *a, const gw_device_conf_t *b);
+
+/* Parses "host:port" or "[v6]:port" into a sockaddr. Returns 0 or -1. */
+struct sockaddr_storage;
+int gw_parse_host_port(const char *text, struct sockaddr_storage *out_addr, unsigned *out_len);
+
+#endif

@@ -1,0 +1,25 @@
+/* Dispatch wrappers of the binding interface: optional slots answer "not supported" or a
+ * default, so the core never tests for NULL itself. */
+#include "binding.h"
+#include "gw_error.h"
+
+static const gw_link_policy_t default_policy = {
+    .max_retransmit = 0, .ack_timeout_ms = 2000, .mtu = 1152, .sleepy = false,
+    .accept_unknown = true, .binding_letter = 'U'};
+
+int gw_binding_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
+                    size_t len) {
+  if (!binding->ops->send)
+    return GW_ERR_UNSUPPORTED;
+  return binding->ops->send(binding, to, data, len);
+}
+
+const gw_link_policy_t *gw_binding_policy(const gw_binding_t *binding) {
+  return binding->ops->policy ? binding->ops->policy(binding) : &default_policy;
+}
+
+const gw_device_conf_t *gw_binding_lookup_device(const gw_binding_t *binding,
+                                                 const gw_config_t *config,
+                                                 const gw_baddr_t *addr) {
+  return binding->ops->lookup_device ? binding->ops->lookup_device(binding, config, addr) : NULL;
+}

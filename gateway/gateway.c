@@ -1,0 +1,208 @@
+/* lwm2m-gw: composition of the gateway: configuration, bindings, devices, upstream, metrics. */
+#include "gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_error.h"
+#include "gw_log.h"
+#include "metrics.h"
+#include "relay.h"
+#include "upstream.h"
+
+#define MOD "gateway"
+
+/* ---- callbacks given to the bindings ---- */
+
+static void on_binding_message(void *core, gw_binding_t *binding, const gw_baddr_t *from,
+                               const uint8_t *data, size_t len) {
+  gw_relay_device_datagram(core, binding, from, data, len);
+}
+
+static void on_binding_rejected(void *core, gw_binding_t *binding, const gw_baddr_t *from,
+                                const char *reason) {
+  gw_gateway_t *gw = core;
+  gw->metrics.rejected++;
+  GW_WARN(MOD, "%s: input from %s rejected: %s", binding->ops->name, from ? from->text : "?",
+          reason);
+}
+
+static int create_bindings(gw_gateway_t *gw, const gw_binding_ops_t *const *registry,
+                           size_t count) {
+  gw_binding_env_t env = {.loop = gw->loop, .core = gw, .on_message = on_binding_message,
+                          .on_rejected = on_binding_rejected};
+  for (size_t i = 0; i < count && gw->binding_count < GW_MAX_BINDINGS; i++) {
+    if (!registry[i]->enabled(&gw->config))
+      continue;
+    gw_binding_t *b = NULL;
+    int rc = registry[i]->create(&gw->config, &env, &b);
+    if (rc != GW_OK) {
+      GW_ERR(MOD, "binding %s: %s", registry[i]->name, gw_strerror(rc));
+      return rc;
+    }
+    gw->bindings[gw->binding_count++] = b;
+  }
+  if (gw->binding_count == 0) {
+    GW_ERR(MOD, "no binding is enabled in this build's configuration");
+    return GW_ERR_CONFIG;
+  }
+  return GW_OK;
+}
+
+/* Bucket count: a power of two near max_devices, so lookups stay O(1) at the configured scale. */
+static size_t bucket_count_for(uint32_t max_devices) {
+  size_t n = 64;
+  while (n < max_devices && n < (1u << 20))
+    n <<= 1;
+  return n;
+}
+
+int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t *const *registry,
+                   size_t registry_count, gw_gateway_t **out_gw) {
+  gw_gateway_t *gw = calloc(1, sizeof(*gw));
+  if (!gw)
+    return GW_ERR_NOMEM;
+  gw->loop = loop;
+  gw->config = *config;
+  memset(config, 0, sizeof(*config));
+  int rc = gw_device_table_init(&gw->devices, bucket_count_for(gw->config.gateway.max_devices));
+  if (rc == GW_OK)
+    rc = gw_upstream_new(gw, &gw->upstream);
+  if (rc == GW_OK)
+    rc = create_bindings(gw, registry, registry_count);
+  if (rc != GW_OK) {
+    gw_gateway_free(&gw);
+    return rc;
+  }
+  *out_gw = gw;
+  return GW_OK;
+}
+
+int gw_gateway_start(gw_gateway_t *gw) {
+  for (size_t i = 0; i < gw->binding_count; i++) {
+    int rc = gw->bindings[i]->ops->start(gw->bindings[i]);
+    if (rc != GW_OK)
+      return rc;
+  }
+  if (gw->config.gateway.metrics)
+    return gw_metrics_server_start(gw, gw->config.gateway.metrics);
+  return GW_OK;
+}
+
+static void device_teardown(gw_device_t *dev, void *arg) {
+  gw_gateway_t *gw = arg;
+  gw_relay_device_abort(gw, dev);
+  gw_upstream_close(gw->upstream, dev);
+}
+
+void gw_gateway_free(gw_gateway_t **pgw) {
+  gw_gateway_t *gw = *pgw;
+  if (!gw)
+    return;
+  gw_metrics_server_stop(gw);
+  if (gw->devices.buckets)
+    gw_device_table_clear(&gw->devices, device_teardown, gw);
+  for (size_t i = 0; i < gw->binding_count; i++)
+    gw->bindings[i]->ops->free(&gw->bindings[i]);
+  gw_upstream_free(&gw->upstream);
+  gw_config_free(&gw->config);
+  free(gw);
+  *pgw = NULL;
+}
+
+/* ---- SIGHUP reload ---- */
+
+static bool same_string(const char *a, const char *b) {
+  return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool upstream_conf_changed(const gw_upstream_conf_t *a, const gw_upstream_conf_t *b) {
+  if (!a || !b)
+    return a != b;
+  return !same_string(a->uri, b->uri) || a->profile != b->profile ||
+         !same_string(a->ca_file, b->ca_file) || !same_string(a->cert_file, b->cert_file) ||
+         !same_string(a->key_file, b->key_file);
+}
+
+typedef struct {
+  gw_gateway_t *gw;
+  gw_config_t *next;
+  size_t kept, reset, removed;
+} reload_ctx_t;
+
+static void drop_session(gw_gateway_t *gw, gw_device_t *dev) {
+  gw_relay_device_abort(gw, dev);
+  gw_upstream_close(gw->upstream, dev);
+  dev->registered = false;
+}
+
+/* Decides per device: keep its session, reset it (new credentials or server), or remove it. */
+static void reload_device(gw_device_t *dev, void *arg) {
+  reload_ctx_t *r = arg;
+  const gw_device_conf_t *next = gw_binding_lookup_device(dev->binding, r->next, &dev->addr);
+  const gw_link_policy_t *policy = gw_binding_policy(dev->binding);
+  if (!next && dev->conf && !policy->accept_unknown) {
+    GW_NOTICE(MOD, "%s: removed from the configuration; session closed", dev->endpoint);
+    drop_session(r->gw, dev);
+    gw_device_remove(&r->gw->devices, dev);
+    gw_device_free(dev);
+    r->removed++;
+    return;
+  }
+  bool changed;
+  if (!next || !dev->conf)
+    changed = next != dev->conf && dev->upstream != NULL;
+  else
+    changed = gw_device_conf_session_changed(dev->conf, next);
+  changed = changed || upstream_conf_changed(gw_config_device_upstream(&r->gw->config, dev->conf),
+                                             gw_config_device_upstream(r->next, next));
+  if (changed && dev->upstream) {
+    GW_NOTICE(MOD, "%s: settings changed; the upstream session is renewed", dev->endpoint);
+    drop_session(r->gw, dev);
+    r->reset++;
+  } else {
+    r->kept++;
+  }
+  dev->conf = next;
+  if (next)
+    snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", next->endpoint);
+  dev->queue_mode = (next && next->queue_mode) || policy->sleepy || dev->device_params.queue_mode;
+}
+
+static void warn_restart_needed(const gw_config_t *old, const gw_config_t *next) {
+  if (!same_string(old->bindings.nidd.sgi_listen, next->bindings.nidd.sgi_listen) ||
+      old->bindings.nidd.enabled != next->bindings.nidd.enabled ||
+      !same_string(old->gateway.metrics, next->gateway.metrics) ||
+      old->gateway.max_devices != next->gateway.max_devices ||
+      old->gateway.downlink_queue_length != next->gateway.downlink_queue_length)
+    GW_WARN(MOD, "binding, metrics and table-size settings take effect only after a restart");
+}
+
+#define SWAP(a, b)                                                                             \
+  do {                                                                                         \
+    __typeof__(a) t_ = (a);                                                                    \
+    (a) = (b);                                                                                 \
+    (b) = t_;                                                                                  \
+  } while (0)
+
+int gw_gateway_reload(gw_gateway_t *gw, gw_config_t *next) {
+  warn_restart_needed(&gw->config, next);
+  reload_ctx_t r = {.gw = gw, .next = next};
+  gw_device_foreach(&gw->devices, reload_device, &r);
+  /* What was set up at start (sockets, tables) keeps running as it is until a restart: move
+   * those settings from the running configuration into the new one before the old is freed. */
+  gw_config_t old = gw->config;
+  SWAP(old.gateway.metrics, next->gateway.metrics);
+  SWAP(old.gateway.state_dir, next->gateway.state_dir);
+  SWAP(old.bindings.nidd, next->bindings.nidd);
+  next->gateway.max_devices = old.gateway.max_devices;
+  next->gateway.downlink_queue_length = old.gateway.downlink_queue_length;
+  gw->config = *next;
+  memset(next, 0, sizeof(*next));
+  gw_config_free(&old);
+  gw_log_set_level((gw_log_level_t)gw->config.gateway.log_level);
+  GW_NOTICE(MOD, "configuration reloaded: %zu sessions kept, %zu renewed, %zu devices removed",
+            r.kept, r.reset, r.removed);
+  return GW_OK;
+}

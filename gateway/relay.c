@@ -1,0 +1,696 @@
+/* lwm2m-gw: the relay engine.
+ *
+ * Device side: raw CoAP datagrams through a binding, parsed by coap_msg.c.
+ * Server side: one libcoap session per device (upstream.c).
+ *
+ * Uplink (device -> server): Register, Update, De-register, Send, Bootstrap-Request and the
+ * device's responses. Requests keep their token; the server's answer goes back with the
+ * device's message ID (piggybacked for a CON, a new NON for a NON).
+ * Downlink (server -> device): Read, Write, Execute, Create, Delete, Discover, Write-Attributes,
+ * Observe, Read/Write-Composite (FETCH/iPATCH). Transport 6.4 maps each onto one CoAP request;
+ * the gateway relays it with the server's token and its own downstream message ID, and answers
+ * the server piggybacked when the device is fast enough, else with an empty ACK and a separate
+ * response (RFC 7252 5.2.2). A silent device yields 5.04 and an undeliverable request 5.03, so no
+ * server request is left without an answer.
+ */
+#include "relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_error.h"
+#include "gw_log.h"
+#include "upstream.h"
+
+#define MOD "relay"
+
+/* ------------------------------------------------------------------------------------------ */
+/* device side output                                                                          */
+
+static int device_send_msg(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *msg,
+                           size_t *out_len) {
+  size_t len = gw_coap_serialize(msg, gw->tx_buf, sizeof(gw->tx_buf));
+  if (len == 0)
+    return GW_ERR_TOOBIG;
+  const gw_link_policy_t *policy = gw_binding_policy(dev->binding);
+  if (len > policy->mtu) {
+    GW_WARN(MOD, "%s: %zu-byte message exceeds the link MTU %zu", dev->addr.text, len,
+            policy->mtu);
+    return GW_ERR_TOOBIG;
+  }
+  if (out_len)
+    *out_len = len;
+  int rc = gw_binding_send(dev->binding, &dev->addr, gw->tx_buf, len);
+  if (rc == GW_OK)
+    gw->metrics.datagrams_out++;
+  return rc;
+}
+
+/* Empty ACK or RST for a device's message (RFC 7252 4.2, 4.3). */
+static void device_send_empty(gw_gateway_t *gw, gw_device_t *dev, gw_coap_type_t type,
+                              uint16_t mid, bool record_in_dedup) {
+  gw_coap_msg_t m;
+  gw_coap_msg_init(&m, type, GW_COAP_EMPTY, mid);
+  size_t len = 0;
+  if (device_send_msg(gw, dev, &m, &len) == GW_OK && record_in_dedup)
+    gw_dedup_answer(&dev->uplink_dedup, mid, gw->tx_buf, len);
+}
+
+/* Copies the code, options and payload of a response onto a message addressed to the other
+ * side. Borrows from src. */
+static void copy_response_body(gw_coap_msg_t *dst, const gw_coap_msg_t *src) {
+  dst->code = src->code;
+  dst->option_count = src->option_count;
+  memcpy(dst->options, src->options, src->option_count * sizeof(src->options[0]));
+  dst->payload = src->payload;
+  dst->payload_len = src->payload_len;
+}
+
+/* Answers a device request (uplink exchange x) with body (a server response) or a bare code. */
+static void device_answer(gw_gateway_t *gw, gw_device_t *dev, const gw_uplink_xchg_t *x,
+                          const gw_coap_msg_t *body, uint8_t code) {
+  gw_coap_msg_t m;
+  bool con = x->device_type == GW_COAP_CON;
+  gw_coap_msg_init(&m, con ? GW_COAP_ACK : GW_COAP_NON, code,
+                   con ? x->device_mid : gw_device_next_mid(dev));
+  gw_coap_set_token(&m, x->token, x->token_len);
+  if (body)
+    copy_response_body(&m, body);
+  size_t len = 0;
+  if (device_send_msg(gw, dev, &m, &len) != GW_OK) {
+    GW_WARN(MOD, "%s: could not deliver the answer to %s", dev->endpoint, dev->addr.text);
+    gw_dedup_forget(&dev->uplink_dedup, x->device_mid);
+    return;
+  }
+  gw_dedup_answer(&dev->uplink_dedup, x->device_mid, gw->tx_buf, len);
+  gw->metrics.uplink_responses++;
+}
+
+/* Answers a device request that never got an uplink exchange (no capacity, no session). */
+static void device_reject_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
+                                  uint8_t code) {
+  gw_uplink_xchg_t x = {.token_len = req->token_len, .device_mid = req->mid,
+                        .device_type = req->type};
+  memcpy(x.token, req->token, req->token_len);
+  gw->metrics.unavailable++;
+  device_answer(gw, dev, &x, NULL, code);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* server side output                                                                          */
+
+static void server_send_empty_ack(gw_gateway_t *gw, gw_device_t *dev, uint16_t server_mid) {
+  gw_coap_msg_t ack;
+  gw_coap_msg_init(&ack, GW_COAP_ACK, GW_COAP_EMPTY, server_mid);
+  if (gw_upstream_send(dev, &ack) != GW_OK)
+    GW_WARN(MOD, "%s: empty ACK upstream failed", dev->endpoint);
+}
+
+/* Answers the server request of downlink exchange x with body or a bare code, piggybacked when
+ * the server's CON was not acknowledged yet, else separately, then releases x. */
+static void server_answer(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_coap_msg_t *body,
+                          uint8_t code) {
+  gw_device_t *dev = x->device;
+  gw_coap_msg_t m;
+  bool piggyback = x->server_type == GW_COAP_CON && !x->acked_upstream;
+  gw_coap_type_t type = piggyback ? GW_COAP_ACK
+                        : x->server_type == GW_COAP_CON ? GW_COAP_CON : GW_COAP_NON;
+  gw_coap_msg_init(&m, type, code, piggyback ? x->server_mid : 0);
+  gw_coap_set_token(&m, x->token, x->token_len);
+  if (body)
+    copy_response_body(&m, body);
+
+  if (gw_upstream_send(dev, &m) != GW_OK)
+    GW_WARN(MOD, "%s: response to the server could not be sent", dev->endpoint);
+  if (piggyback) {
+    gw->metrics.piggybacked++;
+    /* Cache the piggybacked answer for the server's retransmissions of the request. */
+    size_t len = gw_coap_serialize(&m, gw->tx_buf, sizeof(gw->tx_buf));
+    gw_dedup_answer(&dev->downlink_dedup, x->server_mid, len ? gw->tx_buf : NULL, len);
+  } else {
+    if (x->server_type == GW_COAP_CON)
+      gw->metrics.separate++;
+    /* A retransmitted request now only needs the empty ACK again. */
+    gw_coap_msg_t ack;
+    gw_coap_msg_init(&ack, GW_COAP_ACK, GW_COAP_EMPTY, x->server_mid);
+    size_t len = x->server_type == GW_COAP_CON
+                     ? gw_coap_serialize(&ack, gw->tx_buf, sizeof(gw->tx_buf)) : 0;
+    gw_dedup_answer(&dev->downlink_dedup, x->server_mid, len ? gw->tx_buf : NULL, len);
+  }
+  gw_downlink_release(gw->loop, x);
+}
+
+static void server_answer_code(gw_gateway_t *gw, gw_downlink_xchg_t *x, uint8_t code) {
+  char c[8];
+  GW_INFO(MOD, "%s: %s %s answered %s by the gateway", x->device->endpoint,
+          x->observe_register ? "Observe" : "request", x->path, gw_coap_code_str(code, c));
+  if (code == GW_COAP_GATEWAY_TIMEOUT)
+    gw->metrics.gateway_timeouts++;
+  else
+    gw->metrics.unavailable++;
+  server_answer(gw, x, NULL, code);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* devices                                                                                     */
+
+static bool device_awake(const gw_gateway_t *gw, const gw_device_t *dev, uint64_t now) {
+  if (!dev->queue_mode)
+    return true;
+  /* LwM2M Core 6.5 (queue mode): the client listens for MAX_TRANSMIT_WAIT after it spoke. */
+  return dev->last_heard_ms && now - dev->last_heard_ms < gw->config.gateway.queue_awake_ms;
+}
+
+static gw_device_t *device_for_address(gw_gateway_t *gw, gw_binding_t *b,
+                                       const gw_baddr_t *from) {
+  gw_device_t *dev = gw_device_find(&gw->devices, b, from);
+  if (dev)
+    return dev;
+  const gw_device_conf_t *conf = gw_binding_lookup_device(b, &gw->config, from);
+  const gw_link_policy_t *policy = gw_binding_policy(b);
+  if (!conf && !policy->accept_unknown) {
+    GW_WARN(MOD, "%s: %s is not a configured device; dropped", b->ops->name, from->text);
+    return NULL;
+  }
+  if (gw->devices.count >= gw->config.gateway.max_devices) {
+    GW_WARN(MOD, "%s: device limit %u reached; %s dropped", b->ops->name,
+            gw->config.gateway.max_devices, from->text);
+    return NULL;
+  }
+  dev = gw_device_add(&gw->devices, b, from, gw->config.gateway.downlink_queue_length);
+  if (!dev)
+    return NULL;
+  dev->conf = conf;
+  dev->gateway = gw;
+  if (conf)
+    snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", conf->endpoint);
+  else
+    snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", from->text);
+  dev->queue_mode = (conf && conf->queue_mode) || policy->sleepy;
+  gw->metrics.devices_created++;
+  GW_INFO(MOD, "%s: new device %s at %s", b->ops->name, dev->endpoint, from->text);
+  return dev;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* downlink: server requests toward the device                                                 */
+
+static void downlink_transmit(gw_gateway_t *gw, gw_downlink_xchg_t *x);
+
+/* RFC 7252 5.2.2: the device is slow, acknowledge now and answer separately later. */
+static void piggyback_window_expired(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  gw_downlink_xchg_t *x = arg;
+  if (x->server_type != GW_COAP_CON || x->acked_upstream)
+    return;
+  server_send_empty_ack(x->device->gateway, x->device, x->server_mid);
+  x->acked_upstream = true;
+}
+
+static void deadline_expired(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  gw_downlink_xchg_t *x = arg;
+  if (x->state == GW_DOWN_QUEUED) {
+    GW_NOTICE(MOD, "%s: queued request %s expired before the device was heard from",
+              x->device->endpoint, x->path);
+    server_answer_code(x->device->gateway, x, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  GW_NOTICE(MOD, "%s: no answer to %s within %u ms", x->device->endpoint, x->path,
+            x->device->gateway->config.gateway.device_timeout_ms);
+  server_answer_code(x->device->gateway, x, GW_COAP_GATEWAY_TIMEOUT);
+}
+
+/* Device-side CoAP retransmission, only on links whose policy allows it (RFC 7252 4.2). */
+static void retransmit_due(gw_loop_t *loop, void *arg) {
+  gw_downlink_xchg_t *x = arg;
+  if (x->state != GW_DOWN_INFLIGHT || x->retransmits_left == 0)
+    return;
+  x->retransmits_left--;
+  x->retransmit_ms *= 2;
+  if (gw_binding_send(x->device->binding, &x->device->addr, x->request, x->request_len) == GW_OK)
+    x->device->gateway->metrics.datagrams_out++;
+  if (x->retransmits_left)
+    gw_timer_start(loop, &x->retransmit_timer, x->retransmit_ms);
+}
+
+static void downlink_transmit(gw_gateway_t *gw, gw_downlink_xchg_t *x) {
+  gw_device_t *dev = x->device;
+  const gw_link_policy_t *policy = gw_binding_policy(dev->binding);
+  x->state = GW_DOWN_INFLIGHT;
+  if (gw_binding_send(dev->binding, &dev->addr, x->request, x->request_len) != GW_OK) {
+    server_answer_code(gw, x, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  gw->metrics.datagrams_out++;
+  gw->metrics.downlink_requests++;
+  if (x->server_type == GW_COAP_CON && !x->acked_upstream)
+    gw_timer_start(gw->loop, &x->piggyback_timer, gw->config.gateway.piggyback_window_ms);
+  gw_timer_start(gw->loop, &x->deadline_timer, gw->config.gateway.device_timeout_ms);
+  bool con = (x->request[0] >> 4 & 3) == GW_COAP_CON;
+  if (con && policy->max_retransmit > 0) {
+    x->retransmits_left = policy->max_retransmit;
+    x->retransmit_ms = policy->ack_timeout_ms;
+    gw_timer_start(gw->loop, &x->retransmit_timer, x->retransmit_ms);
+  }
+}
+
+/* The queue is served in arrival order when the device is heard from (queue mode, 6.5). */
+static void downlink_flush_queue(gw_gateway_t *gw, gw_device_t *dev) {
+  for (;;) {
+    gw_downlink_xchg_t *first = NULL;
+    for (size_t i = 0; i < dev->downlink_capacity; i++) {
+      gw_downlink_xchg_t *x = &dev->downlink[i];
+      if (x->used && x->state == GW_DOWN_QUEUED &&
+          (!first || (int32_t)(x->queue_seq - first->queue_seq) < 0))
+        first = x;
+    }
+    if (!first)
+      return;
+    size_t inflight = gw_downlink_count(dev, GW_DOWN_INFLIGHT) +
+                      gw_downlink_count(dev, GW_DOWN_SEPARATE);
+    if (inflight >= GW_MAX_INFLIGHT_DOWN)
+      return;
+    gw_timer_stop(gw->loop, &first->deadline_timer);
+    downlink_transmit(gw, first);
+  }
+}
+
+static uint32_t observe_value(const gw_coap_msg_t *m, bool *out_present) {
+  const gw_coap_option_t *o = gw_coap_find_option(m, GW_COAP_OPT_OBSERVE);
+  *out_present = o != NULL;
+  return o ? gw_coap_option_uint(o) : 0;
+}
+
+/* Builds the downstream copy of a server request: same everything, the gateway's own mid. */
+static int downlink_prepare(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_coap_msg_t *req) {
+  gw_device_t *dev = x->device;
+  gw_coap_msg_t down = *req;
+  down.mid = x->device_mid = gw_device_next_mid(dev);
+  size_t len = gw_coap_serialize(&down, gw->tx_buf, sizeof(gw->tx_buf));
+  if (len == 0 || len > gw_binding_policy(dev->binding)->mtu)
+    return GW_ERR_TOOBIG;
+  x->request = malloc(len);
+  if (!x->request)
+    return GW_ERR_NOMEM;
+  memcpy(x->request, gw->tx_buf, len);
+  x->request_len = len;
+  return GW_OK;
+}
+
+/* A retransmitted server request: never relayed twice (RFC 7252 4.5). */
+static void server_request_duplicate(gw_gateway_t *gw, gw_device_t *dev,
+                                     const gw_coap_msg_t *req, gw_dedup_verdict_t verdict,
+                                     const uint8_t *answer, size_t answer_len) {
+  gw->metrics.duplicates++;
+  if (verdict == GW_DEDUP_IN_PROGRESS) {
+    gw_downlink_xchg_t *x = gw_downlink_find_by_server_mid(dev, req->mid);
+    if (x && x->acked_upstream)
+      server_send_empty_ack(gw, dev, req->mid);
+    return;
+  }
+  gw_coap_msg_t cached;
+  if (answer && gw_coap_parse(answer, answer_len, &cached) == GW_COAP_PARSE_OK)
+    gw_upstream_send(dev, &cached);
+}
+
+void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
+  uint64_t now = gw_now_ms();
+  const uint8_t *answer = NULL;
+  size_t answer_len = 0;
+  gw_dedup_verdict_t verdict = gw_dedup_check(&dev->downlink_dedup, req->mid,
+                                              req->type == GW_COAP_CON, now, &answer, &answer_len);
+  if (verdict != GW_DEDUP_NEW) {
+    server_request_duplicate(gw, dev, req, verdict, answer, answer_len);
+    return;
+  }
+  bool awake = device_awake(gw, dev, now);
+  gw_downlink_xchg_t *x = gw_downlink_alloc(dev, !awake);
+  if (!x) {
+    /* Answer through a throwaway exchange so the server still gets its 5.03. */
+    GW_WARN(MOD, "%s: %s; request refused with 5.03", dev->endpoint,
+            awake ? "too many requests in flight" : "downlink queue full");
+    gw_downlink_xchg_t refused = {.device = dev, .server_mid = req->mid,
+                                  .server_type = req->type, .token_len = req->token_len};
+    memcpy(refused.token, req->token, req->token_len);
+    gw_timer_init(&refused.piggyback_timer, NULL, NULL);
+    gw_timer_init(&refused.deadline_timer, NULL, NULL);
+    gw_timer_init(&refused.retransmit_timer, NULL, NULL);
+    gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, refused.path, sizeof(refused.path));
+    server_answer_code(gw, &refused, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  x->server_mid = req->mid;
+  x->server_type = req->type;
+  x->token_len = req->token_len;
+  memcpy(x->token, req->token, req->token_len);
+  gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, x->path, sizeof(x->path));
+  bool has_observe;
+  uint32_t obs = observe_value(req, &has_observe);
+  bool observable_method = req->code == GW_COAP_GET || req->code == GW_COAP_FETCH;
+  x->observe_register = observable_method && has_observe && obs == 0;
+  x->observe_cancel = observable_method && has_observe && obs == 1;
+  gw_timer_init(&x->piggyback_timer, piggyback_window_expired, x);
+  gw_timer_init(&x->deadline_timer, deadline_expired, x);
+  gw_timer_init(&x->retransmit_timer, retransmit_due, x);
+
+  if (downlink_prepare(gw, x, req) != GW_OK) {
+    server_answer_code(gw, x, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  if (awake) {
+    downlink_transmit(gw, x);
+    return;
+  }
+  /* Sleepy device: acknowledge now, answer when the device was heard from and answered. */
+  gw->metrics.queued++;
+  x->queue_seq = ++gw->queue_seq;
+  if (x->server_type == GW_COAP_CON) {
+    server_send_empty_ack(gw, dev, x->server_mid);
+    x->acked_upstream = true;
+  }
+  uint32_t lifetime_s = dev->device_params.has_lifetime ? dev->device_params.lifetime : 86400;
+  gw_timer_start(gw->loop, &x->deadline_timer, (uint64_t)lifetime_s * 1000u);
+  GW_INFO(MOD, "%s: %s queued until the device is heard from", dev->endpoint, x->path);
+}
+
+/* The device answered downlink exchange x (piggybacked or separately). */
+static void downlink_complete(gw_gateway_t *gw, gw_downlink_xchg_t *x,
+                              const gw_coap_msg_t *resp) {
+  gw_device_t *dev = x->device;
+  bool has_observe;
+  observe_value(resp, &has_observe);
+  bool success = GW_COAP_CODE_CLASS(resp->code) == 2;
+  if (x->observe_register && success && has_observe) {
+    if (!gw_observation_add(dev, x->token, x->token_len, x->path))
+      GW_WARN(MOD, "%s: observation table full; notifications for %s will be rejected",
+              dev->endpoint, x->path);
+  } else if (x->observe_cancel || (x->observe_register && !has_observe)) {
+    gw_observation_t *o = gw_observation_find(dev, x->token, x->token_len);
+    if (o)
+      gw_observation_remove(o);
+  }
+  gw->metrics.downlink_responses++;
+  server_answer(gw, x, resp, resp->code);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* uplink: device requests toward the server                                                   */
+
+static bool path_is(const gw_coap_msg_t *m, const char *first, size_t segments) {
+  size_t n = 0;
+  bool first_ok = false;
+  for (size_t i = 0; i < m->option_count; i++) {
+    const gw_coap_option_t *o = &m->options[i];
+    if (o->number != GW_COAP_OPT_URI_PATH)
+      continue;
+    if (n == 0)
+      first_ok = o->length == strlen(first) && memcmp(o->value, first, o->length) == 0;
+    n++;
+  }
+  return first_ok && n == segments;
+}
+
+/* Replaces the Uri-Query options of m by list (borrowed: list must outlive m's use). */
+static int replace_queries(gw_coap_msg_t *m, const gw_query_list_t *list) {
+  gw_coap_remove_options(m, GW_COAP_OPT_URI_QUERY);
+  for (size_t i = 0; i < list->count; i++)
+    if (gw_coap_add_option(m, GW_COAP_OPT_URI_QUERY, (const uint8_t *)list->values[i],
+                           list->lengths[i]) != 0)
+      return GW_ERR_FULL;
+  return GW_OK;
+}
+
+/* LwM2M Core 6.2: Register (POST /rd) and Update (POST /rd/{location}) carry parameters that
+ * strict servers reject; rewrite them for the upstream profile, keep the device's own values. */
+static int rewrite_registration(gw_gateway_t *gw, gw_device_t *dev, gw_coap_msg_t *up,
+                                bool is_register, gw_query_list_t *storage) {
+  gw_reg_params_t params;
+  if (gw_reg_params_parse(up, &params) != 0)
+    return GW_ERR_INVAL;
+  if (is_register) {
+    dev->device_params = params;
+    if (!dev->conf && params.endpoint[0])
+      snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", params.endpoint);
+  } else if (params.has_lifetime) {
+    dev->device_params.lifetime = params.lifetime;
+    dev->device_params.has_lifetime = true;
+  }
+  if (params.queue_mode)
+    dev->queue_mode = true;
+  const gw_upstream_conf_t *uconf =
+      gw_config_device_upstream(&gw->config, dev->conf);
+  gw_rewrite_rules_t rules = {
+      .profile = uconf ? uconf->profile : GW_PROFILE_LWM2M11,
+      .sleepy = dev->queue_mode,
+      .endpoint = dev->conf ? dev->conf->endpoint : NULL};
+  if (gw_profile_rewrite_query(up, is_register, &rules, storage) != 0)
+    return GW_ERR_TOOBIG;
+  return replace_queries(up, storage);
+}
+
+static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
+  uint64_t now = gw_now_ms();
+  const uint8_t *answer = NULL;
+  size_t answer_len = 0;
+  switch (gw_dedup_check(&dev->uplink_dedup, req->mid, req->type == GW_COAP_CON, now, &answer,
+                         &answer_len)) {
+  case GW_DEDUP_IN_PROGRESS:
+    gw->metrics.duplicates++;
+    return;
+  case GW_DEDUP_ANSWERED:
+    gw->metrics.duplicates++;
+    if (answer && gw_binding_send(dev->binding, &dev->addr, answer, answer_len) == GW_OK)
+      gw->metrics.datagrams_out++;
+    return;
+  case GW_DEDUP_NEW:
+    break;
+  }
+  if (gw_uplink_find(dev, req->token, req->token_len)) {
+    GW_WARN(MOD, "%s: token reused while a request is in flight; refused", dev->endpoint);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  if (gw_upstream_open(gw->upstream, dev) != GW_OK) {
+    gw->metrics.upstream_failures++;
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  gw_coap_msg_t up = *req;
+  gw_query_list_t queries;
+  bool is_register = req->code == GW_COAP_POST && path_is(req, "rd", 1);
+  bool is_update = req->code == GW_COAP_POST && path_is(req, "rd", 2);
+  if ((is_register || is_update) &&
+      rewrite_registration(gw, dev, &up, is_register, &queries) != GW_OK) {
+    GW_WARN(MOD, "%s: registration parameters could not be rewritten", dev->endpoint);
+    device_reject_request(gw, dev, req, GW_COAP_BAD_REQUEST);
+    return;
+  }
+  gw_uplink_xchg_t *x = gw_uplink_add(dev, req, now);
+  if (!x) {
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  x->is_register = is_register;
+  x->is_deregister = req->code == GW_COAP_DELETE && path_is(req, "rd", 2);
+  if (gw_upstream_send(dev, &up) != GW_OK) {
+    gw_uplink_remove(x);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
+  gw->metrics.uplink_requests++;
+}
+
+void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *resp) {
+  gw_uplink_xchg_t *x = gw_uplink_find(dev, resp->token, resp->token_len);
+  if (!x) {
+    GW_DEBUG(MOD, "%s: server response matches no request in flight; ignored", dev->endpoint);
+    return;
+  }
+  if (x->is_register && resp->code == GW_COAP_CREATED) {
+    gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, dev->location, sizeof(dev->location));
+    dev->registered = true;
+    GW_NOTICE(MOD, "%s: registered at %s (upstream port %u)", dev->endpoint, dev->location,
+              gw_upstream_local_port(dev));
+  } else if (x->is_deregister && GW_COAP_CODE_CLASS(resp->code) == 2) {
+    dev->registered = false;
+    GW_NOTICE(MOD, "%s: de-registered", dev->endpoint);
+  }
+  device_answer(gw, dev, x, resp, resp->code);
+  gw_uplink_remove(x);
+}
+
+void gw_relay_upstream_nack(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *sent,
+                            gw_nack_t reason) {
+  if (gw_coap_is_request(sent)) {
+    gw_uplink_xchg_t *x = gw_uplink_find(dev, sent->token, sent->token_len);
+    if (!x)
+      return;
+    uint8_t code = reason == GW_NACK_TIMEOUT ? GW_COAP_GATEWAY_TIMEOUT
+                                             : GW_COAP_SERVICE_UNAVAILABLE;
+    GW_NOTICE(MOD, "%s: server did not take the request (%s)", dev->endpoint,
+              reason == GW_NACK_TIMEOUT ? "timeout" : reason == GW_NACK_RESET ? "reset" : "failed");
+    if (code == GW_COAP_GATEWAY_TIMEOUT)
+      gw->metrics.gateway_timeouts++;
+    else
+      gw->metrics.unavailable++;
+    device_answer(gw, dev, x, NULL, code);
+    gw_uplink_remove(x);
+    return;
+  }
+  /* RFC 7641 3.6: an RST to a notification cancels the observation. */
+  gw_observation_t *o = gw_observation_find(dev, sent->token, sent->token_len);
+  if (o && reason == GW_NACK_RESET) {
+    GW_INFO(MOD, "%s: server reset a notification of %s; observation cancelled", dev->endpoint,
+            o->path);
+    o->cancelled_upstream = true;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* device responses and notifications                                                          */
+
+/* RFC 7641 4.2: a notification relayed on the server's Observe relationship. */
+static void relay_notification(gw_gateway_t *gw, gw_device_t *dev, gw_observation_t *o,
+                               const gw_coap_msg_t *note) {
+  if (o->cancelled_upstream) {
+    /* The server cancelled by RST: tell the device the same way (RFC 7641 3.6). */
+    device_send_empty(gw, dev, GW_COAP_RST, note->mid, false);
+    gw_observation_remove(o);
+    return;
+  }
+  gw_coap_msg_t up = *note;
+  if (gw_upstream_send(dev, &up) != GW_OK) {
+    GW_WARN(MOD, "%s: notification of %s could not be relayed", dev->endpoint, o->path);
+    return;
+  }
+  o->notifications++;
+  gw->metrics.notifications++;
+  if (note->type == GW_COAP_CON)
+    device_send_empty(gw, dev, GW_COAP_ACK, note->mid, true);
+}
+
+static void device_separate_response(gw_gateway_t *gw, gw_device_t *dev,
+                                     const gw_coap_msg_t *resp) {
+  const uint8_t *answer = NULL;
+  size_t answer_len = 0;
+  gw_dedup_verdict_t v = gw_dedup_check(&dev->uplink_dedup, resp->mid,
+                                        resp->type == GW_COAP_CON, gw_now_ms(), &answer,
+                                        &answer_len);
+  if (v != GW_DEDUP_NEW) {
+    gw->metrics.duplicates++;
+    if (v == GW_DEDUP_ANSWERED && answer &&
+        gw_binding_send(dev->binding, &dev->addr, answer, answer_len) == GW_OK)
+      gw->metrics.datagrams_out++;
+    return;
+  }
+  gw_downlink_xchg_t *x = gw_downlink_find_by_token(dev, resp->token, resp->token_len);
+  if (x) {
+    if (resp->type == GW_COAP_CON)
+      device_send_empty(gw, dev, GW_COAP_ACK, resp->mid, true);
+    else
+      gw_dedup_answer(&dev->uplink_dedup, resp->mid, NULL, 0);
+    downlink_complete(gw, x, resp);
+    return;
+  }
+  gw_observation_t *o = gw_observation_find(dev, resp->token, resp->token_len);
+  if (o) {
+    relay_notification(gw, dev, o, resp);
+    if (resp->type != GW_COAP_CON)
+      gw_dedup_answer(&dev->uplink_dedup, resp->mid, NULL, 0);
+    return;
+  }
+  /* RFC 7252 4.2/4.3 and RFC 7641 4.2: a response nobody waits for is rejected with RST. */
+  GW_DEBUG(MOD, "%s: response with unknown token rejected", dev->endpoint);
+  device_send_empty(gw, dev, GW_COAP_RST, resp->mid, true);
+}
+
+static void device_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *resp) {
+  if (resp->type != GW_COAP_ACK) {
+    device_separate_response(gw, dev, resp);
+    return;
+  }
+  gw_downlink_xchg_t *x = gw_downlink_find_by_mid(dev, resp->mid);
+  if (!x) {
+    gw->metrics.duplicates++; /* a late or repeated piggybacked answer */
+    return;
+  }
+  downlink_complete(gw, x, resp);
+}
+
+static void device_empty_message(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *m) {
+  if (m->type == GW_COAP_CON) {
+    /* RFC 7252 4.3: CoAP ping, answered with RST. */
+    device_send_empty(gw, dev, GW_COAP_RST, m->mid, false);
+    return;
+  }
+  gw_downlink_xchg_t *x = gw_downlink_find_by_mid(dev, m->mid);
+  if (!x)
+    return;
+  if (m->type == GW_COAP_ACK) {
+    /* The device will answer separately (RFC 7252 5.2.2); keep waiting under the deadline. */
+    x->state = GW_DOWN_SEPARATE;
+    gw_timer_stop(gw->loop, &x->retransmit_timer);
+  } else if (m->type == GW_COAP_RST) {
+    GW_NOTICE(MOD, "%s: device reset %s", dev->endpoint, x->path);
+    server_answer_code(gw, x, GW_COAP_SERVICE_UNAVAILABLE);
+  }
+}
+
+/* RFC 7252 4.2: a CON whose header is readable but whose body is not may be answered with RST
+ * so the device stops retransmitting it. */
+static void reject_malformed(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
+                             const uint8_t *data, size_t len, gw_coap_parse_result_t why) {
+  gw->metrics.malformed++;
+  GW_WARN(MOD, "%s: malformed CoAP from %s (%zu bytes): %s; dropped (%llu so far)",
+          b->ops->name, from->text, len, gw_coap_parse_result_str(why),
+          (unsigned long long)gw->metrics.malformed);
+  if (len >= 4 && (data[0] >> 6) == 1 && ((data[0] >> 4) & 3) == GW_COAP_CON) {
+    uint8_t rst[4] = {0x70, 0x00, data[2], data[3]};
+    gw_binding_send(b, from, rst, sizeof(rst));
+  }
+}
+
+void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
+                              const uint8_t *data, size_t len) {
+  gw->metrics.datagrams_in++;
+  gw_coap_msg_t msg;
+  gw_coap_parse_result_t pr = gw_coap_parse(data, len, &msg);
+  if (pr != GW_COAP_PARSE_OK) {
+    reject_malformed(gw, b, from, data, len, pr);
+    return;
+  }
+  gw_device_t *dev = device_for_address(gw, b, from);
+  if (!dev) {
+    gw->metrics.rejected++;
+    return;
+  }
+  dev->last_heard_ms = gw_now_ms();
+  if (gw_coap_is_empty(&msg))
+    device_empty_message(gw, dev, &msg);
+  else if (gw_coap_is_request(&msg))
+    uplink_request(gw, dev, &msg);
+  else if (gw_coap_is_response(&msg))
+    device_response(gw, dev, &msg);
+  else {
+    /* 1.xx and other reserved classes (RFC 7252 4.2 "rejected"). */
+    gw->metrics.malformed++;
+    if (msg.type == GW_COAP_CON)
+      device_send_empty(gw, dev, GW_COAP_RST, msg.mid, false);
+  }
+  downlink_flush_queue(gw, dev);
+}
+
+void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev) {
+  for (size_t i = 0; i < dev->downlink_capacity; i++)
+    if (dev->downlink[i].used)
+      server_answer_code(gw, &dev->downlink[i], GW_COAP_SERVICE_UNAVAILABLE);
+  for (size_t i = 0; i < GW_MAX_UPLINK; i++) {
+    if (!dev->uplink[i].used)
+      continue;
+    gw->metrics.unavailable++;
+    device_answer(gw, dev, &dev->uplink[i], NULL, GW_COAP_SERVICE_UNAVAILABLE);
+    gw_uplink_remove(&dev->uplink[i]);
+  }
+}

@@ -1,0 +1,28 @@
+/* lwm2m-gw: the relay engine (DESIGN.md "Data flow"). Binding-side datagrams come in through
+ * gw_relay_device_datagram(); upstream.c calls the gw_relay_server_* entry points. */
+#ifndef GW_RELAY_H
+#define GW_RELAY_H
+
+#include "gateway.h"
+
+typedef enum {
+  GW_NACK_TIMEOUT,  /* retransmissions exhausted: the server is silent */
+  GW_NACK_RESET,    /* the server answered RST */
+  GW_NACK_FAILED    /* session or DTLS failure, not deliverable */
+} gw_nack_t;
+
+/* A datagram from a device on binding b. Borrows data. */
+void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
+                              const uint8_t *data, size_t len);
+/* A request from the server on dev's upstream session (borrowed msg). */
+void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *request);
+/* A response from the server to one of dev's requests (borrowed msg). */
+void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *response);
+/* Something the gateway sent upstream was not acknowledged. sent is what was sent (borrowed). */
+void gw_relay_upstream_nack(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *sent,
+                            gw_nack_t reason);
+/* Fails everything in flight for dev (device removed, session dropped): each server request
+ * gets 5.03, each device request 5.03. */
+void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev);
+
+#endif
