@@ -1,0 +1,1287 @@
+/* lwm2m-gw: loads and validates the libconfig file into gw_config_t (conf/README.md documents
+ * every setting). The only file of the project that includes <libconfig.h>.
+ *
+ * The first error wins and is reported as "FILE:LINE: SETTING: what was expected", SETTING being
+ * the libconfig path of the setting ("devices.[1].psk_key_hex", list indexes from 0). A missing
+ * setting is reported at the line of the group that should hold it. Secret values (PSK keys) are
+ * never echoed in messages.
+ */
+#include "gw_config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gw_error.h"
+#include "gw_log.h"
+
+/* RFC 7252 4.8: a piggybacked answer must leave before the server's first retransmission. */
+#define COAP_ACK_TIMEOUT_MS 2000
+#define SETTING_PATH_MAX 256
+#define HOST_NAME_MAX_LEN 253
+#define ENDPOINT_MAX_LEN 127
+#define PSK_KEY_FILE_MAX 4096
+
+typedef struct {
+  const char *file;     /* name for messages when libconfig knows none: the path or "<string>" */
+  const char *base_dir; /* relative file settings resolve against it; NULL: kept as given */
+  char *err;
+  size_t err_size;
+} load_ctx_t;
+
+static const char *const top_level_keys[] = {"gateway", "upstream", "devices", "bindings", NULL};
+static const char *const gateway_keys[] = {
+    "state_dir",      "log_level",     "log_target",  "metrics",
+    "piggyback_window_ms", "device_timeout_ms", "downlink_queue_length", "queue_awake_ms",
+    "max_devices",    NULL};
+static const char *const upstream_keys[] = {"name",    "uri",       "profile",
+                                            "ca_file", "cert_file", "key_file", NULL};
+static const char *const device_keys[] = {
+    "endpoint",    "upstream",     "msisdn",       "ue_address", "external_id", "psk_identity",
+    "psk_key_hex", "psk_key_file", "cert_file",    "key_file",   "queue_mode",  NULL};
+static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
+static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
+static const char *const sgi_keys[] = {"listen", NULL};
+
+/* ---- messages ---- */
+
+static int fail(load_ctx_t *ctx, const config_setting_t *where, const char *setting,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int fail(load_ctx_t *ctx, const config_setting_t *where, const char *setting,
+                const char *fmt, ...) {
+  if (ctx->err && ctx->err_size > 0) {
+    const char *file = where ? config_setting_source_file(where) : NULL;
+    unsigned line = where ? config_setting_source_line(where) : 0;
+    if (!file)
+      file = ctx->file;
+    if (line == 0) /* the root group: "the top of the file" */
+      line = 1;
+    int n = snprintf(ctx->err, ctx->err_size, "%s:%u: %s: ", file, line, setting);
+    if (n >= 0 && (size_t)n < ctx->err_size) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(ctx->err + n, ctx->err_size - (size_t)n, fmt, ap);
+      va_end(ap);
+    }
+  }
+  return GW_ERR_CONFIG;
+}
+
+static int nomem(load_ctx_t *ctx) {
+  if (ctx->err && ctx->err_size > 0)
+    snprintf(ctx->err, ctx->err_size, "%s: out of memory", ctx->file);
+  return GW_ERR_NOMEM;
+}
+
+static void path_member(char out[SETTING_PATH_MAX], const char *parent, const char *name) {
+  if (!parent || !*parent)
+    snprintf(out, SETTING_PATH_MAX, "%s", name);
+  else
+    snprintf(out, SETTING_PATH_MAX, "%s.%s", parent, name);
+}
+
+static void path_index(char out[SETTING_PATH_MAX], const char *parent, size_t index) {
+  snprintf(out, SETTING_PATH_MAX, "%s.[%zu]", parent, index);
+}
+
+static const char *type_name(const config_setting_t *s) {
+  switch (config_setting_type(s)) {
+  case CONFIG_TYPE_GROUP: return "a group";
+  case CONFIG_TYPE_INT:
+  case CONFIG_TYPE_INT64: return "an integer";
+  case CONFIG_TYPE_FLOAT: return "a float";
+  case CONFIG_TYPE_STRING: return "a string";
+  case CONFIG_TYPE_BOOL: return "a boolean";
+  case CONFIG_TYPE_ARRAY: return "an array";
+  case CONFIG_TYPE_LIST: return "a list";
+  default: return "nothing";
+  }
+}
+
+static bool in_list(const char *const *list, const char *name) {
+  for (; *list; list++)
+    if (strcmp(*list, name) == 0)
+      return true;
+  return false;
+}
+
+/* Typos must not pass silently: every member of group must be one of known. */
+static int check_known(load_ctx_t *ctx, const config_setting_t *group, const char *group_path,
+                       const char *const *known) {
+  int n = config_setting_length(group);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+    const char *name = config_setting_name(s);
+    if (!name || in_list(known, name))
+      continue;
+    char list[512] = "";
+    size_t used = 0;
+    for (const char *const *k = known; *k && used < sizeof(list); k++) {
+      int w = snprintf(list + used, sizeof(list) - used, "%s%s", k == known ? "" : ", ", *k);
+      if (w < 0)
+        break;
+      used += (size_t)w;
+    }
+    char path[SETTING_PATH_MAX];
+    path_member(path, group_path, name);
+    return fail(ctx, s, path, "unknown setting (expected one of: %s)", list);
+  }
+  return 0;
+}
+
+/* ---- typed getters; absent optional settings leave *out untouched ---- */
+
+static const config_setting_t *member(const config_setting_t *group, const char *name) {
+  return group ? config_setting_get_member(group, name) : NULL;
+}
+
+/* expect: what the value should look like, used in messages ("a directory path"). */
+static int get_string(load_ctx_t *ctx, const config_setting_t *group, const char *group_path,
+                      const char *name, bool required, const char *expect,
+                      const config_setting_t **out_setting, const char **out_value) {
+  const config_setting_t *s = member(group, name);
+  char path[SETTING_PATH_MAX];
+  path_member(path, group_path, name);
+  *out_value = NULL;
+  if (out_setting)
+    *out_setting = s;
+  if (!s)
+    return required ? fail(ctx, group, path, "missing (expected %s)", expect) : 0;
+  if (config_setting_type(s) != CONFIG_TYPE_STRING)
+    return fail(ctx, s, path, "expected %s in double quotes, got %s", expect, type_name(s));
+  const char *v = config_setting_get_string(s);
+  if (!v || !*v)
+    return fail(ctx, s, path, "expected %s, got an empty string", expect);
+  *out_value = v;
+  return 0;
+}
+
+static int get_uint(load_ctx_t *ctx, const config_setting_t *group, const char *group_path,
+                    const char *name, long long min, long long max, const char *why,
+                    const config_setting_t **out_setting, uint32_t *out) {
+  const config_setting_t *s = member(group, name);
+  char path[SETTING_PATH_MAX];
+  path_member(path, group_path, name);
+  if (out_setting)
+    *out_setting = s;
+  if (!s)
+    return 0;
+  int type = config_setting_type(s);
+  if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+    return fail(ctx, s, path, "expected an integer from %lld to %lld%s, got %s", min, max, why,
+                type_name(s));
+  long long v = config_setting_get_int64(s);
+  if (v < min || v > max)
+    return fail(ctx, s, path, "expected an integer from %lld to %lld%s, got %lld", min, max, why,
+                v);
+  *out = (uint32_t)v;
+  return 0;
+}
+
+static int get_bool(load_ctx_t *ctx, const config_setting_t *group, const char *group_path,
+                    const char *name, const config_setting_t **out_setting, bool *out) {
+  const config_setting_t *s = member(group, name);
+  char path[SETTING_PATH_MAX];
+  path_member(path, group_path, name);
+  if (out_setting)
+    *out_setting = s;
+  if (!s)
+    return 0;
+  if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+    return fail(ctx, s, path, "expected true or false (without quotes), got %s", type_name(s));
+  *out = config_setting_get_bool(s) != 0;
+  return 0;
+}
+
+/* A group that may be absent; present but not a group is an error. */
+static int get_group(load_ctx_t *ctx, const config_setting_t *parent, const char *parent_path,
+                     const char *name, const char *expect, const config_setting_t **out) {
+  const config_setting_t *s = member(parent, name);
+  char path[SETTING_PATH_MAX];
+  path_member(path, parent_path, name);
+  *out = NULL;
+  if (!s)
+    return 0;
+  if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+    return fail(ctx, s, path, "expected a group %s, got %s", expect, type_name(s));
+  *out = s;
+  return 0;
+}
+
+static int dup_string(load_ctx_t *ctx, const char *value, char **out) {
+  if (!value)
+    return 0;
+  *out = strdup(value);
+  return *out ? 0 : nomem(ctx);
+}
+
+/* ---- syntax of values ---- */
+
+/* Digits only, 1..65535. */
+static int parse_port(const char *text, size_t len, uint16_t *out_port) {
+  if (len == 0 || len > 5)
+    return -1;
+  unsigned long v = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (text[i] < '0' || text[i] > '9')
+      return -1;
+    v = v * 10 + (unsigned long)(text[i] - '0');
+  }
+  if (v < 1 || v > 65535)
+    return -1;
+  *out_port = (uint16_t)v;
+  return 0;
+}
+
+static bool is_host_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '-' || c == '.' || c == '_';
+}
+
+/* Splits "host:port" / "[v6]:port". On success host (brackets removed) is copied into host_buf
+ * and *out_port_text points at the port. Returns NULL or the reason it is malformed. */
+static const char *split_host_port(const char *text, char *host_buf, size_t host_size,
+                                   bool *out_bracketed, const char **out_port_text) {
+  const char *host;
+  size_t host_len;
+  const char *rest;
+  *out_bracketed = text[0] == '[';
+  if (*out_bracketed) {
+    const char *close = strchr(text, ']');
+    if (!close)
+      return "'[' without ']'";
+    host = text + 1;
+    host_len = (size_t)(close - host);
+    rest = close + 1;
+    if (*rest != ':')
+      return "missing \":port\" after ']'";
+  } else {
+    const char *colon = strrchr(text, ':');
+    if (!colon)
+      return "missing \":port\"";
+    host = text;
+    host_len = (size_t)(colon - text);
+    if (memchr(text, ':', host_len))
+      return "IPv6 addresses go in brackets, as in \"[::1]:5685\"";
+    for (size_t i = 0; i < host_len; i++)
+      if (!is_host_char(host[i]))
+        return "the host may hold only letters, digits, '-', '.', '_'";
+    rest = colon;
+  }
+  if (host_len == 0)
+    return "missing host before the port";
+  if (host_len >= host_size || host_len > HOST_NAME_MAX_LEN)
+    return "host name too long";
+  memcpy(host_buf, host, host_len);
+  host_buf[host_len] = '\0';
+  *out_port_text = rest + 1;
+  return NULL;
+}
+
+static const char *host_port_reason(const char *text, struct sockaddr_storage *out_addr,
+                                    unsigned *out_len) {
+  char host[HOST_NAME_MAX_LEN + 1];
+  bool bracketed;
+  const char *port_text;
+  const char *reason = split_host_port(text, host, sizeof(host), &bracketed, &port_text);
+  if (reason)
+    return reason;
+  uint16_t port;
+  if (parse_port(port_text, strlen(port_text), &port) != 0)
+    return "the port must be a number from 1 to 65535";
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = bracketed ? AF_INET6 : AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_flags = AI_NUMERICSERV | (bracketed ? AI_NUMERICHOST : 0);
+  struct addrinfo *res = NULL;
+  if (getaddrinfo(host, port_text, &hints, &res) != 0 || !res)
+    return bracketed ? "not a valid IPv6 address in brackets" : "cannot resolve the host";
+  if (res->ai_addrlen > sizeof(struct sockaddr_storage)) {
+    freeaddrinfo(res);
+    return "unsupported address family";
+  }
+  if (out_addr) {
+    memset(out_addr, 0, sizeof(*out_addr));
+    memcpy(out_addr, res->ai_addr, res->ai_addrlen);
+  }
+  if (out_len)
+    *out_len = (unsigned)res->ai_addrlen;
+  freeaddrinfo(res);
+  return NULL;
+}
+
+int gw_parse_host_port(const char *text, struct sockaddr_storage *out_addr, unsigned *out_len) {
+  if (!text)
+    return -1;
+  return host_port_reason(text, out_addr, out_len) ? -1 : 0;
+}
+
+/* "coap://host[:port]" or "coaps://host[:port]", an optional lone trailing '/'. */
+static const char *parse_coap_uri(const char *uri, bool *out_secure, char *host_buf,
+                                  size_t host_size, uint16_t *out_port) {
+  const char *p;
+  if (strncasecmp(uri, "coaps://", 8) == 0) {
+    *out_secure = true;
+    p = uri + 8;
+  } else if (strncasecmp(uri, "coap://", 7) == 0) {
+    *out_secure = false;
+    p = uri + 7;
+  } else {
+    return "the scheme must be coap:// or coaps://";
+  }
+  const char *host = p;
+  size_t host_len;
+  bool bracketed = *p == '[';
+  if (bracketed) {
+    const char *close = strchr(p, ']');
+    if (!close)
+      return "'[' without ']'";
+    host = p + 1;
+    host_len = (size_t)(close - host);
+    p = close + 1;
+  } else {
+    host_len = 0;
+    while (is_host_char(host[host_len]))
+      host_len++;
+    p = host + host_len;
+  }
+  if (host_len == 0)
+    return "missing host";
+  if (host_len >= host_size || host_len > HOST_NAME_MAX_LEN)
+    return "host name too long";
+  memcpy(host_buf, host, host_len);
+  host_buf[host_len] = '\0';
+  if (bracketed) {
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host_buf, &a6) != 1)
+      return "not a valid IPv6 address in brackets";
+  }
+  *out_port = *out_secure ? 5684 : 5683;
+  if (*p == ':') {
+    const char *port_text = p + 1;
+    size_t port_len = strcspn(port_text, "/");
+    if (parse_port(port_text, port_len, out_port) != 0)
+      return "the port must be a number from 1 to 65535";
+    p = port_text + port_len;
+  }
+  if (p[0] == '/' && p[1] == '\0')
+    p++;
+  if (*p != '\0')
+    return "nothing may follow host[:port] (no path, query or user info)";
+  return NULL;
+}
+
+typedef struct {
+  int family;
+  uint8_t addr[16];
+  uint16_t port; /* 0: any port */
+} ue_addr_t;
+
+/* "ipv4", "ipv4:port", "[ipv6]", "[ipv6]:port" */
+static const char *parse_ue_address(const char *text, ue_addr_t *out) {
+  char host[64];
+  const char *rest;
+  size_t host_len;
+  memset(out, 0, sizeof(*out));
+  if (text[0] == '[') {
+    const char *close = strchr(text, ']');
+    if (!close)
+      return "'[' without ']'";
+    host_len = (size_t)(close - text - 1);
+    if (host_len == 0 || host_len >= sizeof(host))
+      return "not a valid IPv6 address in brackets";
+    memcpy(host, text + 1, host_len);
+    host[host_len] = '\0';
+    out->family = AF_INET6;
+    if (inet_pton(AF_INET6, host, out->addr) != 1)
+      return "not a valid IPv6 address in brackets";
+    rest = close + 1;
+  } else {
+    host_len = strcspn(text, ":");
+    if (strchr(text + host_len + (text[host_len] ? 1 : 0), ':'))
+      return "IPv6 addresses go in brackets, as in \"[2001:db8::1]:5683\"";
+    if (host_len == 0 || host_len >= sizeof(host))
+      return "not a valid IPv4 address";
+    memcpy(host, text, host_len);
+    host[host_len] = '\0';
+    out->family = AF_INET;
+    if (inet_pton(AF_INET, host, out->addr) != 1)
+      return "not a valid IPv4 address (numeric, like 10.0.0.7)";
+    rest = text + host_len;
+  }
+  if (*rest == ':') {
+    if (parse_port(rest + 1, strlen(rest + 1), &out->port) != 0)
+      return "the port must be a number from 1 to 65535";
+  } else if (*rest != '\0') {
+    return "unexpected text after the address";
+  }
+  return NULL;
+}
+
+static bool valid_upstream_name(const char *name) {
+  for (const char *c = name; *c; c++)
+    if (!is_host_char(*c))
+      return false;
+  return true;
+}
+
+static bool valid_endpoint(const char *ep) {
+  size_t len = strlen(ep);
+  if (len == 0 || len > ENDPOINT_MAX_LEN)
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)ep[i];
+    if (c <= 0x20 || c >= 0x7f || c == '/' || c == '?' || c == '&')
+      return false;
+  }
+  return true;
+}
+
+/* E.164: up to 15 digits; at least 3 to catch obvious mistakes. */
+static bool valid_msisdn(const char *msisdn) {
+  const char *d = msisdn[0] == '+' ? msisdn + 1 : msisdn;
+  size_t n = 0;
+  for (; d[n]; n++)
+    if (d[n] < '0' || d[n] > '9')
+      return false;
+  return n >= 3 && n <= 15;
+}
+
+/* 3GPP TS 23.682 4.6.2: External Identifier = <Local Identifier>@<Domain Identifier>. */
+static bool valid_external_id(const char *id) {
+  const char *at = strchr(id, '@');
+  if (!at || at == id || at[1] == '\0' || strchr(at + 1, '@'))
+    return false;
+  for (const char *c = id; *c; c++)
+    if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+      return false;
+  return true;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Never quotes the text: it is a secret. */
+static const char *parse_hex_key(const char *text, size_t len, uint8_t *out, size_t *out_len) {
+  if (len == 0)
+    return "it is empty";
+  if (len % 2 != 0)
+    return "it has an odd number of hex digits";
+  if (len / 2 > GW_PSK_KEY_MAX)
+    return "it is longer than 64 bytes";
+  for (size_t i = 0; i < len; i += 2) {
+    int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
+    if (hi < 0 || lo < 0)
+      return "it holds a character that is not a hex digit";
+    out[i / 2] = (uint8_t)(hi << 4 | lo);
+  }
+  *out_len = len / 2;
+  return NULL;
+}
+
+/* ---- files named by settings ---- */
+
+/* Relative paths resolve against the configuration file's directory, so the daemon may chdir. */
+static int resolve_path(load_ctx_t *ctx, const char *value, char **out) {
+  if (value[0] == '/' || !ctx->base_dir)
+    return dup_string(ctx, value, out);
+  size_t n = strlen(ctx->base_dir) + 1 + strlen(value) + 1;
+  *out = malloc(n);
+  if (!*out)
+    return nomem(ctx);
+  snprintf(*out, n, "%s/%s", ctx->base_dir, value);
+  return 0;
+}
+
+static int check_readable(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                          const char *file) {
+  struct stat st;
+  if (stat(file, &st) != 0)
+    return fail(ctx, s, path, "cannot read \"%s\": %s", file, strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return fail(ctx, s, path, "\"%s\" is a directory, expected a file", file);
+  if (access(file, R_OK) != 0)
+    return fail(ctx, s, path, "cannot read \"%s\": %s", file, strerror(errno));
+  return 0;
+}
+
+/* A readable file; *out is the resolved path (owned). */
+static int get_file(load_ctx_t *ctx, const config_setting_t *group, const char *group_path,
+                    const char *name, const config_setting_t **out_setting, char **out) {
+  const char *value;
+  int rc = get_string(ctx, group, group_path, name, false, "a file path", out_setting, &value);
+  if (rc != 0 || !value)
+    return rc;
+  rc = resolve_path(ctx, value, out);
+  if (rc != 0)
+    return rc;
+  char path[SETTING_PATH_MAX];
+  path_member(path, group_path, name);
+  return check_readable(ctx, *out_setting, path, *out);
+}
+
+static int read_psk_key_file(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                             const char *file, gw_device_conf_t *dev) {
+  int rc = check_readable(ctx, s, path, file);
+  if (rc != 0)
+    return rc;
+  FILE *f = fopen(file, "r");
+  if (!f)
+    return fail(ctx, s, path, "cannot read \"%s\": %s", file, strerror(errno));
+  char buf[PSK_KEY_FILE_MAX + 1];
+  size_t n = fread(buf, 1, sizeof(buf), f);
+  bool read_error = ferror(f) != 0;
+  fclose(f);
+  if (read_error) {
+    rc = fail(ctx, s, path, "cannot read \"%s\"", file);
+  } else if (n > PSK_KEY_FILE_MAX) {
+    rc = fail(ctx, s, path, "\"%s\" is too large to hold a hex key", file);
+  } else {
+    size_t start = 0, end = n;
+    while (start < end && memchr(" \t\r\n\v\f", buf[start], 6))
+      start++;
+    while (end > start && memchr(" \t\r\n\v\f", buf[end - 1], 6))
+      end--;
+    const char *reason = parse_hex_key(buf + start, end - start, dev->psk_key, &dev->psk_key_len);
+    if (reason)
+      rc = fail(ctx, s, path,
+                "\"%s\" must hold the key as 2 to 128 hex digits (1 to 64 bytes), but %s", file,
+                reason);
+  }
+  explicit_bzero(buf, sizeof(buf));
+  return rc;
+}
+
+/* ---- sections ---- */
+
+static int load_gateway(load_ctx_t *ctx, const config_setting_t *root, gw_gateway_conf_t *gw) {
+  const config_setting_t *g;
+  int rc = get_group(ctx, root, "", "gateway", "{ state_dir = ...; log_level = ...; }", &g);
+  if (rc != 0 || !g)
+    return rc;
+  if ((rc = check_known(ctx, g, "gateway", gateway_keys)) != 0)
+    return rc;
+
+  const config_setting_t *s;
+  const char *value;
+  if ((rc = get_string(ctx, g, "gateway", "state_dir", false, "a directory path", &s, &value)))
+    return rc;
+  if (value) {
+    char *resolved;
+    if ((rc = resolve_path(ctx, value, &resolved)) != 0)
+      return rc;
+    free(gw->state_dir);
+    gw->state_dir = resolved;
+  }
+
+  s = member(g, "log_level");
+  if (s) {
+    int level = -1;
+    if (config_setting_type(s) == CONFIG_TYPE_STRING)
+      level = gw_log_level_from_name(config_setting_get_string(s));
+    else if (config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64)
+      level = config_setting_get_int64(s) >= GW_LOG_ERR && config_setting_get_int64(s) <= GW_LOG_DEBUG
+                  ? (int)config_setting_get_int64(s)
+                  : -1;
+    if (level < 0)
+      return fail(ctx, s, "gateway.log_level",
+                  "expected \"error\", \"warning\", \"notice\", \"info\" or \"debug\" (or 3 to 7)");
+    gw->log_level = level;
+  }
+
+  if ((rc = get_string(ctx, g, "gateway", "log_target", false, "\"stderr\" or \"syslog\"", &s,
+                       &value)))
+    return rc;
+  if (value) {
+    if (strcmp(value, "syslog") == 0)
+      gw->log_syslog = true;
+    else if (strcmp(value, "stderr") == 0)
+      gw->log_syslog = false;
+    else
+      return fail(ctx, s, "gateway.log_target", "expected \"stderr\" or \"syslog\"");
+  }
+
+  if ((rc = get_string(ctx, g, "gateway", "metrics", false, "\"host:port\"", &s, &value)))
+    return rc;
+  if (value) {
+    const char *reason = host_port_reason(value, NULL, NULL);
+    if (reason)
+      return fail(ctx, s, "gateway.metrics",
+                  "expected \"host:port\" or \"[ipv6]:port\" to listen on: %s", reason);
+    if ((rc = dup_string(ctx, value, &gw->metrics)) != 0)
+      return rc;
+  }
+
+  const config_setting_t *piggyback_s, *timeout_s;
+  if ((rc = get_uint(ctx, g, "gateway", "piggyback_window_ms", 0, COAP_ACK_TIMEOUT_MS - 1,
+                     " (below CoAP ACK_TIMEOUT, RFC 7252 4.8)", &piggyback_s,
+                     &gw->piggyback_window_ms)))
+    return rc;
+  if ((rc = get_uint(ctx, g, "gateway", "device_timeout_ms", 100, 600000, "", &timeout_s,
+                     &gw->device_timeout_ms)))
+    return rc;
+  if (gw->device_timeout_ms <= gw->piggyback_window_ms)
+    return fail(ctx, timeout_s ? timeout_s : piggyback_s, "gateway.device_timeout_ms",
+                "must be greater than gateway.piggyback_window_ms (%u)", gw->piggyback_window_ms);
+  if ((rc = get_uint(ctx, g, "gateway", "downlink_queue_length", 0, 1024, "", NULL,
+                     &gw->downlink_queue_length)))
+    return rc;
+  if ((rc = get_uint(ctx, g, "gateway", "queue_awake_ms", 1000, 86400000, "", NULL,
+                     &gw->queue_awake_ms)))
+    return rc;
+  return get_uint(ctx, g, "gateway", "max_devices", 1, 1000000, "", NULL, &gw->max_devices);
+}
+
+/* cert_file and key_file: both or neither. */
+static int check_cert_pair(load_ctx_t *ctx, const char *group_path, const config_setting_t *cert_s,
+                           const config_setting_t *key_s) {
+  char path[SETTING_PATH_MAX];
+  if (cert_s && !key_s) {
+    path_member(path, group_path, "cert_file");
+    return fail(ctx, cert_s, path, "needs key_file too (the certificate's private key)");
+  }
+  if (key_s && !cert_s) {
+    path_member(path, group_path, "key_file");
+    return fail(ctx, key_s, path, "needs cert_file too (the key's certificate)");
+  }
+  return 0;
+}
+
+static int load_upstream(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                         gw_config_t *config, gw_upstream_conf_t *up) {
+  int rc;
+  if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+    return fail(ctx, e, epath, "expected a group { name = \"...\"; uri = \"coap://...\"; }, got %s",
+                type_name(e));
+  if ((rc = check_known(ctx, e, epath, upstream_keys)) != 0)
+    return rc;
+
+  const config_setting_t *s;
+  const char *value;
+  char path[SETTING_PATH_MAX];
+  if ((rc = get_string(ctx, e, epath, "name", true, "a name of letters, digits, '_', '.', '-'", &s,
+                       &value)))
+    return rc;
+  path_member(path, epath, "name");
+  if (!valid_upstream_name(value))
+    return fail(ctx, s, path, "expected a name of letters, digits, '_', '.', '-'");
+  for (size_t j = 0; j < config->upstream_count; j++)
+    if (strcmp(config->upstreams[j].name, value) == 0)
+      return fail(ctx, s, path, "\"%s\" is already the name of upstream.[%zu]", value, j);
+  if ((rc = dup_string(ctx, value, &up->name)) != 0)
+    return rc;
+
+  if ((rc = get_string(ctx, e, epath, "uri", true, "\"coap://host[:port]\" or \"coaps://host[:port]\"",
+                       &s, &value)))
+    return rc;
+  char host[HOST_NAME_MAX_LEN + 1];
+  const char *reason = parse_coap_uri(value, &up->secure, host, sizeof(host), &up->port);
+  if (reason) {
+    path_member(path, epath, "uri");
+    return fail(ctx, s, path, "expected \"coap://host[:port]\" or \"coaps://host[:port]\": %s",
+                reason);
+  }
+  if ((rc = dup_string(ctx, value, &up->uri)) != 0 || (rc = dup_string(ctx, host, &up->host)) != 0)
+    return rc;
+
+  if ((rc = get_string(ctx, e, epath, "profile", false, "\"lwm2m11\" or \"passthrough\"", &s,
+                       &value)))
+    return rc;
+  if (value) {
+    if (strcmp(value, "lwm2m11") == 0) {
+      up->profile = GW_PROFILE_LWM2M11;
+    } else if (strcmp(value, "passthrough") == 0) {
+      up->profile = GW_PROFILE_PASSTHROUGH;
+    } else {
+      path_member(path, epath, "profile");
+      return fail(ctx, s, path, "expected \"lwm2m11\" or \"passthrough\"");
+    }
+  }
+
+  static const char *const file_keys[] = {"ca_file", "cert_file", "key_file"};
+  char **file_fields[] = {&up->ca_file, &up->cert_file, &up->key_file};
+  const config_setting_t *file_s[3];
+  for (size_t k = 0; k < 3; k++) {
+    file_s[k] = member(e, file_keys[k]);
+    if (file_s[k] && !up->secure) {
+      path_member(path, epath, file_keys[k]);
+      return fail(ctx, file_s[k], path, "only used with a coaps:// uri (DTLS), this upstream is coap://");
+    }
+  }
+  if ((rc = check_cert_pair(ctx, epath, file_s[1], file_s[2])) != 0)
+    return rc;
+  for (size_t k = 0; k < 3; k++)
+    if ((rc = get_file(ctx, e, epath, file_keys[k], &s, file_fields[k])) != 0)
+      return rc;
+  return 0;
+}
+
+static int load_upstreams(load_ctx_t *ctx, const config_setting_t *root, gw_config_t *config) {
+  const config_setting_t *list = member(root, "upstream");
+  if (!list)
+    return fail(ctx, root, "upstream",
+                "missing (expected a list of servers: upstream = ( { name = \"default\"; "
+                "uri = \"coap://host:5683\"; } );)");
+  int type = config_setting_type(list);
+  if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
+    return fail(ctx, list, "upstream",
+                "expected a list ( { name = ...; uri = ...; }, ... ) of servers, got %s",
+                type_name(list));
+  int n = config_setting_length(list);
+  if (n <= 0)
+    return fail(ctx, list, "upstream", "expected at least one upstream server");
+  config->upstreams = calloc((size_t)n, sizeof(*config->upstreams));
+  if (!config->upstreams)
+    return nomem(ctx);
+  for (int i = 0; i < n; i++) {
+    char epath[SETTING_PATH_MAX];
+    path_index(epath, "upstream", (size_t)i);
+    gw_upstream_conf_t *up = &config->upstreams[i];
+    int rc = load_upstream(ctx, config_setting_get_elem(list, (unsigned)i), epath, config, up);
+    config->upstream_count++; /* counted even when partial, so gw_config_free frees it */
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                       const gw_config_t *config, gw_device_conf_t *dev) {
+  int rc;
+  if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+    return fail(ctx, e, epath, "expected a group { endpoint = \"...\"; ... }, got %s",
+                type_name(e));
+  if ((rc = check_known(ctx, e, epath, device_keys)) != 0)
+    return rc;
+
+  const config_setting_t *s;
+  const char *value;
+  char path[SETTING_PATH_MAX];
+  if ((rc = get_string(ctx, e, epath, "endpoint", true, "the LwM2M endpoint name", &s, &value)))
+    return rc;
+  if (!valid_endpoint(value)) {
+    path_member(path, epath, "endpoint");
+    return fail(ctx, s, path,
+                "expected 1 to 127 printable ASCII characters without '/', '?', '&' or spaces");
+  }
+  if ((rc = dup_string(ctx, value, &dev->endpoint)) != 0)
+    return rc;
+
+  if ((rc = get_string(ctx, e, epath, "upstream", false, "the name of an upstream", &s, &value)))
+    return rc;
+  if (value) {
+    if (!gw_config_find_upstream(config, value)) {
+      path_member(path, epath, "upstream");
+      return fail(ctx, s, path, "no upstream is named \"%.64s\"", value);
+    }
+    if ((rc = dup_string(ctx, value, &dev->upstream)) != 0)
+      return rc;
+  }
+
+  if ((rc = get_string(ctx, e, epath, "msisdn", false, "an E.164 number", &s, &value)))
+    return rc;
+  if (value) {
+    if (!valid_msisdn(value)) {
+      path_member(path, epath, "msisdn");
+      return fail(ctx, s, path,
+                  "expected an E.164 number: 3 to 15 digits, optionally after '+'");
+    }
+    if ((rc = dup_string(ctx, value, &dev->msisdn)) != 0)
+      return rc;
+  }
+
+  if ((rc = get_string(ctx, e, epath, "ue_address", false, "the UE's IP address", &s, &value)))
+    return rc;
+  if (value) {
+    ue_addr_t ue;
+    const char *reason = parse_ue_address(value, &ue);
+    if (reason) {
+      path_member(path, epath, "ue_address");
+      return fail(ctx, s, path,
+                  "expected \"ipv4\", \"ipv4:port\", \"[ipv6]\" or \"[ipv6]:port\": %s", reason);
+    }
+    if ((rc = dup_string(ctx, value, &dev->ue_address)) != 0)
+      return rc;
+  }
+
+  if ((rc = get_string(ctx, e, epath, "external_id", false, "\"local-id@domain\"", &s, &value)))
+    return rc;
+  if (value) {
+    if (!valid_external_id(value)) {
+      path_member(path, epath, "external_id");
+      return fail(ctx, s, path,
+                  "expected \"local-id@domain\" (3GPP TS 23.682 External Identifier), "
+                  "printable ASCII without spaces");
+    }
+    if ((rc = dup_string(ctx, value, &dev->external_id)) != 0)
+      return rc;
+  }
+
+  /* Credentials toward the upstream server. */
+  const config_setting_t *identity_s, *hex_s, *key_file_s;
+  if ((rc = get_string(ctx, e, epath, "psk_identity", false, "the PSK identity", &identity_s,
+                       &value)))
+    return rc;
+  if (value && (rc = dup_string(ctx, value, &dev->psk_identity)) != 0)
+    return rc;
+  if ((rc = get_string(ctx, e, epath, "psk_key_hex", false, "the PSK as hex digits", &hex_s,
+                       &value)))
+    return rc;
+  if (value) {
+    const char *reason = parse_hex_key(value, strlen(value), dev->psk_key, &dev->psk_key_len);
+    if (reason) {
+      path_member(path, epath, "psk_key_hex");
+      return fail(ctx, hex_s, path, "expected 2 to 128 hex digits (1 to 64 bytes), but %s",
+                  reason);
+    }
+  }
+  if ((rc = get_string(ctx, e, epath, "psk_key_file", false, "a file path", &key_file_s, &value)))
+    return rc;
+  if (value) {
+    path_member(path, epath, "psk_key_file");
+    if (hex_s)
+      return fail(ctx, key_file_s, path, "give either psk_key_hex or psk_key_file, not both");
+    char *file;
+    if ((rc = resolve_path(ctx, value, &file)) != 0)
+      return rc;
+    rc = read_psk_key_file(ctx, key_file_s, path, file, dev);
+    free(file);
+    if (rc != 0)
+      return rc;
+  }
+  if (identity_s && !hex_s && !key_file_s) {
+    path_member(path, epath, "psk_identity");
+    return fail(ctx, identity_s, path, "needs psk_key_hex or psk_key_file");
+  }
+  if (!identity_s && (hex_s || key_file_s)) {
+    path_member(path, epath, hex_s ? "psk_key_hex" : "psk_key_file");
+    return fail(ctx, hex_s ? hex_s : key_file_s, path, "needs psk_identity too");
+  }
+
+  const config_setting_t *cert_s = member(e, "cert_file"), *key_s = member(e, "key_file");
+  if ((rc = check_cert_pair(ctx, epath, cert_s, key_s)) != 0)
+    return rc;
+  if ((rc = get_file(ctx, e, epath, "cert_file", &s, &dev->cert_file)) != 0 ||
+      (rc = get_file(ctx, e, epath, "key_file", &s, &dev->key_file)) != 0)
+    return rc;
+  if (identity_s && cert_s) {
+    path_member(path, epath, "cert_file");
+    return fail(ctx, cert_s, path,
+                "a device uses either a PSK or a certificate toward its upstream, not both");
+  }
+
+  const gw_upstream_conf_t *up = gw_config_device_upstream(config, dev);
+  if (up && !up->secure && (identity_s || cert_s)) {
+    path_member(path, epath, identity_s ? "psk_identity" : "cert_file");
+    return fail(ctx, identity_s ? identity_s : cert_s, path,
+                "DTLS credentials need a coaps:// upstream, but upstream \"%s\" is coap://",
+                up->name);
+  }
+  if (up && up->secure && !identity_s && !cert_s && !up->cert_file)
+    return fail(ctx, e, epath,
+                "upstream \"%s\" is coaps:// but this device has no credentials: set "
+                "psk_identity with psk_key_hex or psk_key_file, or cert_file and key_file "
+                "(here or on the upstream)",
+                up->name);
+
+  return get_bool(ctx, e, epath, "queue_mode", NULL, &dev->queue_mode);
+}
+
+/* ---- uniqueness of device keys (sorted, so large device lists stay fast) ---- */
+
+typedef struct {
+  const char *key;
+  uint16_t port; /* ue_address only; 0 = any port, which clashes with every port */
+  size_t index;
+} keyed_t;
+
+static int keyed_cmp(const void *pa, const void *pb) {
+  const keyed_t *a = pa, *b = pb;
+  int c = strcmp(a->key, b->key);
+  if (c != 0)
+    return c;
+  if (a->port != b->port)
+    return a->port < b->port ? -1 : 1;
+  return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* Sorts items and finds a clash; reports the pair in file order. */
+static bool find_duplicate(keyed_t *items, size_t n, size_t *out_first, size_t *out_second) {
+  if (n < 2)
+    return false;
+  qsort(items, n, sizeof(*items), keyed_cmp);
+  bool found = false;
+  for (size_t i = 1; i < n; i++) {
+    const keyed_t *a = &items[i - 1], *b = &items[i];
+    if (strcmp(a->key, b->key) != 0)
+      continue;
+    if (a->port != b->port && a->port != 0 && b->port != 0)
+      continue;
+    size_t first = a->index < b->index ? a->index : b->index;
+    size_t second = a->index < b->index ? b->index : a->index;
+    if (!found || second < *out_second) {
+      found = true;
+      *out_first = first;
+      *out_second = second;
+    }
+  }
+  return found;
+}
+
+enum { KEY_ENDPOINT, KEY_MSISDN, KEY_EXTERNAL_ID, KEY_UE_ADDRESS, KEY_COUNT };
+
+static int check_device_uniqueness(load_ctx_t *ctx, const config_setting_t *list,
+                                   const gw_config_t *config) {
+  static const char *const names[KEY_COUNT] = {"endpoint", "msisdn", "external_id", "ue_address"};
+  size_t n = config->device_count;
+  keyed_t *items = calloc(n ? n : 1, sizeof(*items));
+  char(*ue_keys)[40] = calloc(n ? n : 1, sizeof(*ue_keys));
+  if (!items || !ue_keys) {
+    free(items);
+    free(ue_keys);
+    return nomem(ctx);
+  }
+  int rc = 0;
+  for (int k = 0; k < KEY_COUNT && rc == 0; k++) {
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+      const gw_device_conf_t *d = &config->devices[i];
+      keyed_t *item = &items[count];
+      item->index = i;
+      item->port = 0;
+      if (k == KEY_ENDPOINT) {
+        item->key = d->endpoint;
+      } else if (k == KEY_MSISDN && d->msisdn) {
+        item->key = d->msisdn[0] == '+' ? d->msisdn + 1 : d->msisdn;
+      } else if (k == KEY_EXTERNAL_ID && d->external_id) {
+        item->key = d->external_id;
+      } else if (k == KEY_UE_ADDRESS && d->ue_address) {
+        ue_addr_t ue;
+        if (parse_ue_address(d->ue_address, &ue) != NULL)
+          continue;
+        int w = snprintf(ue_keys[i], sizeof(ue_keys[i]), "%d:", ue.family);
+        for (size_t b = 0; b < 16; b++)
+          w += snprintf(ue_keys[i] + w, sizeof(ue_keys[i]) - (size_t)w, "%02x", ue.addr[b]);
+        item->key = ue_keys[i];
+        item->port = ue.port;
+      } else {
+        continue;
+      }
+      count++;
+    }
+    size_t first = 0, second = 0;
+    if (find_duplicate(items, count, &first, &second)) {
+      const config_setting_t *dup = config_setting_get_elem(list, (unsigned)second);
+      const config_setting_t *orig = config_setting_get_elem(list, (unsigned)first);
+      char epath[SETTING_PATH_MAX], path[SETTING_PATH_MAX];
+      path_index(epath, "devices", second);
+      path_member(path, epath, names[k]);
+      rc = fail(ctx, member(dup, names[k]), path,
+                "%s is already used by devices.[%zu] (line %u); each device needs its own",
+                k == KEY_UE_ADDRESS ? "this address" : "this value", first,
+                config_setting_source_line(orig));
+    }
+  }
+  free(items);
+  free(ue_keys);
+  return rc;
+}
+
+static int load_devices(load_ctx_t *ctx, const config_setting_t *root, gw_config_t *config) {
+  const config_setting_t *list = member(root, "devices");
+  if (!list)
+    return 0;
+  int type = config_setting_type(list);
+  if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
+    return fail(ctx, list, "devices",
+                "expected a list ( { endpoint = ...; }, ... ) of devices, got %s",
+                type_name(list));
+  int n = config_setting_length(list);
+  if (n <= 0)
+    return 0;
+  if ((uint32_t)n > config->gateway.max_devices)
+    return fail(ctx, list, "devices", "lists %d devices, more than gateway.max_devices (%u)", n,
+                config->gateway.max_devices);
+  config->devices = calloc((size_t)n, sizeof(*config->devices));
+  if (!config->devices)
+    return nomem(ctx);
+  for (int i = 0; i < n; i++) {
+    char epath[SETTING_PATH_MAX];
+    path_index(epath, "devices", (size_t)i);
+    gw_device_conf_t *dev = &config->devices[i];
+    int rc = load_device(ctx, config_setting_get_elem(list, (unsigned)i), epath, config, dev);
+    config->device_count++;
+    if (rc != 0)
+      return rc;
+  }
+  return check_device_uniqueness(ctx, list, config);
+}
+
+static int load_nidd(load_ctx_t *ctx, const config_setting_t *g, gw_nidd_conf_t *nidd) {
+  int rc;
+  const config_setting_t *sgi;
+  if ((rc = check_known(ctx, g, "bindings.nidd", nidd_keys)) != 0 ||
+      (rc = get_bool(ctx, g, "bindings.nidd", "enabled", NULL, &nidd->enabled)) != 0 ||
+      (rc = get_bool(ctx, g, "bindings.nidd", "accept_unknown", NULL, &nidd->accept_unknown)) != 0 ||
+      (rc = get_group(ctx, g, "bindings.nidd", "sgi", "{ listen = \"host:port\"; }", &sgi)) != 0)
+    return rc;
+  if (!sgi) {
+    if (nidd->enabled)
+      return fail(ctx, g, "bindings.nidd.sgi.listen",
+                  "missing: the NIDD binding needs sgi = { listen = \"host:port\"; } "
+                  "(the SGi UDP tunnel address)");
+    return 0;
+  }
+  const config_setting_t *s;
+  const char *value;
+  if ((rc = check_known(ctx, sgi, "bindings.nidd.sgi", sgi_keys)) != 0)
+    return rc;
+  if ((rc = get_string(ctx, sgi, "bindings.nidd.sgi", "listen", nidd->enabled,
+                       "\"host:port\" to receive the SGi UDP tunnel on", &s, &value)))
+    return rc;
+  if (!value)
+    return 0;
+  const char *reason = host_port_reason(value, NULL, NULL);
+  if (reason)
+    return fail(ctx, s, "bindings.nidd.sgi.listen",
+                "expected \"host:port\" or \"[ipv6]:port\" to listen on: %s", reason);
+  return dup_string(ctx, value, &nidd->sgi_listen);
+}
+
+static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_config_t *config) {
+  const config_setting_t *b;
+  int rc = get_group(ctx, root, "", "bindings", "{ nidd = { enabled = true; ... }; }", &b);
+  if (rc != 0)
+    return rc;
+  int n = b ? config_setting_length(b) : 0;
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *s = config_setting_get_elem(b, (unsigned)i);
+    const char *name = config_setting_name(s);
+    char path[SETTING_PATH_MAX];
+    path_member(path, "bindings", name ? name : "?");
+    if (!name || !in_list(binding_keys, name))
+      return fail(ctx, s, path, "unknown binding (expected nidd, sms, mqtt, http or lorawan)");
+    if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+      return fail(ctx, s, path, "expected a group { enabled = true; ... }, got %s",
+                  type_name(s));
+    if (strcmp(name, "nidd") == 0) {
+      if ((rc = load_nidd(ctx, s, &config->bindings.nidd)) != 0)
+        return rc;
+      continue;
+    }
+    /* Not built yet: their own settings are accepted unchecked while they stay disabled. */
+    const config_setting_t *enabled_s;
+    bool enabled = false;
+    if ((rc = get_bool(ctx, s, path, "enabled", &enabled_s, &enabled)) != 0)
+      return rc;
+    if (enabled) {
+      char epath[SETTING_PATH_MAX];
+      path_member(epath, path, "enabled");
+      return fail(ctx, enabled_s, epath, "binding '%s' is not available in this build", name);
+    }
+  }
+  if (!config->bindings.nidd.enabled)
+    return fail(ctx, b ? b : root, "bindings",
+                "no binding is enabled (this build has: nidd); set "
+                "bindings.nidd.enabled = true");
+  return 0;
+}
+
+static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) {
+  const config_setting_t *root = config_root_setting(cfg);
+  gw_gateway_conf_t *gw = &config->gateway;
+  gw->state_dir = strdup("/var/lib/lwm2m-gw");
+  if (!gw->state_dir)
+    return nomem(ctx);
+  gw->log_level = GW_LOG_INFO;
+  gw->log_syslog = false;
+  gw->piggyback_window_ms = 1500;
+  gw->device_timeout_ms = 10000;
+  gw->downlink_queue_length = 8;
+  gw->queue_awake_ms = 93000; /* CoAP MAX_TRANSMIT_WAIT, RFC 7252 4.8.2 */
+  gw->max_devices = 10000;
+  config->bindings.nidd.accept_unknown = true;
+
+  int rc;
+  if ((rc = check_known(ctx, root, "", top_level_keys)) != 0 ||
+      (rc = load_gateway(ctx, root, gw)) != 0 || (rc = load_upstreams(ctx, root, config)) != 0 ||
+      (rc = load_devices(ctx, root, config)) != 0 || (rc = load_bindings(ctx, root, config)) != 0)
+    return rc;
+  return 0;
+}
+
+static int parse_error(load_ctx_t *ctx, const config_t *cfg) {
+  if (ctx->err && ctx->err_size > 0) {
+    const char *file = config_error_file(cfg) ? config_error_file(cfg) : ctx->file;
+    if (config_error_type(cfg) == CONFIG_ERR_FILE_IO)
+      snprintf(ctx->err, ctx->err_size, "%s: cannot read the file", file);
+    else
+      snprintf(ctx->err, ctx->err_size, "%s:%d: %s", file, config_error_line(cfg),
+               config_error_text(cfg) ? config_error_text(cfg) : "syntax error");
+  }
+  return GW_ERR_CONFIG;
+}
+
+int gw_config_load(const char *path, gw_config_t *out_config, char *err, size_t err_size) {
+  memset(out_config, 0, sizeof(*out_config));
+  if (err && err_size > 0)
+    err[0] = '\0';
+  load_ctx_t ctx = {.file = path ? path : "(null)", .err = err, .err_size = err_size};
+  if (!path)
+    return fail(&ctx, NULL, "(file)", "no configuration file given");
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    if (err && err_size > 0)
+      snprintf(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+    return GW_ERR_CONFIG;
+  }
+  struct stat st;
+  bool is_dir = fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode);
+  fclose(f);
+  if (is_dir) {
+    if (err && err_size > 0)
+      snprintf(err, err_size, "%s: is a directory, expected a configuration file", path);
+    return GW_ERR_CONFIG;
+  }
+
+  /* Relative paths inside the file (and @include) are relative to the file's directory. */
+  char *dir = strdup(path);
+  if (!dir)
+    return nomem(&ctx);
+  char *slash = strrchr(dir, '/');
+  if (!slash) {
+    free(dir);
+    if (!(dir = strdup(".")))
+      return nomem(&ctx);
+  } else if (slash == dir) {
+    slash[1] = '\0';
+  } else {
+    *slash = '\0';
+  }
+  char *base_dir = realpath(dir, NULL);
+  if (base_dir) /* else an unreadable parent directory: keep the directory as written */
+    free(dir);
+  else
+    base_dir = dir;
+  ctx.base_dir = base_dir;
+
+  config_t cfg;
+  config_init(&cfg);
+  config_set_include_dir(&cfg, base_dir);
+  int rc;
+  if (!config_read_file(&cfg, path))
+    rc = parse_error(&ctx, &cfg);
+  else if ((rc = load_root(&ctx, &cfg, out_config)) == 0)
+    rc = dup_string(&ctx, path, &out_config->path);
+  config_destroy(&cfg);
+  free(base_dir);
+  if (rc != 0)
+    gw_config_free(out_config);
+  return rc;
+}
+
+int gw_config_load_string(const char *text, gw_config_t *out_config, char *err, size_t err_size) {
+  memset(out_config, 0, sizeof(*out_config));
+  if (err && err_size > 0)
+    err[0] = '\0';
+  load_ctx_t ctx = {.file = "<string>", .err = err, .err_size = err_size};
+  config_t cfg;
+  config_init(&cfg);
+  int rc;
+  if (!config_read_string(&cfg, text ? text : ""))
+    rc = parse_error(&ctx, &cfg);
+  else
+    rc = load_root(&ctx, &cfg, out_config);
+  config_destroy(&cfg);
+  if (rc != 0)
+    gw_config_free(out_config);
+  return rc;
+}
+
+void gw_config_free(gw_config_t *config) {
+  if (!config)
+    return;
+  free(config->path);
+  free(config->gateway.state_dir);
+  free(config->gateway.metrics);
+  for (size_t i = 0; i < config->upstream_count; i++) {
+    gw_upstream_conf_t *up = &config->upstreams[i];
+    free(up->name);
+    free(up->uri);
+    free(up->host);
+    free(up->ca_file);
+    free(up->cert_file);
+    free(up->key_file);
+  }
+  free(config->upstreams);
+  for (size_t i = 0; i < config->device_count; i++) {
+    gw_device_conf_t *d = &config->devices[i];
+    free(d->endpoint);
+    free(d->upstream);
+    free(d->msisdn);
+    free(d->ue_address);
+    free(d->external_id);
+    free(d->psk_identity);
+    free(d->cert_file);
+    free(d->key_file);
+    explicit_bzero(d->psk_key, sizeof(d->psk_key));
+  }
+  free(config->devices);
+  free(config->bindings.nidd.sgi_listen);
+  memset(config, 0, sizeof(*config));
+}
+
+const gw_upstream_conf_t *gw_config_find_upstream(const gw_config_t *config, const char *name) {
+  if (!config || !name)
+    return NULL;
+  for (size_t i = 0; i < config->upstream_count; i++)
+    if (config->upstreams[i].name && strcmp(config->upstreams[i].name, name) == 0)
+      return &config->upstreams[i];
+  return NULL;
+}
+
+const gw_upstream_conf_t *gw_config_device_upstream(const gw_config_t *config,
+                                                    const gw_device_conf_t *device) {
+  if (!config || config->upstream_count == 0)
+    return NULL;
+  if (device && device->upstream)
+    return gw_config_find_upstream(config, device->upstream);
+  const gw_upstream_conf_t *up = gw_config_find_upstream(config, "default");
+  return up ? up : &config->upstreams[0];
+}
+
+static bool strings_differ(const char *a, const char *b) {
+  if (!a || !b)
+    return a != b;
+  return strcmp(a, b) != 0;
+}
+
+bool gw_device_conf_session_changed(const gw_device_conf_t *a, const gw_device_conf_t *b) {
+  if (!a || !b)
+    return a != b;
+  return strings_differ(a->endpoint, b->endpoint) || strings_differ(a->upstream, b->upstream) ||
+         strings_differ(a->msisdn, b->msisdn) || strings_differ(a->ue_address, b->ue_address) ||
+         strings_differ(a->external_id, b->external_id) ||
+         strings_differ(a->psk_identity, b->psk_identity) || a->psk_key_len != b->psk_key_len ||
+         memcmp(a->psk_key, b->psk_key, a->psk_key_len) != 0 ||
+         strings_differ(a->cert_file, b->cert_file) || strings_differ(a->key_file, b->key_file);
+}

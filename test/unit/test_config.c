@@ -1,0 +1,1105 @@
+/* Unit tests of conf/config.c: every validation rule of conf/README.md, the exact
+ * "FILE:LINE: SETTING:" prefix of errors, defaults, secrets from files, reload comparison. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gw_config.h"
+#include "gw_error.h"
+#include "gw_log.h"
+
+#define UP "upstream = ( { name = \"default\"; uri = \"coap://127.0.0.1:5683\"; } );\n"
+#define UPS "upstream = ( { name = \"default\"; uri = \"coaps://127.0.0.1\"; } );\n"
+#define NIDD "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; }; };\n"
+#define MIN UP NIDD
+
+static char tmp_dir[64];
+static char err[1024];
+static gw_config_t cfg;
+
+/* ---- helpers ---- */
+
+static void write_file(const char *name, const char *content, char *out_path, size_t size) {
+  snprintf(out_path, size, "%s/%s", tmp_dir, name);
+  FILE *f = fopen(out_path, "w");
+  assert_non_null(f);
+  fputs(content, f);
+  fclose(f);
+}
+
+static int load(const char *text) {
+  gw_config_free(&cfg);
+  return gw_config_load_string(text, &cfg, err, sizeof(err));
+}
+
+static int load_path(const char *path) {
+  gw_config_free(&cfg);
+  return gw_config_load(path, &cfg, err, sizeof(err));
+}
+
+static void load_ok(const char *text) {
+  int rc = load(text);
+  if (rc != 0)
+    fail_msg("expected success, got %d: %s\n--- config ---\n%s", rc, err, text);
+}
+
+/* The error must start with prefix ("<string>:LINE: SETTING: ...") and contain detail. */
+static void load_err(const char *text, const char *prefix, const char *detail) {
+  int rc = load(text);
+  if (rc != GW_ERR_CONFIG)
+    fail_msg("expected GW_ERR_CONFIG, got %d\n--- config ---\n%s", rc, text);
+  if (strncmp(err, prefix, strlen(prefix)) != 0)
+    fail_msg("error \"%s\"\n does not start with \"%s\"", err, prefix);
+  if (detail && !strstr(err, detail))
+    fail_msg("error \"%s\"\n does not contain \"%s\"", err, detail);
+  /* a failed load leaves nothing behind */
+  assert_null(cfg.upstreams);
+  assert_null(cfg.devices);
+  assert_null(cfg.gateway.state_dir);
+}
+
+/* A config with one device entry (fields given as libconfig text) and an upstream list. */
+static const char *with_device(const char *upstream, const char *device_fields) {
+  static char text[4096];
+  snprintf(text, sizeof(text), "%sdevices = ( { %s } );\n%s", upstream, device_fields, NIDD);
+  return text;
+}
+
+static const char *with_gateway(const char *gateway_fields) {
+  static char text[4096];
+  snprintf(text, sizeof(text), "gateway = { %s };\n%s", gateway_fields, MIN);
+  return text;
+}
+
+static char ca_path[256], cert_path[256], key_path[256], psk_path[256], psk_bad_path[256],
+    psk_odd_path[256], psk_empty_path[256], psk_big_path[256];
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_config.XXXXXX");
+  if (!mkdtemp(tmp_dir))
+    return -1;
+  write_file("ca.pem", "-----BEGIN CERTIFICATE-----\n", ca_path, sizeof(ca_path));
+  write_file("cert.pem", "-----BEGIN CERTIFICATE-----\n", cert_path, sizeof(cert_path));
+  write_file("key.pem", "-----BEGIN PRIVATE KEY-----\n", key_path, sizeof(key_path));
+  write_file("psk.hex", "  \n 00112233AABBccdd \r\n\n", psk_path, sizeof(psk_path));
+  write_file("psk_bad.hex", "0011zz5ecret\n", psk_bad_path, sizeof(psk_bad_path));
+  write_file("psk_odd.hex", "abc\n", psk_odd_path, sizeof(psk_odd_path));
+  write_file("psk_empty.hex", " \n", psk_empty_path, sizeof(psk_empty_path));
+  char big[5000];
+  memset(big, 'a', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  write_file("psk_big.hex", big, psk_big_path, sizeof(psk_big_path));
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  gw_config_free(&cfg);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- defaults and the gateway group ---- */
+
+static void test_defaults(void **state) {
+  (void)state;
+  load_ok(MIN);
+  assert_null(cfg.path);
+  assert_string_equal(cfg.gateway.state_dir, "/var/lib/lwm2m-gw");
+  assert_int_equal(cfg.gateway.log_level, GW_LOG_INFO);
+  assert_false(cfg.gateway.log_syslog);
+  assert_null(cfg.gateway.metrics);
+  assert_int_equal(cfg.gateway.piggyback_window_ms, 1500);
+  assert_int_equal(cfg.gateway.device_timeout_ms, 10000);
+  assert_int_equal(cfg.gateway.downlink_queue_length, 8);
+  assert_int_equal(cfg.gateway.queue_awake_ms, 93000);
+  assert_int_equal(cfg.gateway.max_devices, 10000);
+  assert_int_equal(cfg.upstream_count, 1);
+  const gw_upstream_conf_t *up = &cfg.upstreams[0];
+  assert_string_equal(up->name, "default");
+  assert_string_equal(up->uri, "coap://127.0.0.1:5683");
+  assert_string_equal(up->host, "127.0.0.1");
+  assert_int_equal(up->port, 5683);
+  assert_false(up->secure);
+  assert_int_equal(up->profile, GW_PROFILE_LWM2M11);
+  assert_null(up->ca_file);
+  assert_null(up->cert_file);
+  assert_int_equal(cfg.device_count, 0);
+  assert_null(cfg.devices);
+  assert_true(cfg.bindings.nidd.enabled);
+  assert_true(cfg.bindings.nidd.accept_unknown);
+  assert_string_equal(cfg.bindings.nidd.sgi_listen, "127.0.0.1:5685");
+}
+
+static void test_gateway_all_set(void **state) {
+  (void)state;
+  load_ok(with_gateway("state_dir = \"/tmp/gw\"; log_level = \"debug\"; log_target = \"syslog\";"
+                       " metrics = \"127.0.0.1:9464\"; piggyback_window_ms = 0;"
+                       " device_timeout_ms = 600000; downlink_queue_length = 1024;"
+                       " queue_awake_ms = 86400000; max_devices = 1000000;"));
+  assert_string_equal(cfg.gateway.state_dir, "/tmp/gw");
+  assert_int_equal(cfg.gateway.log_level, GW_LOG_DEBUG);
+  assert_true(cfg.gateway.log_syslog);
+  assert_string_equal(cfg.gateway.metrics, "127.0.0.1:9464");
+  assert_int_equal(cfg.gateway.piggyback_window_ms, 0);
+  assert_int_equal(cfg.gateway.device_timeout_ms, 600000);
+  assert_int_equal(cfg.gateway.downlink_queue_length, 1024);
+  assert_int_equal(cfg.gateway.queue_awake_ms, 86400000);
+  assert_int_equal(cfg.gateway.max_devices, 1000000);
+  load_ok(with_gateway("log_target = \"stderr\";"));
+  assert_false(cfg.gateway.log_syslog);
+  load_ok("gateway = { };\n" MIN);
+}
+
+static void test_log_level(void **state) {
+  (void)state;
+  static const struct {
+    const char *name;
+    int level;
+  } levels[] = {{"error", 3}, {"warning", 4}, {"notice", 5}, {"info", 6}, {"debug", 7}};
+  char fields[128];
+  for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+    snprintf(fields, sizeof(fields), "log_level = \"%s\";", levels[i].name);
+    load_ok(with_gateway(fields));
+    assert_int_equal(cfg.gateway.log_level, levels[i].level);
+    snprintf(fields, sizeof(fields), "log_level = %d;", levels[i].level);
+    load_ok(with_gateway(fields));
+    assert_int_equal(cfg.gateway.log_level, levels[i].level);
+  }
+  load_err(with_gateway("log_level = \"verbose\";"), "<string>:1: gateway.log_level: expected",
+           "\"debug\"");
+  load_err(with_gateway("log_level = 8;"), "<string>:1: gateway.log_level: expected", NULL);
+  load_err(with_gateway("log_level = 2;"), "<string>:1: gateway.log_level: expected", NULL);
+  load_err(with_gateway("log_level = true;"), "<string>:1: gateway.log_level: expected", NULL);
+  load_err(with_gateway("log_target = \"file\";"),
+           "<string>:1: gateway.log_target: expected \"stderr\" or \"syslog\"", NULL);
+  load_err(with_gateway("log_target = 1;"), "<string>:1: gateway.log_target: expected",
+           "got an integer");
+}
+
+static void test_gateway_ranges(void **state) {
+  (void)state;
+  static const struct {
+    const char *name;
+    long long min, max;
+  } ranges[] = {{"piggyback_window_ms", 0, 1999},
+                {"device_timeout_ms", 2000, 600000}, /* min raised above the default window */
+                {"downlink_queue_length", 0, 1024},
+                {"queue_awake_ms", 1000, 86400000},
+                {"max_devices", 1, 1000000}};
+  char fields[128], prefix[128];
+  for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+    snprintf(prefix, sizeof(prefix), "<string>:1: gateway.%s: expected an integer from",
+             ranges[i].name);
+    snprintf(fields, sizeof(fields), "%s = %lld;", ranges[i].name, ranges[i].min);
+    load_ok(with_gateway(fields));
+    snprintf(fields, sizeof(fields), "%s = %lld;", ranges[i].name, ranges[i].max);
+    load_ok(with_gateway(fields));
+    snprintf(fields, sizeof(fields), "%s = %lld;", ranges[i].name, ranges[i].max + 1);
+    load_err(with_gateway(fields), prefix, NULL);
+    if (i != 1) { /* device_timeout_ms below its own minimum is checked next */
+      snprintf(fields, sizeof(fields), "%s = %lld;", ranges[i].name, ranges[i].min - 1);
+      load_err(with_gateway(fields), prefix, NULL);
+    }
+    snprintf(fields, sizeof(fields), "%s = \"5\";", ranges[i].name);
+    load_err(with_gateway(fields), prefix, "got a string");
+    snprintf(fields, sizeof(fields), "%s = 5.0;", ranges[i].name);
+    load_err(with_gateway(fields), prefix, "got a float");
+  }
+  load_err(with_gateway("piggyback_window_ms = 2000;"),
+           "<string>:1: gateway.piggyback_window_ms: expected an integer from 0 to 1999",
+           "ACK_TIMEOUT");
+  load_err(with_gateway("device_timeout_ms = 99;"),
+           "<string>:1: gateway.device_timeout_ms: expected an integer from 100 to 600000", NULL);
+  load_err(with_gateway("device_timeout_ms = 1500;"),
+           "<string>:1: gateway.device_timeout_ms: must be greater than "
+           "gateway.piggyback_window_ms (1500)",
+           NULL);
+  load_ok(with_gateway("piggyback_window_ms = 50; device_timeout_ms = 100;"));
+  load_err(with_gateway("piggyback_window_ms = 100; device_timeout_ms = 100;"),
+           "<string>:1: gateway.device_timeout_ms: must be greater", NULL);
+  load_ok(with_gateway("max_devices = 100000L;"));
+  assert_int_equal(cfg.gateway.max_devices, 100000);
+}
+
+static void test_gateway_types(void **state) {
+  (void)state;
+  load_err(with_gateway("state_dir = 5;"),
+           "<string>:1: gateway.state_dir: expected a directory path in double quotes, got an "
+           "integer",
+           NULL);
+  load_err(with_gateway("state_dir = \"\";"), "<string>:1: gateway.state_dir: expected",
+           "empty string");
+  load_err("gateway = ( );\n" MIN, "<string>:1: gateway: expected a group", "got a list");
+  load_err("gateway = \"x\";\n" MIN, "<string>:1: gateway: expected a group", "got a string");
+}
+
+static void test_metrics(void **state) {
+  (void)state;
+  const char *good[] = {"127.0.0.1:9464", "[::1]:9464", "localhost:9464", "0.0.0.0:1",
+                        "127.0.0.1:65535"};
+  const char *bad[] = {"127.0.0.1",  "127.0.0.1:0", "127.0.0.1:65536", "::1:9464",
+                       "[::1",       "[::1]",       "[::1]9464",       ":9464",
+                       "a b:9464",   "127.0.0.1:x", "[1.2.3.4]:80",    "127.0.0.1:-1",
+                       "no-such-host.invalid:9464"};
+  char fields[128];
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    snprintf(fields, sizeof(fields), "metrics = \"%s\";", good[i]);
+    load_ok(with_gateway(fields));
+    assert_string_equal(cfg.gateway.metrics, good[i]);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(fields, sizeof(fields), "metrics = \"%s\";", bad[i]);
+    load_err(with_gateway(fields), "<string>:1: gateway.metrics: expected \"host:port\"", NULL);
+  }
+}
+
+static void test_parse_host_port(void **state) {
+  (void)state;
+  struct sockaddr_storage ss;
+  unsigned len = 0;
+  assert_int_equal(gw_parse_host_port("1.2.3.4:5685", &ss, &len), 0);
+  assert_int_equal(ss.ss_family, AF_INET);
+  assert_int_equal(len, sizeof(struct sockaddr_in));
+  const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+  assert_int_equal(ntohs(in4->sin_port), 5685);
+  assert_int_equal(ntohl(in4->sin_addr.s_addr), 0x01020304);
+
+  assert_int_equal(gw_parse_host_port("[::1]:5685", &ss, &len), 0);
+  assert_int_equal(ss.ss_family, AF_INET6);
+  assert_int_equal(len, sizeof(struct sockaddr_in6));
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+  assert_int_equal(ntohs(in6->sin6_port), 5685);
+  assert_true(IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr));
+
+  assert_int_equal(gw_parse_host_port("localhost:5685", &ss, &len), 0);
+  assert_true(ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+  assert_int_equal(gw_parse_host_port("localhost:5685", NULL, NULL), 0);
+
+  assert_int_equal(gw_parse_host_port("1.2.3.4", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("1.2.3.4:0", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("1.2.3.4:65536", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("1.2.3.4:123456", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("1.2.3.4:", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("[::1]", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("[::1:5685", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("::1:5685", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port("", &ss, &len), -1);
+  assert_int_equal(gw_parse_host_port(NULL, &ss, &len), -1);
+}
+
+/* ---- top level, syntax ---- */
+
+static void test_top_level(void **state) {
+  (void)state;
+  load_err("gatway = { };\n" MIN, "<string>:1: gatway: unknown setting",
+           "gateway, upstream, devices, bindings");
+  load_err(MIN "\n\nversion = 2;\n", "<string>:5: version: unknown setting", NULL);
+  load_err("gateway = { state_dir = \"/x\"; log_lvl = \"info\"; };\n" MIN,
+           "<string>:1: gateway.log_lvl: unknown setting", "log_level");
+}
+
+static void test_syntax_errors(void **state) {
+  (void)state;
+  load_err(MIN "\nbad = (1,;\n", "<string>:4: syntax error", NULL);
+  load_err("gateway = { state_dir = \"/a\";\n state_dir = \"/b\"; };\n" MIN,
+           "<string>:2: duplicate setting name", NULL);
+  load_err("upstream = [ { name = \"x\"; } ];\n" NIDD, "<string>:1: syntax error", NULL);
+  load_err("", "<string>:1: upstream: missing", NULL);
+  assert_int_equal(gw_config_load_string(NULL, &cfg, err, sizeof(err)), GW_ERR_CONFIG);
+}
+
+/* ---- upstream ---- */
+
+static void test_upstream_list(void **state) {
+  (void)state;
+  load_err(NIDD, "<string>:1: upstream: missing", NULL);
+  load_err("upstream = ();\n" NIDD, "<string>:1: upstream: expected at least one", NULL);
+  load_err("upstream = [];\n" NIDD, "<string>:1: upstream: expected at least one", NULL);
+  load_err("upstream = { name = \"default\"; uri = \"coap://h\"; };\n" NIDD,
+           "<string>:1: upstream: expected a list", "got a group");
+  load_err("upstream = [ 1, 2 ];\n" NIDD, "<string>:1: upstream.[0]: expected a group",
+           "got an integer");
+  load_err("upstream = ( { name = \"a\"; uri = \"coap://h\"; },\n  \"b\" );\n" NIDD,
+           "<string>:2: upstream.[1]: expected a group", "got a string");
+  /* missing settings are reported at the line of their group */
+  load_err("upstream = (\n  { name = \"a\"; uri = \"coap://h\"; },\n  {\n    uri = \"coap://h\";\n"
+           "  }\n);\n" NIDD,
+           "<string>:3: upstream.[1].name: missing", NULL);
+  load_err("upstream = (\n  { name = \"a\";\n  }\n);\n" NIDD,
+           "<string>:2: upstream.[0].uri: missing", "coap://host[:port]");
+  load_err("upstream = ( { name = \"a\"; uri = \"coap://h\"; url = \"x\"; } );\n" NIDD,
+           "<string>:1: upstream.[0].url: unknown setting", "uri");
+}
+
+static void test_upstream_name(void **state) {
+  (void)state;
+  load_ok("upstream = ( { name = \"Leshan_1.eu-west\"; uri = \"coap://h\"; },\n"
+          "             { name = \"b\"; uri = \"coap://h\"; } );\n" NIDD);
+  assert_int_equal(cfg.upstream_count, 2);
+  assert_string_equal(cfg.upstreams[0].name, "Leshan_1.eu-west");
+  load_err("upstream = ( { name = \"le shan\"; uri = \"coap://h\"; } );\n" NIDD,
+           "<string>:1: upstream.[0].name: expected a name of letters", NULL);
+  load_err("upstream = ( { name = \"a/b\"; uri = \"coap://h\"; } );\n" NIDD,
+           "<string>:1: upstream.[0].name: expected a name", NULL);
+  load_err("upstream = ( { name = \"\"; uri = \"coap://h\"; } );\n" NIDD,
+           "<string>:1: upstream.[0].name: expected", "empty");
+  load_err("upstream = ( { name = 1; uri = \"coap://h\"; } );\n" NIDD,
+           "<string>:1: upstream.[0].name: expected", "got an integer");
+  load_err("upstream = ( { name = \"a\"; uri = \"coap://h\"; },\n"
+           "             { name = \"a\"; uri = \"coap://h2\"; } );\n" NIDD,
+           "<string>:2: upstream.[1].name: \"a\" is already the name of upstream.[0]", NULL);
+}
+
+static void test_upstream_uri(void **state) {
+  (void)state;
+  static const struct {
+    const char *uri;
+    bool secure;
+    const char *host;
+    int port;
+  } good[] = {{"coap://leshan.example.net", false, "leshan.example.net", 5683},
+              {"coaps://leshan.example.net", true, "leshan.example.net", 5684},
+              {"coap://10.0.0.1:5783", false, "10.0.0.1", 5783},
+              {"coaps://10.0.0.1:1", true, "10.0.0.1", 1},
+              {"coap://[::1]", false, "::1", 5683},
+              {"coaps://[2001:db8::1]:65535", true, "2001:db8::1", 65535},
+              {"coap://host/", false, "host", 5683},
+              {"COAPS://Host:5690/", true, "Host", 5690}};
+  char text[512];
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    snprintf(text, sizeof(text), "upstream = ( { name = \"u\"; uri = \"%s\"; } );\n" NIDD,
+             good[i].uri);
+    load_ok(text);
+    assert_string_equal(cfg.upstreams[0].uri, good[i].uri);
+    assert_int_equal(cfg.upstreams[0].secure, good[i].secure);
+    assert_string_equal(cfg.upstreams[0].host, good[i].host);
+    assert_int_equal(cfg.upstreams[0].port, good[i].port);
+  }
+  const char *bad[] = {"http://h:80",        "coap://",          "coap://:5683",
+                       "coap://h:0",         "coap://h:65536",   "coap://h:",
+                       "coap://h/rd",        "coap://h?x=1",     "coap://user@h",
+                       "coap://[::1",        "coap://[zz]:5683", "coap://::1:5683",
+                       "coap+tcp://h",       "coap://h:56a3",    "coaps//h",
+                       "coap://h:5683/x"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(text, sizeof(text), "upstream = ( { name = \"u\"; uri = \"%s\"; } );\n" NIDD,
+             bad[i]);
+    load_err(text, "<string>:1: upstream.[0].uri: expected \"coap://host[:port]\" or", NULL);
+  }
+  load_err("upstream = ( { name = \"u\"; uri = 5683; } );\n" NIDD,
+           "<string>:1: upstream.[0].uri: expected", "got an integer");
+}
+
+static void test_upstream_profile(void **state) {
+  (void)state;
+  load_ok("upstream = ( { name = \"u\"; uri = \"coap://h\"; profile = \"passthrough\"; } );\n" NIDD);
+  assert_int_equal(cfg.upstreams[0].profile, GW_PROFILE_PASSTHROUGH);
+  load_ok("upstream = ( { name = \"u\"; uri = \"coap://h\"; profile = \"lwm2m11\"; } );\n" NIDD);
+  assert_int_equal(cfg.upstreams[0].profile, GW_PROFILE_LWM2M11);
+  load_err("upstream = ( { name = \"u\"; uri = \"coap://h\"; profile = \"leshan\"; } );\n" NIDD,
+           "<string>:1: upstream.[0].profile: expected \"lwm2m11\" or \"passthrough\"", NULL);
+}
+
+static void test_upstream_files(void **state) {
+  (void)state;
+  char text[2048];
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"u\"; uri = \"coaps://h\"; ca_file = \"%s\";\n"
+           "  cert_file = \"%s\"; key_file = \"%s\"; } );\n" NIDD,
+           ca_path, cert_path, key_path);
+  load_ok(text);
+  assert_string_equal(cfg.upstreams[0].ca_file, ca_path);
+  assert_string_equal(cfg.upstreams[0].cert_file, cert_path);
+  assert_string_equal(cfg.upstreams[0].key_file, key_path);
+
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"u\"; uri = \"coap://h\";\n ca_file = \"%s\"; } );\n" NIDD,
+           ca_path);
+  load_err(text, "<string>:2: upstream.[0].ca_file: only used with a coaps:// uri", NULL);
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"u\"; uri = \"coap://h\"; cert_file = \"%s\"; "
+           "key_file = \"%s\"; } );\n" NIDD,
+           cert_path, key_path);
+  load_err(text, "<string>:1: upstream.[0].cert_file: only used with a coaps:// uri", NULL);
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"u\"; uri = \"coaps://h\"; cert_file = \"%s\"; } );\n" NIDD,
+           cert_path);
+  load_err(text, "<string>:1: upstream.[0].cert_file: needs key_file too", NULL);
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"u\"; uri = \"coaps://h\"; key_file = \"%s\"; } );\n" NIDD,
+           key_path);
+  load_err(text, "<string>:1: upstream.[0].key_file: needs cert_file too", NULL);
+  load_err("upstream = ( { name = \"u\"; uri = \"coaps://h\";\n\n ca_file = \"/nonexistent/ca.pem\"; } );\n" NIDD,
+           "<string>:3: upstream.[0].ca_file: cannot read \"/nonexistent/ca.pem\"",
+           "No such file");
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"u\"; uri = \"coaps://h\"; ca_file = \"%s\"; } );\n" NIDD,
+           tmp_dir);
+  load_err(text, "<string>:1: upstream.[0].ca_file: ", "is a directory");
+  if (geteuid() != 0) { /* root reads anything */
+    char locked[256];
+    write_file("locked.pem", "x", locked, sizeof(locked));
+    chmod(locked, 0);
+    snprintf(text, sizeof(text),
+             "upstream = ( { name = \"u\"; uri = \"coaps://h\"; ca_file = \"%s\"; } );\n" NIDD,
+             locked);
+    load_err(text, "<string>:1: upstream.[0].ca_file: cannot read", "Permission denied");
+  }
+}
+
+/* ---- devices ---- */
+
+static void test_devices_list(void **state) {
+  (void)state;
+  load_ok(UP "devices = ( );\n" NIDD);
+  assert_int_equal(cfg.device_count, 0);
+  load_ok(UP "devices = [ ];\n" NIDD);
+  load_err(UP "devices = { endpoint = \"a\"; };\n" NIDD, "<string>:2: devices: expected a list",
+           "got a group");
+  load_err(UP "devices = ( \"a\" );\n" NIDD, "<string>:2: devices.[0]: expected a group",
+           "got a string");
+  load_err(UP "devices = (\n { endpoint = \"a\"; },\n {\n  upstream = \"default\";\n } );\n" NIDD,
+           "<string>:4: devices.[1].endpoint: missing", NULL);
+  load_err(with_device(UP, "endpoint = \"a\"; psk_key = \"00\";"),
+           "<string>:2: devices.[0].psk_key: unknown setting", "psk_key_hex");
+  load_err("gateway = { max_devices = 1; };\n" UP
+           "devices = ( { endpoint = \"a\"; }, { endpoint = \"b\"; } );\n" NIDD,
+           "<string>:3: devices: lists 2 devices, more than gateway.max_devices (1)", NULL);
+}
+
+static void test_device_defaults(void **state) {
+  (void)state;
+  load_ok(with_device(UP, "endpoint = \"meter-17\";"));
+  assert_int_equal(cfg.device_count, 1);
+  const gw_device_conf_t *d = &cfg.devices[0];
+  assert_string_equal(d->endpoint, "meter-17");
+  assert_null(d->upstream);
+  assert_null(d->msisdn);
+  assert_null(d->ue_address);
+  assert_null(d->external_id);
+  assert_null(d->psk_identity);
+  assert_int_equal(d->psk_key_len, 0);
+  assert_null(d->cert_file);
+  assert_null(d->key_file);
+  assert_false(d->queue_mode);
+  load_ok(with_device(UP, "endpoint = \"m\"; queue_mode = true;"));
+  assert_true(cfg.devices[0].queue_mode);
+  load_err(with_device(UP, "endpoint = \"m\"; queue_mode = \"yes\";"),
+           "<string>:2: devices.[0].queue_mode: expected true or false", "got a string");
+  load_err(with_device(UP, "endpoint = \"m\"; queue_mode = 1;"),
+           "<string>:2: devices.[0].queue_mode: expected true or false", "got an integer");
+}
+
+static void test_device_endpoint(void **state) {
+  (void)state;
+  char ep127[128], ep128[129], fields[300];
+  memset(ep127, 'e', 127);
+  ep127[127] = '\0';
+  memset(ep128, 'e', 128);
+  ep128[128] = '\0';
+  snprintf(fields, sizeof(fields), "endpoint = \"%s\";", ep127);
+  load_ok(with_device(UP, fields));
+  load_ok(with_device(UP, "endpoint = \"urn:imei:490154203237518\";"));
+  load_ok(with_device(UP, "endpoint = \"a!#$%()*+,-.:;<=>@[]^_{|}~\";"));
+  snprintf(fields, sizeof(fields), "endpoint = \"%s\";", ep128);
+  load_err(with_device(UP, fields), "<string>:2: devices.[0].endpoint: expected 1 to 127", NULL);
+  const char *bad[] = {"a/b", "a?b", "a&b", "a b", "a\\tb", "caf\\xc3\\xa9"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(fields, sizeof(fields), "endpoint = \"%s\";", bad[i]);
+    load_err(with_device(UP, fields), "<string>:2: devices.[0].endpoint: expected 1 to 127",
+             "'/', '?', '&'");
+  }
+  load_err(with_device(UP, "endpoint = \"\";"), "<string>:2: devices.[0].endpoint: expected",
+           "empty");
+  load_err(with_device(UP, "endpoint = 17;"), "<string>:2: devices.[0].endpoint: expected",
+           "got an integer");
+  load_err(UP "devices = (\n { endpoint = \"a\"; },\n { endpoint = \"b\"; },\n"
+              " { endpoint = \"a\"; },\n { endpoint = \"b\"; } );\n" NIDD,
+           "<string>:5: devices.[2].endpoint: this value is already used by devices.[0] (line 3)",
+           NULL);
+}
+
+static void test_device_upstream(void **state) {
+  (void)state;
+  const char *ups = "upstream = ( { name = \"first\"; uri = \"coap://h1\"; },\n"
+                    "             { name = \"default\"; uri = \"coap://h2\"; } );\n";
+  load_ok(with_device(ups, "endpoint = \"a\"; upstream = \"first\";"));
+  assert_string_equal(cfg.devices[0].upstream, "first");
+  load_err(with_device(ups, "endpoint = \"a\"; upstream = \"second\";"),
+           "<string>:3: devices.[0].upstream: no upstream is named \"second\"", NULL);
+  load_err(with_device(ups, "endpoint = \"a\"; upstream = 2;"),
+           "<string>:3: devices.[0].upstream: expected", "got an integer");
+}
+
+static void test_find_upstream(void **state) {
+  (void)state;
+  load_ok("upstream = ( { name = \"first\"; uri = \"coap://h1\"; },\n"
+          "             { name = \"default\"; uri = \"coap://h2\"; } );\n"
+          "devices = ( { endpoint = \"a\"; upstream = \"first\"; }, { endpoint = \"b\"; } );\n" NIDD);
+  assert_ptr_equal(gw_config_find_upstream(&cfg, "first"), &cfg.upstreams[0]);
+  assert_ptr_equal(gw_config_find_upstream(&cfg, "default"), &cfg.upstreams[1]);
+  assert_null(gw_config_find_upstream(&cfg, "none"));
+  assert_null(gw_config_find_upstream(&cfg, NULL));
+  assert_null(gw_config_find_upstream(NULL, "first"));
+  assert_ptr_equal(gw_config_device_upstream(&cfg, &cfg.devices[0]), &cfg.upstreams[0]);
+  assert_ptr_equal(gw_config_device_upstream(&cfg, &cfg.devices[1]), &cfg.upstreams[1]);
+  assert_ptr_equal(gw_config_device_upstream(&cfg, NULL), &cfg.upstreams[1]);
+  /* no upstream named "default": the first */
+  load_ok("upstream = ( { name = \"x\"; uri = \"coap://h1\"; }, { name = \"y\"; uri = \"coap://h2\"; } );\n"
+          "devices = ( { endpoint = \"b\"; } );\n" NIDD);
+  assert_ptr_equal(gw_config_device_upstream(&cfg, &cfg.devices[0]), &cfg.upstreams[0]);
+  gw_config_t empty = {0};
+  assert_null(gw_config_device_upstream(&empty, NULL));
+}
+
+static void test_device_msisdn(void **state) {
+  (void)state;
+  const char *good[] = {"14155550125", "+14155550125", "112", "+123456789012345"};
+  const char *bad[] = {"12", "+12", "1234567890123456", "+1 415 555", "1415-555", "++1415",
+                       "+", "0x12"};
+  char fields[128];
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    snprintf(fields, sizeof(fields), "endpoint = \"a\"; msisdn = \"%s\";", good[i]);
+    load_ok(with_device(UP, fields));
+    assert_string_equal(cfg.devices[0].msisdn, good[i]);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(fields, sizeof(fields), "endpoint = \"a\"; msisdn = \"%s\";", bad[i]);
+    load_err(with_device(UP, fields), "<string>:2: devices.[0].msisdn: expected an E.164 number",
+             NULL);
+  }
+  load_err(with_device(UP, "endpoint = \"a\"; msisdn = 14155550125;"),
+           "<string>:2: devices.[0].msisdn: expected", "got an integer");
+  load_err(UP "devices = ( { endpoint = \"a\"; msisdn = \"+14155550125\"; },\n"
+              "  { endpoint = \"b\"; msisdn = \"14155550125\"; } );\n" NIDD,
+           "<string>:3: devices.[1].msisdn: this value is already used by devices.[0]", NULL);
+}
+
+static void test_device_ue_address(void **state) {
+  (void)state;
+  const char *good[] = {"10.0.0.7", "10.0.0.7:5683", "[2001:db8::7]", "[2001:db8::7]:1",
+                        "[::ffff:10.0.0.7]:65535"};
+  const char *bad[] = {"10.0.0",      "10.0.0.256",   "10.0.0.7:",    "10.0.0.7:0",
+                       "10.0.0.7:65536", "2001:db8::7", "[2001:db8::7", "[2001:db8::7]:",
+                       "[10.0.0.7]",  "host:5683",    "[]",           "10.0.0.7 ",
+                       "[::1]x"};
+  char fields[128];
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    snprintf(fields, sizeof(fields), "endpoint = \"a\"; ue_address = \"%s\";", good[i]);
+    load_ok(with_device(UP, fields));
+    assert_string_equal(cfg.devices[0].ue_address, good[i]);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(fields, sizeof(fields), "endpoint = \"a\"; ue_address = \"%s\";", bad[i]);
+    load_err(with_device(UP, fields),
+             "<string>:2: devices.[0].ue_address: expected \"ipv4\", \"ipv4:port\"", NULL);
+  }
+  /* distinct ports of one address are distinct UEs (NAT), a port-less entry takes them all */
+  load_ok(UP "devices = ( { endpoint = \"a\"; ue_address = \"10.0.0.7:1000\"; },\n"
+             "  { endpoint = \"b\"; ue_address = \"10.0.0.7:1001\"; },\n"
+             "  { endpoint = \"c\"; ue_address = \"10.0.0.8\"; } );\n" NIDD);
+  load_err(UP "devices = ( { endpoint = \"a\"; ue_address = \"10.0.0.7:1000\"; },\n"
+              "  { endpoint = \"b\"; ue_address = \"10.0.0.7:1000\"; } );\n" NIDD,
+           "<string>:3: devices.[1].ue_address: this address is already used by devices.[0]",
+           NULL);
+  load_err(UP "devices = ( { endpoint = \"a\"; ue_address = \"10.0.0.7:1000\"; },\n"
+              "  { endpoint = \"b\"; ue_address = \"10.0.0.7\"; } );\n" NIDD,
+           "<string>:3: devices.[1].ue_address: this address is already used by devices.[0]",
+           NULL);
+  load_err(UP "devices = ( { endpoint = \"a\"; ue_address = \"[2001:db8::7]\"; },\n"
+              "  { endpoint = \"b\"; ue_address = \"[2001:db8:0::7]:5683\"; } );\n" NIDD,
+           "<string>:3: devices.[1].ue_address: this address is already used by devices.[0]",
+           NULL);
+}
+
+static void test_device_external_id(void **state) {
+  (void)state;
+  load_ok(with_device(UP, "endpoint = \"a\"; external_id = \"meter-17@iot.example.net\";"));
+  assert_string_equal(cfg.devices[0].external_id, "meter-17@iot.example.net");
+  const char *bad[] = {"meter-17", "@iot.example.net", "meter@", "a@b@c", "a b@c"};
+  char fields[128];
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(fields, sizeof(fields), "endpoint = \"a\"; external_id = \"%s\";", bad[i]);
+    load_err(with_device(UP, fields),
+             "<string>:2: devices.[0].external_id: expected \"local-id@domain\"", NULL);
+  }
+  load_err(UP "devices = ( { endpoint = \"a\"; external_id = \"x@d\"; },\n"
+              "  { endpoint = \"b\"; external_id = \"x@d\"; } );\n" NIDD,
+           "<string>:3: devices.[1].external_id: this value is already used by devices.[0]",
+           NULL);
+}
+
+static void test_device_psk_hex(void **state) {
+  (void)state;
+  load_ok(with_device(UPS, "endpoint = \"a\"; psk_identity = \"a-id\"; psk_key_hex = \"00ff10Ab\";"));
+  const gw_device_conf_t *d = &cfg.devices[0];
+  assert_string_equal(d->psk_identity, "a-id");
+  assert_int_equal(d->psk_key_len, 4);
+  static const uint8_t key[] = {0x00, 0xff, 0x10, 0xab};
+  assert_memory_equal(d->psk_key, key, sizeof(key));
+
+  char hex[200], fields[300];
+  memset(hex, 'a', 128);
+  hex[128] = '\0';
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"%s\";",
+           hex);
+  load_ok(with_device(UPS, fields));
+  assert_int_equal(cfg.devices[0].psk_key_len, 64);
+  memset(hex, 'a', 130);
+  hex[130] = '\0';
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"%s\";",
+           hex);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].psk_key_hex: expected 2 to 128 hex",
+           "longer than 64 bytes");
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"abc\";"),
+           "<string>:2: devices.[0].psk_key_hex: expected 2 to 128 hex", "odd number");
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"5ecretzz\";"),
+           "<string>:2: devices.[0].psk_key_hex: expected 2 to 128 hex", "not a hex digit");
+  assert_null(strstr(err, "5ecret")); /* secrets are never echoed */
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"0x00\";"),
+           "<string>:2: devices.[0].psk_key_hex: expected", NULL);
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"\";"),
+           "<string>:2: devices.[0].psk_key_hex: expected", "empty");
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = 1234;"),
+           "<string>:2: devices.[0].psk_key_hex: expected", "got an integer");
+}
+
+static void test_device_psk_pairing(void **state) {
+  (void)state;
+  char fields[512];
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_identity = \"i\";"),
+           "<string>:2: devices.[0].psk_identity: needs psk_key_hex or psk_key_file", NULL);
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_key_hex = \"0011\";"),
+           "<string>:2: devices.[0].psk_key_hex: needs psk_identity", NULL);
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_key_file = \"%s\";", psk_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].psk_key_file: needs psk_identity",
+           NULL);
+  snprintf(fields, sizeof(fields),
+           "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"0011\"; psk_key_file = \"%s\";",
+           psk_path);
+  load_err(with_device(UPS, fields),
+           "<string>:2: devices.[0].psk_key_file: give either psk_key_hex or psk_key_file", NULL);
+  load_err(with_device(UP, "endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"0011\";"),
+           "<string>:2: devices.[0].psk_identity: DTLS credentials need a coaps:// upstream",
+           "\"default\" is coap://");
+  /* the device's own upstream decides, not the default */
+  load_err("upstream = ( { name = \"default\"; uri = \"coaps://h\"; },\n"
+           "             { name = \"plain\"; uri = \"coap://h\"; } );\n"
+           "devices = ( { endpoint = \"a\"; upstream = \"plain\";\n"
+           "  psk_identity = \"i\"; psk_key_hex = \"0011\"; } );\n" NIDD,
+           "<string>:4: devices.[0].psk_identity: DTLS credentials need a coaps:// upstream",
+           "\"plain\"");
+  load_err(with_device(UPS, "endpoint = \"a\";"),
+           "<string>:2: devices.[0]: upstream \"default\" is coaps:// but this device has no "
+           "credentials",
+           NULL);
+}
+
+static void test_device_psk_file(void **state) {
+  (void)state;
+  char fields[512];
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\";",
+           psk_path);
+  load_ok(with_device(UPS, fields));
+  static const uint8_t key[] = {0x00, 0x11, 0x22, 0x33, 0xaa, 0xbb, 0xcc, 0xdd};
+  assert_int_equal(cfg.devices[0].psk_key_len, sizeof(key));
+  assert_memory_equal(cfg.devices[0].psk_key, key, sizeof(key));
+
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\";",
+           psk_bad_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].psk_key_file: ", "not a hex digit");
+  assert_null(strstr(err, "5ecret"));
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\";",
+           psk_odd_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].psk_key_file: ", "odd number");
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\";",
+           psk_empty_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].psk_key_file: ", "empty");
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\";",
+           psk_big_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].psk_key_file: ", "too large");
+  load_err(with_device(UPS, "endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"/nonexistent/k\";"),
+           "<string>:2: devices.[0].psk_key_file: cannot read \"/nonexistent/k\"", NULL);
+}
+
+static void test_device_cert(void **state) {
+  (void)state;
+  char fields[1024];
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; cert_file = \"%s\"; key_file = \"%s\";",
+           cert_path, key_path);
+  load_ok(with_device(UPS, fields));
+  assert_string_equal(cfg.devices[0].cert_file, cert_path);
+  assert_string_equal(cfg.devices[0].key_file, key_path);
+  load_err(with_device(UP, fields),
+           "<string>:2: devices.[0].cert_file: DTLS credentials need a coaps:// upstream", NULL);
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; cert_file = \"%s\";", cert_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].cert_file: needs key_file too",
+           NULL);
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; key_file = \"%s\";", key_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].key_file: needs cert_file too",
+           NULL);
+  snprintf(fields, sizeof(fields), "endpoint = \"a\"; cert_file = \"%s\"; key_file = \"/no/key\";",
+           cert_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].key_file: cannot read \"/no/key\"",
+           NULL);
+  snprintf(fields, sizeof(fields),
+           "endpoint = \"a\"; cert_file = \"%s\"; key_file = \"%s\"; psk_identity = \"i\"; "
+           "psk_key_hex = \"0011\";",
+           cert_path, key_path);
+  load_err(with_device(UPS, fields), "<string>:2: devices.[0].cert_file: a device uses either",
+           NULL);
+  /* the upstream's certificate serves devices without their own credentials */
+  char text[2048];
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"default\"; uri = \"coaps://h\"; cert_file = \"%s\"; "
+           "key_file = \"%s\"; } );\n"
+           "devices = ( { endpoint = \"a\"; } );\n" NIDD,
+           cert_path, key_path);
+  load_ok(text);
+}
+
+/* ---- bindings ---- */
+
+static void test_bindings(void **state) {
+  (void)state;
+  load_err(UP, "<string>:1: bindings: no binding is enabled", NULL);
+  load_err(UP "\nbindings = {\n  nidd = { enabled = false; };\n};\n",
+           "<string>:3: bindings: no binding is enabled", NULL);
+  load_err(UP "bindings = { };\n", "<string>:2: bindings: no binding is enabled", NULL);
+  load_err(UP "bindings = ( );\n", "<string>:2: bindings: expected a group", "got a list");
+  static const char *const unavailable[] = {"sms", "mqtt", "http", "lorawan"};
+  char text[1024], prefix[128], detail[128];
+  for (size_t i = 0; i < 4; i++) {
+    snprintf(text, sizeof(text),
+             UP "bindings = {\n  nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
+                "  %s = { enabled = true; };\n};\n",
+             unavailable[i]);
+    snprintf(prefix, sizeof(prefix), "<string>:4: bindings.%s.enabled: ", unavailable[i]);
+    snprintf(detail, sizeof(detail), "binding '%s' is not available in this build",
+             unavailable[i]);
+    load_err(text, prefix, detail);
+    snprintf(text, sizeof(text), UP "bindings = { %s = { enabled = \"no\"; }; };\n",
+             unavailable[i]);
+    snprintf(prefix, sizeof(prefix), "<string>:2: bindings.%s.enabled: expected true or false",
+             unavailable[i]);
+    load_err(text, prefix, NULL);
+    snprintf(text, sizeof(text), UP "bindings = { %s = 1; };\n", unavailable[i]);
+    snprintf(prefix, sizeof(prefix), "<string>:2: bindings.%s: expected a group",
+             unavailable[i]);
+    load_err(text, prefix, NULL);
+  }
+  /* disabled bindings keep their own settings unchecked */
+  load_ok(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
+             "  sms = { modem = \"/dev/ttyUSB2\"; pin = \"1234\"; allow = [ \"1415\" ]; };\n"
+             "  mqtt = { enabled = false; broker = \"tcp://127.0.0.1:1883\"; x = { y = 1; }; }; };\n");
+  load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
+              "  coap = { enabled = false; }; };\n",
+           "<string>:3: bindings.coap: unknown binding", "nidd, sms, mqtt, http or lorawan");
+}
+
+static void test_nidd(void **state) {
+  (void)state;
+  load_ok(UP "bindings = { nidd = { enabled = true; accept_unknown = false;\n"
+             "  sgi = { listen = \"[::1]:5685\"; }; }; };\n");
+  assert_false(cfg.bindings.nidd.accept_unknown);
+  assert_string_equal(cfg.bindings.nidd.sgi_listen, "[::1]:5685");
+  load_ok(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"localhost:5685\"; }; }; };\n");
+  load_err(UP "bindings = {\n nidd = { enabled = true; }; };\n",
+           "<string>:3: bindings.nidd.sgi.listen: missing", NULL);
+  load_err(UP "bindings = { nidd = { enabled = true;\n sgi = { }; }; };\n",
+           "<string>:3: bindings.nidd.sgi.listen: missing", NULL);
+  load_err(UP "bindings = { nidd = { enabled = true;\n sgi = { listen = \"127.0.0.1\"; }; }; };\n",
+           "<string>:3: bindings.nidd.sgi.listen: expected \"host:port\"", "missing \":port\"");
+  load_err(UP "bindings = { nidd = { enabled = true;\n sgi = { listen = \"127.0.0.1:0\"; }; }; };\n",
+           "<string>:3: bindings.nidd.sgi.listen: expected \"host:port\"", "1 to 65535");
+  load_err(UP "bindings = { nidd = { enabled = true;\n sgi = { listen = 5685; }; }; };\n",
+           "<string>:3: bindings.nidd.sgi.listen: expected", "got an integer");
+  load_err(UP "bindings = { nidd = { enabled = true; sgi = \"127.0.0.1:5685\"; }; };\n",
+           "<string>:2: bindings.nidd.sgi: expected a group", NULL);
+  load_err(UP "bindings = { nidd = { enabled = 1; sgi = { listen = \"127.0.0.1:5685\"; }; }; };\n",
+           "<string>:2: bindings.nidd.enabled: expected true or false", NULL);
+  load_err(UP "bindings = { nidd = { enabled = true; accept_unknown = \"yes\";\n"
+              " sgi = { listen = \"127.0.0.1:5685\"; }; }; };\n",
+           "<string>:2: bindings.nidd.accept_unknown: expected true or false", NULL);
+  load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\";\n"
+              "  port = 1; }; }; };\n",
+           "<string>:3: bindings.nidd.sgi.port: unknown setting", "listen");
+  load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; };\n"
+              "  scef = { }; }; };\n",
+           "<string>:3: bindings.nidd.scef: unknown setting", NULL);
+  /* a disabled nidd still has its address checked: a typo is a typo */
+  load_err(UP "bindings = { nidd = { enabled = false;\n sgi = { listen = \"x\"; }; }; };\n",
+           "<string>:3: bindings.nidd.sgi.listen: expected \"host:port\"", NULL);
+}
+
+/* ---- the DESIGN.md example, with nidd enabled instead of sms ---- */
+
+static void test_design_example(void **state) {
+  (void)state;
+  load_ok(
+      "gateway = { state_dir = \"/var/lib/lwm2m-gw\"; log_level = \"info\"; metrics = "
+      "\"127.0.0.1:9464\"; };\n"
+      "upstream = ( { name = \"default\"; uri = \"coaps://lwm2m.example.net:5684\"; profile = "
+      "\"lwm2m11\"; } );\n"
+      "devices = ( { endpoint = \"meter-17\"; msisdn = \"14155550125\"; upstream = \"default\";\n"
+      "              psk_identity = \"meter-17\"; psk_key_hex = \"000102030405060708090a0b0c0d0e0f\"; "
+      "} );\n"
+      "bindings = {\n"
+      "  sms     = { enabled = false; modem = \"/dev/serial/by-id/usb-Quectel_EC25-if02-port0\";\n"
+      "              msisdn = \"12125550178\"; pin = \"1234\"; concatenated = true; allow = [ "
+      "\"14155550125\" ]; };\n"
+      "  mqtt    = { enabled = false; broker = \"tcp://127.0.0.1:1883\"; prefix = \"tenant-a\"; };\n"
+      "  http    = { enabled = false; listen = \"0.0.0.0:8080\"; };\n"
+      "  lorawan = { enabled = false; };\n"
+      "  nidd    = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
+      "};\n");
+  assert_string_equal(cfg.gateway.metrics, "127.0.0.1:9464");
+  assert_int_equal(cfg.upstreams[0].port, 5684);
+  assert_true(cfg.upstreams[0].secure);
+  assert_int_equal(cfg.device_count, 1);
+  assert_string_equal(cfg.devices[0].msisdn, "14155550125");
+  assert_int_equal(cfg.devices[0].psk_key_len, 16);
+  assert_true(cfg.bindings.nidd.enabled);
+}
+
+/* ---- files: FILE:LINE, relative paths, the shipped example ---- */
+
+static void test_load_file(void **state) {
+  (void)state;
+  char path[256], text[2048];
+  write_file("keys.hex", "000102030405060708090a0b0c0d0e0f\n", path, sizeof(path));
+  snprintf(text, sizeof(text),
+           "# test configuration\n"                                            /* 1 */
+           "upstream = ( { name = \"default\"; uri = \"coaps://h\"; } );\n"    /* 2 */
+           "devices = (\n"                                                     /* 3 */
+           "  { endpoint = \"a\"; psk_identity = \"a\"; psk_key_file = \"keys.hex\"; },\n" /* 4 */
+           "  { endpoint = \"b\";\n"                                           /* 5 */
+           "    psk_identity = \"b\";\n"                                       /* 6 */
+           "    psk_key_hex = \"0g\"; }\n"                                     /* 7 */
+           ");\n" NIDD);
+  write_file("bad.conf", text, path, sizeof(path));
+  char expected[512];
+  assert_int_equal(load_path(path), GW_ERR_CONFIG);
+  snprintf(expected, sizeof(expected), "%s:7: devices.[1].psk_key_hex: expected 2 to 128 hex",
+           path);
+  assert_true(strncmp(err, expected, strlen(expected)) == 0);
+
+  /* the same file fixed: psk_key_file is relative to the configuration's directory */
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"default\"; uri = \"coaps://h\"; } );\n"
+           "devices = ( { endpoint = \"a\"; psk_identity = \"a\"; psk_key_file = \"keys.hex\"; } );\n"
+           "gateway = { state_dir = \"state\"; };\n" NIDD);
+  write_file("good.conf", text, path, sizeof(path));
+  char cwd[512];
+  assert_non_null(getcwd(cwd, sizeof(cwd)));
+  assert_int_equal(chdir("/"), 0);
+  int rc = load_path(path);
+  assert_int_equal(chdir(cwd), 0);
+  if (rc != 0)
+    fail_msg("%s", err);
+  assert_string_equal(cfg.path, path);
+  assert_int_equal(cfg.devices[0].psk_key_len, 16);
+  assert_int_equal(cfg.devices[0].psk_key[15], 0x0f);
+  char state_dir[512];
+  snprintf(state_dir, sizeof(state_dir), "%s/state", tmp_dir);
+  assert_string_equal(cfg.gateway.state_dir, state_dir);
+  gw_config_free(&cfg);
+
+  /* missing settings: the line of the group that should hold them */
+  write_file("missing.conf",
+             "upstream = (\n  {\n    name = \"default\";\n  }\n);\n" NIDD, path, sizeof(path));
+  assert_int_equal(load_path(path), GW_ERR_CONFIG);
+  snprintf(expected, sizeof(expected), "%s:2: upstream.[0].uri: missing", path);
+  assert_true(strncmp(err, expected, strlen(expected)) == 0);
+
+  /* syntax errors name the file and line */
+  write_file("syntax.conf", MIN "\n\ngateway = { state_dir = ; };\n", path, sizeof(path));
+  assert_int_equal(load_path(path), GW_ERR_CONFIG);
+  snprintf(expected, sizeof(expected), "%s:5: syntax error", path);
+  assert_string_equal(err, expected);
+
+  /* @include is relative to the configuration's directory, errors name the included file */
+  char inc[256];
+  write_file("inc.conf", "\ndevices = ( { endpoint = \"a b\"; } );\n", inc, sizeof(inc));
+  write_file("main.conf", UP "@include \"inc.conf\"\n" NIDD, path, sizeof(path));
+  assert_int_equal(load_path(path), GW_ERR_CONFIG);
+  snprintf(expected, sizeof(expected), ":2: devices.[0].endpoint: expected 1 to 127");
+  assert_non_null(strstr(err, expected));
+  assert_non_null(strstr(err, "inc.conf"));
+
+  snprintf(path, sizeof(path), "%s/nonexistent.conf", tmp_dir);
+  assert_int_equal(load_path(path), GW_ERR_CONFIG);
+  snprintf(expected, sizeof(expected), "%s: cannot open: No such file or directory", path);
+  assert_string_equal(err, expected);
+  assert_int_equal(load_path(tmp_dir), GW_ERR_CONFIG);
+  assert_non_null(strstr(err, tmp_dir));
+}
+
+/* The shipped example (conf/lwm2m-gw.conf) must load. */
+static void test_shipped_example(void **state) {
+  (void)state;
+  const char *candidates[] = {"conf/lwm2m-gw.conf", "../conf/lwm2m-gw.conf",
+                              "../../conf/lwm2m-gw.conf", "/work/main/conf/lwm2m-gw.conf"};
+  const char *src = getenv("GW_EXAMPLE_CONF");
+  for (size_t i = 0; !src && i < sizeof(candidates) / sizeof(candidates[0]); i++)
+    if (access(candidates[i], R_OK) == 0)
+      src = candidates[i];
+  if (!src)
+    skip();
+  int rc = load_path(src);
+  if (rc != 0)
+    fail_msg("%s", err);
+  assert_true(cfg.bindings.nidd.enabled);
+  assert_string_equal(cfg.bindings.nidd.sgi_listen, "127.0.0.1:5685");
+  assert_int_equal(cfg.device_count, 2);
+  const gw_upstream_conf_t *plain = gw_config_device_upstream(&cfg, &cfg.devices[0]);
+  assert_string_equal(plain->host, "leshan.example.net");
+  assert_int_equal(plain->port, 5683);
+  assert_false(plain->secure);
+  assert_null(cfg.devices[0].psk_identity);
+  const gw_upstream_conf_t *dtls = gw_config_device_upstream(&cfg, &cfg.devices[1]);
+  assert_true(dtls->secure);
+  assert_int_equal(dtls->port, 5684);
+  assert_int_equal(cfg.devices[1].psk_key_len, 16);
+}
+
+/* ---- reload, free, error buffer ---- */
+
+static void test_session_changed(void **state) {
+  (void)state;
+  const char *base_fields =
+      "endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; "
+      "ue_address = \"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"a\"; "
+      "psk_key_hex = \"0011\"; queue_mode = false;";
+  const char *ups = "upstream = ( { name = \"default\"; uri = \"coaps://h\"; },\n"
+                    "             { name = \"other\"; uri = \"coaps://h2\"; } );\n";
+  gw_config_t a;
+  assert_int_equal(gw_config_load_string(with_device(ups, base_fields), &a, err, sizeof(err)), 0);
+  const struct {
+    const char *fields;
+    bool changed;
+  } cases[] = {
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"a\"; psk_key_hex = \"0011\"; "
+       "queue_mode = true;",
+       false},
+      {"endpoint = \"b\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"a\"; psk_key_hex = \"0011\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"other\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"a\"; psk_key_hex = \"0011\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550126\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"a\"; psk_key_hex = \"0011\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.8\"; external_id = \"a@d\"; psk_identity = \"a\"; psk_key_hex = \"0011\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"b@d\"; psk_identity = \"a\"; psk_key_hex = \"0011\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; psk_identity = \"a\"; psk_key_hex = \"0011\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"b\"; psk_key_hex = \"0011\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"a\"; psk_key_hex = \"0012\";",
+       true},
+      {"endpoint = \"a\"; upstream = \"default\"; msisdn = \"14155550125\"; ue_address = "
+       "\"10.0.0.7\"; external_id = \"a@d\"; psk_identity = \"a\"; psk_key_hex = \"001100\";",
+       true},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    load_ok(with_device(ups, cases[i].fields));
+    if (gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]) != cases[i].changed)
+      fail_msg("case %zu: expected changed=%d", i, cases[i].changed);
+    assert_int_equal(gw_device_conf_session_changed(&cfg.devices[0], &a.devices[0]),
+                     cases[i].changed);
+  }
+  assert_false(gw_device_conf_session_changed(&a.devices[0], &a.devices[0]));
+  assert_true(gw_device_conf_session_changed(&a.devices[0], NULL));
+  assert_false(gw_device_conf_session_changed(NULL, NULL));
+
+  /* certificates */
+  char fields_a[1024], fields_b[1024];
+  snprintf(fields_a, sizeof(fields_a), "endpoint = \"a\"; cert_file = \"%s\"; key_file = \"%s\";",
+           cert_path, key_path);
+  snprintf(fields_b, sizeof(fields_b), "endpoint = \"a\"; cert_file = \"%s\"; key_file = \"%s\";",
+           ca_path, key_path);
+  gw_config_free(&a);
+  assert_int_equal(gw_config_load_string(with_device(ups, fields_a), &a, err, sizeof(err)), 0);
+  load_ok(with_device(ups, fields_b));
+  assert_true(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  load_ok(with_device(ups, fields_a));
+  assert_false(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  gw_config_free(&a);
+}
+
+static void test_config_free(void **state) {
+  (void)state;
+  load_ok(with_device(UP, "endpoint = \"a\";"));
+  gw_config_free(&cfg);
+  gw_config_t zero;
+  memset(&zero, 0, sizeof(zero));
+  assert_memory_equal(&cfg, &zero, sizeof(cfg));
+  gw_config_free(&cfg); /* twice is harmless */
+  gw_config_free(NULL);
+}
+
+static void test_error_buffer(void **state) {
+  (void)state;
+  char small[8];
+  memset(small, 'x', sizeof(small));
+  gw_config_free(&cfg);
+  assert_int_equal(gw_config_load_string("gatway = 1;", &cfg, small, sizeof(small)),
+               GW_ERR_CONFIG);
+  assert_int_equal(strlen(small), sizeof(small) - 1);
+  assert_memory_equal(small, "<string", 7);
+  assert_int_equal(gw_config_load_string("gatway = 1;", &cfg, NULL, 0), GW_ERR_CONFIG);
+  assert_int_equal(gw_config_load_string(MIN, &cfg, NULL, 0), 0);
+  gw_config_free(&cfg);
+  char text[256];
+  err[0] = 'x';
+  snprintf(text, sizeof(text), "%s", MIN);
+  assert_int_equal(gw_config_load_string(text, &cfg, err, sizeof(err)), 0);
+  assert_string_equal(err, ""); /* success clears the message */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults),         cmocka_unit_test(test_gateway_all_set),
+      cmocka_unit_test(test_log_level),        cmocka_unit_test(test_gateway_ranges),
+      cmocka_unit_test(test_gateway_types),    cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_parse_host_port),  cmocka_unit_test(test_top_level),
+      cmocka_unit_test(test_syntax_errors),    cmocka_unit_test(test_upstream_list),
+      cmocka_unit_test(test_upstream_name),    cmocka_unit_test(test_upstream_uri),
+      cmocka_unit_test(test_upstream_profile), cmocka_unit_test(test_upstream_files),
+      cmocka_unit_test(test_devices_list),     cmocka_unit_test(test_device_defaults),
+      cmocka_unit_test(test_device_endpoint),  cmocka_unit_test(test_device_upstream),
+      cmocka_unit_test(test_find_upstream),    cmocka_unit_test(test_device_msisdn),
+      cmocka_unit_test(test_device_ue_address), cmocka_unit_test(test_device_external_id),
+      cmocka_unit_test(test_device_psk_hex),   cmocka_unit_test(test_device_psk_pairing),
+      cmocka_unit_test(test_device_psk_file),  cmocka_unit_test(test_device_cert),
+      cmocka_unit_test(test_bindings),         cmocka_unit_test(test_nidd),
+      cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
+      cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
+      cmocka_unit_test(test_config_free),             cmocka_unit_test(test_error_buffer),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
