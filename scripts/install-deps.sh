@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what lwm2m-gw needs to build, test and run its demo on Debian 12 (run as root).
+set -euo pipefail
+packages=(
+  # toolchain
+  build-essential cmake pkg-config
+  # CoAP and DTLS upstream; coap-client and coap-server for poking at it by hand
+  libcoap3-dev libcoap3-bin
+  # the configuration file
+  libconfig-dev
+  # unit tests, libFuzzer targets, integration tests (Debian's /usr/bin/python3)
+  libcmocka-dev clang libclang-rt-14-dev python3-pytest
+  # reading the metrics endpoint
+  curl
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root (sudo $0)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
