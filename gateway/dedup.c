@@ -41,18 +41,17 @@ static gw_dedup_entry_t *find_live(gw_dedup_t *dedup, uint16_t mid, uint64_t now
   return NULL;
 }
 
-/* A free slot if there is one, else the oldest entry (ring order), which is evicted. */
+/* A free slot if there is one, else the oldest entry, which is evicted. */
 static gw_dedup_entry_t *take_slot(gw_dedup_t *dedup) {
+  gw_dedup_entry_t *oldest = NULL;
   for (size_t i = 0; i < dedup->capacity; i++) {
-    size_t idx = (dedup->next + i) % dedup->capacity;
-    if (!dedup->entries[idx].used) {
-      dedup->next = (idx + 1) % dedup->capacity;
-      return &dedup->entries[idx];
-    }
+    gw_dedup_entry_t *e = &dedup->entries[i];
+    if (!e->used)
+      return e;
+    if (!oldest || (int32_t)(e->seq - oldest->seq) < 0)
+      oldest = e;
   }
-  gw_dedup_entry_t *oldest = &dedup->entries[dedup->next];
   entry_release(oldest);
-  dedup->next = (dedup->next + 1) % dedup->capacity;
   return oldest;
 }
 
@@ -70,6 +69,7 @@ gw_dedup_verdict_t gw_dedup_check(gw_dedup_t *dedup, uint16_t mid, bool confirma
   e = take_slot(dedup);
   e->used = true;
   e->mid = mid;
+  e->seq = dedup->next_seq++;
   e->expires_ms = now_ms + (confirmable ? GW_EXCHANGE_LIFETIME_MS : GW_NON_LIFETIME_MS);
   return GW_DEDUP_NEW;
 }

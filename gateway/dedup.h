@@ -26,6 +26,7 @@ typedef enum {
 typedef struct {
   uint16_t mid;
   bool used;
+  uint32_t seq; /* insertion order: the smallest is the oldest */
   bool answered;
   uint64_t expires_ms;
   uint8_t *answer; /* owned copy of the serialised answer; NULL when no answer is to be resent */
@@ -35,7 +36,7 @@ typedef struct {
 typedef struct {
   gw_dedup_entry_t *entries;
   size_t capacity;
-  size_t next; /* ring position of the oldest entry */
+  uint32_t next_seq;
 } gw_dedup_t;
 
 int gw_dedup_init(gw_dedup_t *dedup, size_t capacity);

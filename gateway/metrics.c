@@ -50,6 +50,8 @@ static void count_devices(gw_device_t *dev, void *arg) {
 
 size_t gw_metrics_format(const gw_gateway_t *gw, char *out, size_t out_size) {
   size_t used = 0;
+  if (out_size == 0)
+    return 0;
 #define APPEND(...)                                                                            \
   do {                                                                                         \
     int n_ = snprintf(out + used, out_size - used, __VA_ARGS__);                               \
