@@ -4,7 +4,7 @@ import struct
 import subprocess
 import time
 
-from conftest import GATEWAY_BIN, free_port
+from lwm2m_peers import GATEWAY_BIN, free_port
 
 
 def register(peers, ep="dev-a", gateway_kw=None, device_extra=(), devices="", server=None,

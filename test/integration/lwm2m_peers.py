@@ -1,0 +1,208 @@
+"""Drives the gateway and the project's test peers (test/peers/) as child processes.
+
+Each peer writes one JSON object per line on stdout and takes commands on stdin; the gateway is
+configured with a file written here and watched through its metrics endpoint. Used by the
+integration tests (conftest.py) and by the demo (scripts/demo).
+"""
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.environ.get("GW_BUILD_DIR", os.path.join(ROOT, "build"))
+GATEWAY_BIN = os.path.join(BUILD, "gateway", "lwm2m-gw")
+SERVER_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-server")
+DEVICE_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-device")
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Peer:
+    """A child process speaking JSON lines on stdout and taking commands on stdin."""
+
+    def __init__(self, name, argv, log_dir, env=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, env=env)
+        self.events = queue.Queue()
+        self.seen = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                event = {"event": "unparsed", "line": line}
+            self.events.put(event)
+
+    def send(self, command):
+        self.proc.stdin.write((command + "\n").encode())
+        self.proc.stdin.flush()
+
+    def wait_for(self, event, timeout=10.0, **match):
+        """Returns the first event named `event` whose fields equal `match` (events already
+        returned once are not returned again)."""
+        deadline = time.monotonic() + timeout
+        for e in self.seen:
+            if not e.get("_taken") and e.get("event") == event and _matches(e, match):
+                e["_taken"] = True
+                return e
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"{self.name}: no '{event}' {match} within {timeout}s; saw {self._summary()}")
+            try:
+                e = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.seen.append(e)
+            if e.get("event") == event and _matches(e, match):
+                e["_taken"] = True
+                return e
+
+    def drain(self, settle=0.3):
+        """Collects events arriving within `settle` seconds; returns all seen so far."""
+        deadline = time.monotonic() + settle
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self.seen
+            try:
+                self.seen.append(self.events.get(timeout=left))
+            except queue.Empty:
+                pass
+
+    def count(self, event, **match):
+        self.drain(0.05)
+        return sum(1 for e in self.seen if e.get("event") == event and _matches(e, match))
+
+    def _summary(self):
+        self.drain(0)
+        return [{k: v for k, v in e.items() if k != "_taken"} for e in self.seen[-12:]]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+def _matches(event, match):
+    return all(event.get(k) == v for k, v in match.items())
+
+
+class TestServer(Peer):
+    def __init__(self, log_dir, psk=None):
+        argv = [SERVER_BIN, "--listen", "127.0.0.1:0"]
+        if psk:
+            argv += ["--dtls-listen", "127.0.0.1:0", "--psk-identity", psk[0], "--psk-key", psk[1]]
+        super().__init__("server", argv, log_dir)
+        ready = self.wait_for("listening")
+        self.port = ready["port"]
+        self.dtls_port = ready.get("dtls_port")
+
+    def request(self, command, timeout=15.0):
+        """Sends `command` (e.g. 'read 1 ep /3/0/0') and returns its response event."""
+        rid = int(command.split()[1])
+        self.send(command)
+        return self.wait_for("response", timeout=timeout, id=rid)
+
+
+class Gateway:
+    """lwm2m-gw with a configuration written for the test, on free loopback ports."""
+
+    def __init__(self, tmp_path, upstream_uri, devices="", gateway_extra="", nidd_extra="",
+                 name="gateway"):
+        self.tmp_path = tmp_path
+        self.sgi_port = free_port()
+        self.metrics_port = free_port(socket.SOCK_STREAM)
+        self.config_path = os.path.join(tmp_path, f"{name}.conf")
+        self.upstream_uri = upstream_uri
+        self.gateway_extra = gateway_extra
+        self.nidd_extra = nidd_extra
+        self.write_config(devices)
+        self.peer = Peer(name, [GATEWAY_BIN, "-c", self.config_path, "-l", "debug"], tmp_path)
+        self._wait_ready()
+
+    def write_config(self, devices, upstream_extra=""):
+        text = f"""
+gateway = {{ log_level = "debug"; metrics = "127.0.0.1:{self.metrics_port}";
+            piggyback_window_ms = 1000; device_timeout_ms = 3000; {self.gateway_extra} }};
+upstream = ( {{ name = "default"; uri = "{self.upstream_uri}"; {upstream_extra} }} );
+devices = ( {devices} );
+bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_port}"; }};
+             {self.nidd_extra} }}; }};
+"""
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.peer.proc.poll() is not None:
+                raise AssertionError("gateway exited at start:\n" + self.peer.log_text())
+            try:
+                self.metrics()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("gateway did not come up:\n" + self.peer.log_text())
+
+    @property
+    def sgi_uri(self):
+        return f"coap://127.0.0.1:{self.sgi_port}"
+
+    def metrics(self):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as r:
+            text = r.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name.replace("lwm2m_gw_", "")] = int(value)
+        return values
+
+    def reload(self):
+        self.peer.proc.send_signal(signal.SIGHUP)
+
+    def stop(self):
+        return self.peer.stop()
+
+
+class Device(Peer):
+    def __init__(self, log_dir, server_uri, ep, local_port=0, extra=()):
+        self.local_port = local_port or free_port()
+        argv = [DEVICE_BIN, "--server", server_uri, "--ep", ep,
+                "--local-port", str(self.local_port)] + list(extra)
+        super().__init__(f"device-{ep}", argv, log_dir)
+        self.ep = ep
