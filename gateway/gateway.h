@@ -25,8 +25,8 @@
   X(downlink_responses, "device responses relayed to the server")                              \
   X(piggybacked, "responses piggybacked on the server's ACK")                                  \
   X(separate, "responses sent separately after an empty ACK")                                  \
-  X(gateway_timeouts, "server requests answered 5.04 (silent device)")                         \
-  X(unavailable, "requests answered 5.03 (undeliverable)")                                     \
+  X(gateway_timeouts, "requests answered 5.04 by the gateway (silent device or server)")                         \
+  X(unavailable, "requests answered 5.03 by the gateway (undeliverable)")                                     \
   X(notifications, "notifications relayed upstream")                                           \
   X(queued, "server requests held for sleepy devices")                                         \
   X(upstream_failures, "upstream sessions that could not be created or failed")               \

@@ -93,7 +93,8 @@ static void device_reject_request(gw_gateway_t *gw, gw_device_t *dev, const gw_c
   gw_uplink_xchg_t x = {.token_len = req->token_len, .device_mid = req->mid,
                         .device_type = req->type};
   memcpy(x.token, req->token, req->token_len);
-  gw->metrics.unavailable++;
+  if (code == GW_COAP_SERVICE_UNAVAILABLE)
+    gw->metrics.unavailable++;
   device_answer(gw, dev, &x, NULL, code);
 }
 

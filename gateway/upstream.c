@@ -34,6 +34,7 @@ struct gw_upstream {
 typedef struct gw_upstream_session {
   coap_session_t *session;
   gw_device_t *dev;
+  bool failed; /* DTLS or session failure: replaced on the device's next message */
   char sni[256];
 } gw_upstream_session_t;
 
@@ -167,8 +168,11 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
   case COAP_EVENT_DTLS_CLOSED:
   case COAP_EVENT_SESSION_FAILED:
     GW_WARN(MOD, "%s: upstream session failed (event 0x%04x)", ep, (unsigned)event);
-    if (dev)
+    if (dev) {
       gateway_of(session)->metrics.upstream_failures++;
+      /* Not closed here: libcoap is still inside this session. */
+      dev->upstream->failed = true;
+    }
     break;
   default:
     break;
@@ -312,6 +316,10 @@ static coap_session_t *open_session(gw_upstream_t *up, const gw_upstream_conf_t 
 }
 
 int gw_upstream_open(gw_upstream_t *up, gw_device_t *dev) {
+  if (dev->upstream && dev->upstream->failed) {
+    GW_INFO(MOD, "%s: replacing the failed upstream session", dev->endpoint);
+    gw_upstream_close(up, dev);
+  }
   if (dev->upstream)
     return GW_OK;
   const gw_upstream_conf_t *uconf = gw_config_device_upstream(&up->gw->config, dev->conf);
