@@ -282,3 +282,44 @@ def test_check_config_names_file_line_and_setting(tmp_path):
     p = subprocess.run([GATEWAY_BIN, "--check-config", str(bad)], capture_output=True, text=True)
     assert p.returncode == 1
     assert f"{bad}:1:" in p.stderr and "upstream.[0].uri" in p.stderr
+
+
+def test_non_confirmable_request_gets_non_response(peers):
+    server, gw, dev, _ = register(peers)
+    server.send("non 0")
+    server.wait_for("mode")
+    r = server.request("read 1 dev-a /3/0/3")
+    assert (r["code"], r["payload"], r["type"]) == ("2.05", "1.0", "NON")
+    assert dev.wait_for("request", path="/3/0/3")["type"] == "NON"  # NON end to end
+
+
+def test_full_downlink_queue_answers_503(peers):
+    port = free_port()
+    devices = f'{{ endpoint = "sleepy"; ue_address = "127.0.0.1:{port}"; queue_mode = true; }}'
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", devices=devices,
+                       gateway_extra="queue_awake_ms = 1000; downlink_queue_length = 1;")
+    dev = peers.device(gw, "sleepy", local_port=port)
+    server.wait_for("register", ep="sleepy")
+    time.sleep(1.5)
+    server.send("read 1 sleepy /3/0/0")
+    server.send("read 2 sleepy /3/0/1")
+    r2 = server.wait_for("response", id=2, timeout=5)
+    assert r2["code"] == "5.03"  # no room: refused at once, not left unanswered
+    dev.send("update")
+    assert server.wait_for("response", id=1, timeout=10)["code"] == "2.05"
+    assert gw.metrics()["unavailable_total"] == 1
+
+
+def test_unlisted_device_refused_when_accept_unknown_is_off(peers):
+    port = free_port()
+    devices = f'{{ endpoint = "known"; ue_address = "127.0.0.1:{port}"; }}'
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", devices=devices,
+                       nidd_extra="accept_unknown = false;")
+    peers.device(gw, "stranger", extra=["--register-timeout-ms", "1000"])
+    peers.device(gw, "known", local_port=port)
+    server.wait_for("register", ep="known")
+    server.drain(1.0)
+    assert server.count("register", ep="stranger") == 0
+    assert gw.metrics()["rejected_total"] >= 1
