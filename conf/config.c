@@ -52,6 +52,11 @@ static const char *const device_keys[] = {
 static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
 static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
 static const char *const sgi_keys[] = {"listen", NULL};
+static const char *const sms_keys[] = {
+    "enabled", "modem",   "baud",         "msisdn",   "pin",   "pin_file",
+    "smsc",    "storage", "concatenated", "allow",    "reassembly_timeout_ms",
+    "send_interval_ms",   "sweep_interval_ms",        NULL};
+static const char *const storage_names[] = {"SM", "ME", "MT", NULL};
 
 /* ---- messages ---- */
 
@@ -1067,6 +1072,123 @@ static int load_nidd(load_ctx_t *ctx, const config_setting_t *g, gw_nidd_conf_t 
   return dup_string(ctx, value, &nidd->sgi_listen);
 }
 
+/* 3GPP 23.003 form: digits only, no '+'; a leading '+' is accepted and dropped. */
+static int dup_msisdn(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                      const char *value, char **out) {
+  if (!valid_msisdn(value))
+    return fail(ctx, s, path, "expected an E.164 number: 3 to 15 digits, optionally after '+'");
+  return dup_string(ctx, value[0] == '+' ? value + 1 : value, out);
+}
+
+static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *sms) {
+  const config_setting_t *list = member(g, "allow");
+  if (!list)
+    return 0;
+  int type = config_setting_type(list);
+  if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+    return fail(ctx, list, "bindings.sms.allow",
+                "expected an array of numbers in quotes, [ \"14155550125\" ], got %s",
+                type_name(list));
+  int n = config_setting_length(list);
+  sms->allow = calloc((size_t)(n > 0 ? n : 1), sizeof(*sms->allow));
+  if (!sms->allow)
+    return nomem(ctx);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+    char path[SETTING_PATH_MAX];
+    path_index(path, "bindings.sms.allow", (size_t)i);
+    const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e)
+                                                                  : NULL;
+    if (!v)
+      return fail(ctx, e, path, "expected a number in double quotes, got %s", type_name(e));
+    int rc = dup_msisdn(ctx, e, path, v, &sms->allow[sms->allow_count]);
+    if (rc != 0)
+      return rc;
+    sms->allow_count++;
+  }
+  return 0;
+}
+
+/* 27.007 +CPIN: 4 to 8 digits; from pin or, to keep it out of the main file, pin_file. */
+static int load_sms_pin(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *sms) {
+  const config_setting_t *s, *file_s;
+  const char *pin, *file;
+  int rc;
+  if ((rc = get_string(ctx, g, "bindings.sms", "pin", false, "the SIM PIN", &s, &pin)) != 0 ||
+      (rc = get_string(ctx, g, "bindings.sms", "pin_file", false, "a file holding the SIM PIN",
+                       &file_s, &file)) != 0)
+    return rc;
+  if (pin && file)
+    return fail(ctx, file_s, "bindings.sms.pin_file", "give either pin or pin_file, not both");
+  char buf[32] = "";
+  if (file) {
+    if ((rc = check_readable(ctx, file_s, "bindings.sms.pin_file", file)) != 0)
+      return rc;
+    FILE *f = fopen(file, "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f)
+      fclose(f);
+    buf[n] = 0;
+    buf[strcspn(buf, " \t\r\n")] = 0;
+    pin = buf;
+    s = file_s;
+  }
+  if (!pin)
+    return 0;
+  size_t len = strlen(pin);
+  rc = len >= 4 && len <= 8 && strspn(pin, "0123456789") == len
+           ? dup_string(ctx, pin, &sms->pin)
+           : fail(ctx, s, file ? "bindings.sms.pin_file" : "bindings.sms.pin",
+                  "expected the SIM PIN: 4 to 8 digits");
+  explicit_bzero(buf, sizeof(buf));
+  return rc;
+}
+
+static int load_sms(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *sms) {
+  static const char *const P = "bindings.sms";
+  const config_setting_t *s;
+  const char *value;
+  int rc;
+  if ((rc = check_known(ctx, g, P, sms_keys)) != 0 ||
+      (rc = get_bool(ctx, g, P, "enabled", NULL, &sms->enabled)) != 0 ||
+      (rc = get_bool(ctx, g, P, "concatenated", NULL, &sms->concatenated)) != 0 ||
+      (rc = get_uint(ctx, g, P, "baud", 1200, 4000000, "", NULL, &sms->baud)) != 0 ||
+      (rc = get_uint(ctx, g, P, "reassembly_timeout_ms", 1000, 86400000, "", NULL,
+                     &sms->reassembly_timeout_ms)) != 0 ||
+      (rc = get_uint(ctx, g, P, "send_interval_ms", 0, 60000, "", NULL,
+                     &sms->send_interval_ms)) != 0 ||
+      (rc = get_uint(ctx, g, P, "sweep_interval_ms", 1000, 3600000, "", NULL,
+                     &sms->sweep_interval_ms)) != 0)
+    return rc;
+#ifndef GW_HAVE_SMS
+  if (sms->enabled)
+    return fail(ctx, member(g, "enabled"), "bindings.sms.enabled",
+                "binding 'sms' is not available in this build (built without WITH_SMS)");
+#endif
+  if ((rc = get_string(ctx, g, P, "modem", sms->enabled,
+                       "the modem's serial port, e.g. \"/dev/serial/by-id/usb-...-if02-port0\"",
+                       &s, &value)) != 0 ||
+      (rc = dup_string(ctx, value, &sms->modem)) != 0)
+    return rc;
+  if ((rc = get_string(ctx, g, P, "msisdn", false, "the modem's own number", &s, &value)) != 0 ||
+      (value && (rc = dup_msisdn(ctx, s, "bindings.sms.msisdn", value, &sms->msisdn)) != 0))
+    return rc;
+  if ((rc = get_string(ctx, g, P, "smsc", false, "the SMS centre number", &s, &value)) != 0 ||
+      (value && (rc = dup_msisdn(ctx, s, "bindings.sms.smsc", value, &sms->smsc)) != 0))
+    return rc;
+  if ((rc = get_string(ctx, g, P, "storage", false, "\"SM\", \"ME\" or \"MT\"", &s,
+                       &value)) != 0)
+    return rc;
+  if (value && !in_list(storage_names, value))
+    return fail(ctx, s, "bindings.sms.storage",
+                "expected \"SM\" (SIM), \"ME\" (modem) or \"MT\" (both), got \"%.16s\"", value);
+  if ((rc = dup_string(ctx, value ? value : "ME", &sms->storage)) != 0)
+    return rc;
+  if ((rc = load_sms_pin(ctx, g, sms)) != 0)
+    return rc;
+  return load_sms_allow(ctx, g, sms);
+}
+
 static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_config_t *config) {
   const config_setting_t *b;
   int rc = get_group(ctx, root, "", "bindings", "{ nidd = { enabled = true; ... }; }", &b);
@@ -1088,6 +1210,11 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
         return rc;
       continue;
     }
+    if (strcmp(name, "sms") == 0) {
+      if ((rc = load_sms(ctx, s, &config->bindings.sms)) != 0)
+        return rc;
+      continue;
+    }
     /* Not built yet: their own settings are accepted unchecked while they stay disabled. */
     const config_setting_t *enabled_s;
     bool enabled = false;
@@ -1099,10 +1226,10 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
       return fail(ctx, enabled_s, epath, "binding '%s' is not available in this build", name);
     }
   }
-  if (!config->bindings.nidd.enabled)
+  if (!config->bindings.nidd.enabled && !config->bindings.sms.enabled)
     return fail(ctx, b ? b : root, "bindings",
-                "no binding is enabled (this build has: nidd); set "
-                "bindings.nidd.enabled = true");
+                "no binding is enabled (this build has: %s); set "
+                "bindings.<name>.enabled = true", GW_BUILT_BINDINGS);
   return 0;
 }
 
@@ -1120,6 +1247,12 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   gw->queue_awake_ms = 93000; /* CoAP MAX_TRANSMIT_WAIT, RFC 7252 4.8.2 */
   gw->max_devices = 10000;
   config->bindings.nidd.accept_unknown = true;
+  gw_sms_conf_t *sms = &config->bindings.sms;
+  sms->baud = 115200;
+  sms->concatenated = true;
+  sms->reassembly_timeout_ms = 60000;
+  sms->send_interval_ms = 200;
+  sms->sweep_interval_ms = 30000;
 
   int rc;
   if ((rc = check_known(ctx, root, "", top_level_keys)) != 0 ||
@@ -1247,6 +1380,15 @@ void gw_config_free(gw_config_t *config) {
   }
   free(config->devices);
   free(config->bindings.nidd.sgi_listen);
+  gw_sms_conf_t *sms = &config->bindings.sms;
+  free(sms->modem);
+  free(sms->msisdn);
+  free(sms->pin);
+  free(sms->smsc);
+  free(sms->storage);
+  for (size_t i = 0; i < sms->allow_count; i++)
+    free(sms->allow[i]);
+  free(sms->allow);
   memset(config, 0, sizeof(*config));
 }
 

@@ -59,6 +59,25 @@ typedef struct {
   bool accept_unknown;   /* accept UEs not listed in devices; default true */
 } gw_nidd_conf_t;
 
+/* bindings.sms (Transport 6.8.3): one cellular modem driven by AT commands. */
+typedef struct {
+  bool enabled;
+  char *modem;             /* serial port, required when enabled; /dev/serial/by-id/... is stable */
+  uint32_t baud;           /* default 115200 */
+  char *msisdn;            /* the modem's own number, 3GPP 23.003 form (no '+'), optional */
+  char *pin;               /* SIM PIN (pin or pin_file), optional */
+  char *smsc;              /* SMS centre to set, optional: the SIM's otherwise */
+  char *storage;           /* preferred message storage "SM", "ME" or "MT"; default "ME" (falls
+                              back to "SM") */
+  bool concatenated;       /* split and reassemble long messages (23.040 9.2.3.24.1); default
+                              true; false leaves it to a modem that does it itself */
+  char **allow;            /* MSISDNs accepted besides the devices' (Transport 5.3) */
+  size_t allow_count;
+  uint32_t reassembly_timeout_ms; /* incomplete concatenated SMS expire; default 60000 */
+  uint32_t send_interval_ms;      /* pacing between two SMS sent; default 200 */
+  uint32_t sweep_interval_ms;     /* periodic read of the modem storage; default 30000 */
+} gw_sms_conf_t;
+
 typedef struct {
   char *path; /* the file it came from */
   gw_gateway_conf_t gateway;
@@ -68,6 +87,7 @@ typedef struct {
   size_t device_count;
   struct {
     gw_nidd_conf_t nidd;
+    gw_sms_conf_t sms;
   } bindings;
 } gw_config_t;
 
