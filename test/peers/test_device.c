@@ -62,6 +62,7 @@ typedef struct device_options_t {
   bool con_notify;
   long notify_ms;
   long register_timeout_ms; /* 0: rely on libcoap's retransmission limit */
+  long delay_ms;            /* >0: answer server requests separately, this much later */
   int log_level;
   const char *psk_identity;
   const char *psk_key_hex;
@@ -648,6 +649,32 @@ static void handle_ipatch(const lwm2m_path_t *path, const coap_pdu_t *request,
   json_emit(&ev);
 }
 
+/* --delay-ms (RFC 7252 5.2.2): no response code is set, so libcoap sends the empty ACK (for a
+ * CON) and, once the delay is over, calls on_request again with a copy of the request. That
+ * copy has a new MID, which the separate response (CON for a CON) takes; libcoap retransmits
+ * it until it is acknowledged. A retransmitted request meanwhile only gets the empty ACK again. */
+static void defer_request(const device_t *dev, coap_session_t *session,
+                          const coap_pdu_t *request, coap_pdu_t *response) {
+  coap_tick_t delay = (coap_tick_t)dev->opts.delay_ms * COAP_TICKS_PER_SECOND / 1000;
+
+  if (!coap_register_async(session, request, delay ? delay : 1)) {
+    peer_log(LOG_ERR, "cannot defer the answer to mid 0x%04x", coap_pdu_get_mid(request));
+    respond_code(response, COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE);
+  }
+}
+
+static void emit_separate_response(const char *path, const coap_pdu_t *response) {
+  char code_text[8];
+  json_buf_t ev;
+
+  json_begin(&ev, "separate-response");
+  json_add_str(&ev, "path", path);
+  json_add_str(&ev, "code", peer_code_str(coap_pdu_get_code(response), code_text));
+  json_add_str(&ev, "type", peer_type_str(coap_pdu_get_type(response)));
+  json_add_int(&ev, "mid", coap_pdu_get_mid(response));
+  json_emit(&ev);
+}
+
 static void emit_request(const coap_pdu_t *request, const char *path) {
   json_buf_t ev;
 
@@ -668,12 +695,21 @@ static void on_request(coap_resource_t *resource, coap_session_t *session,
   device_t *dev = device_of(session);
   coap_pdu_code_t method = coap_pdu_get_code(request);
   char *path_text = peer_uri_path(request);
+  /* The second call for a deferred request: its async entry exists until this returns. */
+  bool delayed = dev->opts.delay_ms > 0 && coap_find_async(session, coap_pdu_get_token(request));
   lwm2m_path_t path;
 
-  emit_request(request, path_text);
+  if (!delayed)
+    emit_request(request, path_text);
   if (dev->opts.silent) {
     /* A dead device: libcoap drops an empty NON "response", so not even an ACK leaves. */
     coap_pdu_set_type(response, COAP_MESSAGE_NON);
+    free(path_text);
+    return;
+  }
+  /* Observe registrations and cancellations are still answered at once. */
+  if (dev->opts.delay_ms > 0 && !delayed && peer_uint_option(request, COAP_OPTION_OBSERVE) < 0) {
+    defer_request(dev, session, request, response);
     free(path_text);
     return;
   }
@@ -691,6 +727,8 @@ static void on_request(coap_resource_t *resource, coap_session_t *session,
     handle_ipatch(&path, request, response);
   else
     respond_code(response, COAP_RESPONSE_CODE_NOT_ALLOWED); /* DELETE of /3 or /3/0 */
+  if (delayed)
+    emit_separate_response(path_text, response);
   free(path_text);
 }
 
@@ -894,7 +932,17 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
   return COAP_RESPONSE_OK;
 }
 
-/* No answer to one of our requests, or a CON notification that was refused or lost. */
+static void emit_response_failed(coap_mid_t mid, coap_nack_reason_t reason) {
+  json_buf_t ev;
+
+  json_begin(&ev, "response-failed");
+  json_add_int(&ev, "mid", mid);
+  json_add_str(&ev, "reason", peer_nack_str(reason));
+  json_emit(&ev);
+}
+
+/* No answer to one of our requests, a CON notification that was refused or lost, or a
+ * separate CON response the server side never acknowledged or reset. */
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
                     const coap_nack_reason_t reason, const coap_mid_t mid) {
   device_t *dev = device_of(session);
@@ -910,6 +958,8 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
     obs = observation_by_token(dev, token);
     if (obs)
       observation_cancel(dev, obs, reason == COAP_NACK_RST ? "rst" : "timeout");
+    else if (dev->opts.delay_ms > 0 && peer_uint_option(sent, COAP_OPTION_OBSERVE) < 0)
+      emit_response_failed(mid, reason); /* a separate response (--delay-ms) */
     return;
   }
   out = outgoing_by_token(dev, token);
@@ -1001,7 +1051,7 @@ static void usage(void) {
           "usage: lwm2m-test-device --server coap[s]://HOST:PORT --ep NAME [--lifetime S]\n"
           "         [--binding LETTERS] [--lwm2m VER] [--queue] [--reg-payload-size N]\n"
           "         [--local-port P] [--silent] [--con-notify] [--notify-ms N]\n"
-          "         [--register-timeout-ms N] [--psk-identity ID --psk-key HEX]\n"
+          "         [--register-timeout-ms N] [--delay-ms N] [--psk-identity ID --psk-key HEX]\n"
           "         [--log-level N] [--stay]\n");
 }
 
@@ -1026,6 +1076,7 @@ static bool parse_options(int argc, char **argv, device_options_t *out) {
       {"con-notify", no_argument, NULL, 'c'},
       {"notify-ms", required_argument, NULL, 'n'},
       {"register-timeout-ms", required_argument, NULL, 'T'},
+      {"delay-ms", required_argument, NULL, 'd'},
       {"psk-identity", required_argument, NULL, 'i'},
       {"psk-key", required_argument, NULL, 'k'},
       {"log-level", required_argument, NULL, 'v'},
@@ -1056,6 +1107,7 @@ static bool parse_options(int argc, char **argv, device_options_t *out) {
     case 'c': out->con_notify = true; break;
     case 'n': ok = parse_number(optarg, 1, 3600000, &out->notify_ms); break;
     case 'T': ok = parse_number(optarg, 0, 3600000, &out->register_timeout_ms); break;
+    case 'd': ok = parse_number(optarg, 0, 3600000, &out->delay_ms); break;
     case 'i': out->psk_identity = optarg; break;
     case 'k': out->psk_key_hex = optarg; break;
     case 'v': ok = parse_number(optarg, 0, COAP_LOG_CIPHERS, &level); break;
