@@ -25,14 +25,26 @@
 
 #define MOD "upstream"
 
-struct gw_upstream {
-  gw_gateway_t *gw;
+/* One libcoap context per upstream server configuration. libcoap keeps trust anchors (ca_file)
+ * per context (OpenSSL's store), so upstreams sharing one context would trust each other's CAs.
+ * A context lives while it has sessions. */
+typedef struct upstream_context {
+  gw_upstream_t *owner;
+  char *key; /* upstream name + trust settings: a changed upstream gets a fresh context */
   coap_context_t *ctx;
   int coap_fd;
+  size_t sessions;
+  struct upstream_context *next;
+} upstream_context_t;
+
+struct gw_upstream {
+  gw_gateway_t *gw;
+  upstream_context_t *contexts;
 };
 
 typedef struct gw_upstream_session {
   coap_session_t *session;
+  upstream_context_t *context;
   gw_device_t *dev;
   bool failed; /* DTLS or session failure: replaced on the device's next message */
   char sni[256];
@@ -106,8 +118,8 @@ static gw_device_t *device_of(coap_session_t *session) {
 }
 
 static gw_gateway_t *gateway_of(coap_session_t *session) {
-  gw_upstream_t *up = coap_get_app_data(coap_session_get_context(session));
-  return up->gw;
+  upstream_context_t *uc = coap_get_app_data(coap_session_get_context(session));
+  return uc->owner->gw;
 }
 
 /* ---- libcoap handlers ---- */
@@ -164,10 +176,14 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
   case COAP_EVENT_DTLS_CONNECTED:
     GW_INFO(MOD, "%s: DTLS session established", ep);
     break;
-  case COAP_EVENT_DTLS_ERROR:
   case COAP_EVENT_DTLS_CLOSED:
+    if (dev)
+      GW_INFO(MOD, "%s: DTLS session closed", ep);
+    break;
+  case COAP_EVENT_DTLS_ERROR:
   case COAP_EVENT_SESSION_FAILED:
-    GW_WARN(MOD, "%s: upstream session failed (event 0x%04x)", ep, (unsigned)event);
+    GW_WARN(MOD, "%s: upstream session failed (%s)", ep,
+            event == COAP_EVENT_DTLS_ERROR ? "DTLS error" : "session failed");
     if (dev) {
       gateway_of(session)->metrics.upstream_failures++;
       /* Not closed here: libcoap is still inside this session. */
@@ -186,8 +202,8 @@ static void on_coap_fd(gw_loop_t *loop, int fd, uint32_t events, void *arg) {
   (void)loop;
   (void)fd;
   (void)events;
-  gw_upstream_t *up = arg;
-  coap_io_process(up->ctx, COAP_IO_NO_WAIT);
+  upstream_context_t *uc = arg;
+  coap_io_process(uc->ctx, COAP_IO_NO_WAIT);
 }
 
 static int coap_prepare(gw_loop_t *loop, void *arg) {
@@ -195,9 +211,14 @@ static int coap_prepare(gw_loop_t *loop, void *arg) {
   gw_upstream_t *up = arg;
   coap_tick_t now;
   coap_ticks(&now);
-  /* Runs libcoap's due retransmissions and tells how long it may sleep; 0 means forever. */
-  unsigned ms = coap_io_prepare_epoll(up->ctx, now);
-  return ms == 0 ? -1 : (int)ms;
+  int wait = -1;
+  for (upstream_context_t *uc = up->contexts; uc; uc = uc->next) {
+    /* Runs libcoap's due retransmissions and tells how long it may sleep; 0 means forever. */
+    unsigned ms = coap_io_prepare_epoll(uc->ctx, now);
+    if (ms && (wait < 0 || ms < (unsigned)wait))
+      wait = (int)ms;
+  }
+  return wait;
 }
 
 static void register_catch_all(coap_context_t *ctx) {
@@ -210,6 +231,78 @@ static void register_catch_all(coap_context_t *ctx) {
   coap_add_resource(ctx, r);
 }
 
+static void context_free(upstream_context_t *uc) {
+  gw_loop_del_fd(uc->owner->gw->loop, uc->coap_fd);
+  coap_free_context(uc->ctx);
+  free(uc->key);
+  free(uc);
+}
+
+static char *context_key(const gw_upstream_conf_t *uconf) {
+  char *key = NULL;
+  if (asprintf(&key, "%s|%s|%s|%s|%s", uconf->name, uconf->uri,
+               uconf->ca_file ? uconf->ca_file : "", uconf->cert_file ? uconf->cert_file : "",
+               uconf->key_file ? uconf->key_file : "") < 0)
+    return NULL;
+  return key;
+}
+
+static upstream_context_t *context_new(gw_upstream_t *up, char *key) {
+  upstream_context_t *uc = calloc(1, sizeof(*uc));
+  if (!uc)
+    return NULL;
+  uc->owner = up;
+  uc->key = key;
+  uc->ctx = coap_new_context(NULL);
+  uc->coap_fd = uc->ctx ? coap_context_get_coap_fd(uc->ctx) : -1;
+  if (uc->coap_fd < 0) {
+    GW_ERR(MOD, "libcoap: no context, or built without epoll support (the gateway needs it)");
+    if (uc->ctx)
+      coap_free_context(uc->ctx);
+    free(uc);
+    return NULL;
+  }
+  coap_set_app_data(uc->ctx, uc);
+  coap_context_set_block_mode(uc->ctx, 0);
+  coap_register_response_handler(uc->ctx, on_server_response);
+  coap_register_nack_handler(uc->ctx, on_nack);
+  coap_register_event_handler(uc->ctx, on_event);
+  register_catch_all(uc->ctx);
+  gw_loop_add_fd(up->gw->loop, uc->coap_fd, EPOLLIN, on_coap_fd, uc);
+  uc->next = up->contexts;
+  up->contexts = uc;
+  return uc;
+}
+
+/* The context for uconf, created on first use. */
+static upstream_context_t *context_for(gw_upstream_t *up, const gw_upstream_conf_t *uconf) {
+  char *key = context_key(uconf);
+  if (!key)
+    return NULL;
+  for (upstream_context_t *uc = up->contexts; uc; uc = uc->next) {
+    if (strcmp(uc->key, key) == 0) {
+      free(key);
+      return uc;
+    }
+  }
+  upstream_context_t *uc = context_new(up, key);
+  if (!uc)
+    free(key);
+  return uc;
+}
+
+static void context_release(gw_upstream_t *up, upstream_context_t *uc) {
+  if (--uc->sessions > 0)
+    return;
+  for (upstream_context_t **p = &up->contexts; *p; p = &(*p)->next) {
+    if (*p == uc) {
+      *p = uc->next;
+      break;
+    }
+  }
+  context_free(uc);
+}
+
 int gw_upstream_new(gw_gateway_t *gw, gw_upstream_t **out_upstream) {
   coap_startup();
   coap_set_log_handler(coap_log_to_gw);
@@ -218,25 +311,6 @@ int gw_upstream_new(gw_gateway_t *gw, gw_upstream_t **out_upstream) {
   if (!up)
     return GW_ERR_NOMEM;
   up->gw = gw;
-  up->ctx = coap_new_context(NULL);
-  if (!up->ctx) {
-    free(up);
-    return GW_ERR_UPSTREAM;
-  }
-  coap_set_app_data(up->ctx, up);
-  coap_context_set_block_mode(up->ctx, 0);
-  coap_register_response_handler(up->ctx, on_server_response);
-  coap_register_nack_handler(up->ctx, on_nack);
-  coap_register_event_handler(up->ctx, on_event);
-  register_catch_all(up->ctx);
-  up->coap_fd = coap_context_get_coap_fd(up->ctx);
-  if (up->coap_fd < 0) {
-    GW_ERR(MOD, "this libcoap was built without epoll support; the gateway needs it");
-    coap_free_context(up->ctx);
-    free(up);
-    return GW_ERR_UNSUPPORTED;
-  }
-  gw_loop_add_fd(gw->loop, up->coap_fd, EPOLLIN, on_coap_fd, up);
   gw_loop_add_prepare(gw->loop, coap_prepare, up);
   *out_upstream = up;
   return GW_OK;
@@ -246,8 +320,11 @@ void gw_upstream_free(gw_upstream_t **upstream) {
   gw_upstream_t *up = *upstream;
   if (!up)
     return;
-  gw_loop_del_fd(up->gw->loop, up->coap_fd);
-  coap_free_context(up->ctx);
+  while (up->contexts) {
+    upstream_context_t *uc = up->contexts;
+    up->contexts = uc->next;
+    context_free(uc);
+  }
   coap_cleanup();
   free(up);
   *upstream = NULL;
@@ -272,17 +349,17 @@ static int resolve(const gw_upstream_conf_t *uconf, coap_address_t *out_addr) {
   return GW_OK;
 }
 
-static coap_session_t *open_psk(gw_upstream_t *up, const coap_address_t *server,
+static coap_session_t *open_psk(coap_context_t *ctx, const coap_address_t *server,
                                 const gw_device_conf_t *dconf, gw_upstream_session_t *us) {
   coap_dtls_cpsk_t setup = {.version = COAP_DTLS_CPSK_SETUP_VERSION, .client_sni = us->sni};
   setup.psk_info.identity.s = (const uint8_t *)dconf->psk_identity;
   setup.psk_info.identity.length = strlen(dconf->psk_identity);
   setup.psk_info.key.s = dconf->psk_key;
   setup.psk_info.key.length = dconf->psk_key_len;
-  return coap_new_client_session_psk2(up->ctx, NULL, server, COAP_PROTO_DTLS, &setup);
+  return coap_new_client_session_psk2(ctx, NULL, server, COAP_PROTO_DTLS, &setup);
 }
 
-static coap_session_t *open_pki(gw_upstream_t *up, const coap_address_t *server,
+static coap_session_t *open_pki(coap_context_t *ctx, const coap_address_t *server,
                                 const gw_upstream_conf_t *uconf, const gw_device_conf_t *dconf,
                                 gw_upstream_session_t *us) {
   coap_dtls_pki_t setup = {.version = COAP_DTLS_PKI_SETUP_VERSION, .client_sni = us->sni};
@@ -295,21 +372,21 @@ static coap_session_t *open_pki(gw_upstream_t *up, const coap_address_t *server,
   setup.pki_key.key.pem.ca_file = uconf->ca_file;
   setup.pki_key.key.pem.public_cert = own ? dconf->cert_file : uconf->cert_file;
   setup.pki_key.key.pem.private_key = own ? dconf->key_file : uconf->key_file;
-  return coap_new_client_session_pki(up->ctx, NULL, server, COAP_PROTO_DTLS, &setup);
+  return coap_new_client_session_pki(ctx, NULL, server, COAP_PROTO_DTLS, &setup);
 }
 
-static coap_session_t *open_session(gw_upstream_t *up, const gw_upstream_conf_t *uconf,
+static coap_session_t *open_session(coap_context_t *ctx, const gw_upstream_conf_t *uconf,
                                     const gw_device_conf_t *dconf, gw_upstream_session_t *us) {
   coap_address_t server;
   if (resolve(uconf, &server) != GW_OK)
     return NULL;
   if (!uconf->secure)
-    return coap_new_client_session(up->ctx, NULL, &server, COAP_PROTO_UDP);
+    return coap_new_client_session(ctx, NULL, &server, COAP_PROTO_UDP);
   snprintf(us->sni, sizeof(us->sni), "%s", uconf->host);
   if (dconf && dconf->psk_identity)
-    return open_psk(up, &server, dconf, us);
+    return open_psk(ctx, &server, dconf, us);
   if ((dconf && dconf->cert_file) || uconf->cert_file)
-    return open_pki(up, &server, uconf, dconf, us);
+    return open_pki(ctx, &server, uconf, dconf, us);
   GW_ERR(MOD, "%s: upstream %s is coaps but the device has neither a PSK nor a certificate",
          dconf ? dconf->endpoint : "unlisted device", uconf->name);
   return NULL;
@@ -329,9 +406,14 @@ int gw_upstream_open(gw_upstream_t *up, gw_device_t *dev) {
   if (!us)
     return GW_ERR_NOMEM;
   us->dev = dev;
-  us->session = open_session(up, uconf, dev->conf, us);
+  us->context = context_for(up, uconf);
+  if (us->context)
+    us->context->sessions++;
+  us->session = us->context ? open_session(us->context->ctx, uconf, dev->conf, us) : NULL;
   if (!us->session) {
     GW_ERR(MOD, "%s: cannot open a session to %s", dev->endpoint, uconf->uri);
+    if (us->context)
+      context_release(up, us->context);
     free(us);
     return GW_ERR_UPSTREAM;
   }
@@ -343,12 +425,12 @@ int gw_upstream_open(gw_upstream_t *up, gw_device_t *dev) {
 }
 
 void gw_upstream_close(gw_upstream_t *up, gw_device_t *dev) {
-  (void)up;
   gw_upstream_session_t *us = dev->upstream;
   if (!us)
     return;
   coap_session_set_app_data(us->session, NULL);
   coap_session_release(us->session);
+  context_release(up, us->context);
   free(us);
   dev->upstream = NULL;
 }

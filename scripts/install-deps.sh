@@ -10,8 +10,8 @@ packages=(
   libconfig-dev
   # unit tests, libFuzzer targets, integration tests (Debian's /usr/bin/python3)
   libcmocka-dev clang libclang-rt-14-dev python3-pytest
-  # reading the metrics endpoint
-  curl
+  # reading the metrics endpoint; a throwaway X.509 PKI for the certificate tests
+  curl openssl
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -121,10 +121,16 @@ def _matches(event, match):
 
 
 class TestServer(Peer):
-    def __init__(self, log_dir, psk=None):
+    def __init__(self, log_dir, psk=None, pki=None):
+        """psk=(identity, key_hex) and/or pki=(cert_file, key_file, ca_file) open a DTLS port;
+        with pki the server requires a client certificate that chains to ca_file."""
         argv = [SERVER_BIN, "--listen", "127.0.0.1:0"]
+        if psk or pki:
+            argv += ["--dtls-listen", "127.0.0.1:0"]
         if psk:
-            argv += ["--dtls-listen", "127.0.0.1:0", "--psk-identity", psk[0], "--psk-key", psk[1]]
+            argv += ["--psk-identity", psk[0], "--psk-key", psk[1]]
+        if pki:
+            argv += ["--cert", pki[0], "--key", pki[1], "--ca", pki[2]]
         super().__init__("server", argv, log_dir)
         ready = self.wait_for("listening")
         self.port = ready["port"]
@@ -141,7 +147,7 @@ class Gateway:
     """lwm2m-gw with a configuration written for the test, on free loopback ports."""
 
     def __init__(self, tmp_path, upstream_uri, devices="", gateway_extra="", nidd_extra="",
-                 name="gateway"):
+                 name="gateway", upstream_extra=""):
         self.tmp_path = tmp_path
         self.sgi_port = free_port()
         self.metrics_port = free_port(socket.SOCK_STREAM)
@@ -149,7 +155,7 @@ class Gateway:
         self.upstream_uri = upstream_uri
         self.gateway_extra = gateway_extra
         self.nidd_extra = nidd_extra
-        self.write_config(devices)
+        self.write_config(devices, upstream_extra)
         self.peer = Peer(name, [GATEWAY_BIN, "-c", self.config_path, "-l", "debug"], tmp_path)
         self._wait_ready()
 

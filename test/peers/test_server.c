@@ -8,6 +8,7 @@
  */
 #include "peer_common.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -38,10 +39,19 @@ typedef struct exchange_t {
   bool rst_next;   /* cancel-rst: answer the next notification with RST */
 } exchange_t;
 
+/* The CN of the certificate a DTLS client presented. libcoap reports it during the handshake,
+ * before any request arrives, so it is kept per server session until libcoap frees that. */
+typedef struct client_cert_t {
+  struct client_cert_t *next;
+  const coap_session_t *session; /* not referenced: forgotten at COAP_EVENT_SERVER_SESSION_DEL */
+  char *cn;
+} client_cert_t;
+
 typedef struct server_t {
   coap_context_t *ctx;
   registration_t *registrations;
   exchange_t *exchanges;
+  client_cert_t *client_certs;
   unsigned next_registration_id;
   coap_pdu_type_t request_type; /* CON unless the test said "non" */
   char *psk_identity;
@@ -173,11 +183,67 @@ static void json_add_int_text(json_buf_t *ev, const char *key, const char *text)
     json_add_null(ev, key);
 }
 
+/* ----------------------------------------------------- client certificates */
+
+static client_cert_t *client_cert_by_session(server_t *srv, const coap_session_t *session) {
+  for (client_cert_t *cert = srv->client_certs; cert; cert = cert->next)
+    if (cert->session == session)
+      return cert;
+  return NULL;
+}
+
+static void client_cert_forget(server_t *srv, const coap_session_t *session) {
+  for (client_cert_t **p = &srv->client_certs; *p; p = &(*p)->next) {
+    if ((*p)->session == session) {
+      client_cert_t *gone = *p;
+
+      *p = gone->next;
+      free(gone->cn);
+      free(gone);
+      return;
+    }
+  }
+}
+
+/* libcoap calls this for every certificate of the client's chain that verified against --ca;
+ * depth 0 is the client's own. */
+static int on_client_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
+                        coap_session_t *session, unsigned depth, int validated, void *arg) {
+  server_t *srv = arg;
+  client_cert_t *cert;
+
+  if (depth != 0)
+    return 1;
+  peer_log(LOG_INFO, "client certificate CN '%s'", cn ? cn : "");
+  cert = client_cert_by_session(srv, session);
+  if (!cert) {
+    cert = calloc(1, sizeof(*cert));
+    if (!cert)
+      abort();
+    cert->session = session;
+    cert->next = srv->client_certs;
+    srv->client_certs = cert;
+  }
+  free(cert->cn);
+  cert->cn = cn ? strdup(cn) : NULL;
+  return 1;
+}
+
+/* A session pointer may be reused once libcoap freed the session: forget it both ways. */
+static int on_event(coap_session_t *session, const coap_event_t event) {
+  if (session &&
+      (event == COAP_EVENT_SERVER_SESSION_NEW || event == COAP_EVENT_SERVER_SESSION_DEL))
+    client_cert_forget(server_of(session), session);
+  return 0;
+}
+
 static void json_add_peer(json_buf_t *ev, const coap_session_t *session) {
+  client_cert_t *cert = client_cert_by_session(server_of(session), session);
   char peer[64];
 
   json_add_str(ev, "peer", peer_session_remote_str(session, peer));
   json_add_bool(ev, "secure", coap_session_get_proto(session) == COAP_PROTO_DTLS);
+  json_add_str(ev, "client_cn", cert ? cert->cn : NULL);
 }
 
 static void json_add_location(json_buf_t *ev, const registration_t *reg) {
@@ -820,6 +886,9 @@ typedef struct server_options_t {
   const char *dtls_listen;
   const char *psk_identity;
   const char *psk_key_hex;
+  const char *cert_file;
+  const char *key_file;
+  const char *ca_file;
   int log_level;
   bool stay;
 } server_options_t;
@@ -827,7 +896,8 @@ typedef struct server_options_t {
 static void usage(void) {
   fprintf(stderr,
           "usage: lwm2m-test-server --listen HOST:PORT [--dtls-listen HOST:PORT\n"
-          "         --psk-identity ID --psk-key HEX] [--log-level N] [--stay]\n");
+          "         [--psk-identity ID --psk-key HEX] [--cert FILE --key FILE --ca FILE]]\n"
+          "         [--log-level N] [--stay]\n");
 }
 
 static bool parse_options(int argc, char **argv, server_options_t *out) {
@@ -836,12 +906,17 @@ static bool parse_options(int argc, char **argv, server_options_t *out) {
       {"dtls-listen", required_argument, NULL, 'd'},
       {"psk-identity", required_argument, NULL, 'i'},
       {"psk-key", required_argument, NULL, 'k'},
+      {"cert", required_argument, NULL, 'c'},
+      {"key", required_argument, NULL, 'j'},
+      {"ca", required_argument, NULL, 'a'},
       {"log-level", required_argument, NULL, 'v'},
       {"stay", no_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   long level;
+  bool has_psk;
+  bool has_pki;
   int c;
 
   memset(out, 0, sizeof(*out));
@@ -852,6 +927,9 @@ static bool parse_options(int argc, char **argv, server_options_t *out) {
     case 'd': out->dtls_listen = optarg; break;
     case 'i': out->psk_identity = optarg; break;
     case 'k': out->psk_key_hex = optarg; break;
+    case 'c': out->cert_file = optarg; break;
+    case 'j': out->key_file = optarg; break;
+    case 'a': out->ca_file = optarg; break;
     case 's': out->stay = true; break;
     case 'v':
       if (!peer_parse_long(optarg, 0, COAP_LOG_CIPHERS, &level))
@@ -863,7 +941,14 @@ static bool parse_options(int argc, char **argv, server_options_t *out) {
   }
   if (!out->listen || optind != argc)
     return false;
-  return !out->dtls_listen || (out->psk_identity && out->psk_key_hex);
+  /* Each credential comes whole; DTLS needs at least one of them. */
+  has_psk = out->psk_identity || out->psk_key_hex;
+  has_pki = out->cert_file || out->key_file || out->ca_file;
+  if (has_psk && !(out->psk_identity && out->psk_key_hex))
+    return false;
+  if (has_pki && !(out->cert_file && out->key_file && out->ca_file))
+    return false;
+  return !out->dtls_listen || has_psk || has_pki;
 }
 
 /* Accepts only the configured PSK identity (Core/Transport: one credential per client). */
@@ -889,10 +974,6 @@ static bool setup_psk(server_t *srv, const server_options_t *opts) {
   uint8_t *key;
   size_t key_len;
 
-  if (!coap_dtls_is_supported()) {
-    peer_log(LOG_ERR, "libcoap has no DTLS support");
-    return false;
-  }
   if (!peer_hex_decode(opts->psk_key_hex, &key, &key_len) || key_len == 0) {
     peer_log(LOG_ERR, "--psk-key must be non-empty hex");
     return false;
@@ -906,6 +987,52 @@ static bool setup_psk(server_t *srv, const server_options_t *opts) {
   psk.id_call_back_arg = srv;
   psk.psk_info.key = srv->psk_key;
   return coap_context_set_psk2(srv->ctx, &psk) != 0;
+}
+
+/* Requires a client certificate that chains to --ca (check_common_ca) and notes its CN. libcoap
+ * keeps pointing at the file names, which are argv strings. */
+static bool setup_pki(server_t *srv, const server_options_t *opts) {
+  const char *files[] = {opts->cert_file, opts->key_file, opts->ca_file};
+  coap_dtls_pki_t pki;
+
+  /* libcoap on OpenSSL 1.1.1+ reads the files only at a handshake: fail at start instead. */
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    FILE *f = fopen(files[i], "r");
+
+    if (!f) {
+      peer_log(LOG_ERR, "cannot read %s: %s", files[i], strerror(errno));
+      return false;
+    }
+    fclose(f);
+  }
+  memset(&pki, 0, sizeof(pki));
+  pki.version = COAP_DTLS_PKI_SETUP_VERSION;
+  pki.verify_peer_cert = 1;
+  pki.check_common_ca = 1;
+  pki.cert_chain_validation = 1;
+  pki.cert_chain_verify_depth = 2;
+  pki.validate_cn_call_back = on_client_cn;
+  pki.cn_call_back_arg = srv;
+  pki.pki_key.key_type = COAP_PKI_KEY_PEM;
+  pki.pki_key.key.pem.public_cert = opts->cert_file;
+  pki.pki_key.key.pem.private_key = opts->key_file;
+  pki.pki_key.key.pem.ca_file = opts->ca_file;
+  if (!coap_context_set_pki(srv->ctx, &pki)) {
+    peer_log(LOG_ERR, "cannot use --cert %s --key %s --ca %s", opts->cert_file, opts->key_file,
+             opts->ca_file);
+    return false;
+  }
+  return true;
+}
+
+static bool setup_dtls(server_t *srv, const server_options_t *opts) {
+  if (!coap_dtls_is_supported()) {
+    peer_log(LOG_ERR, "libcoap has no DTLS support");
+    return false;
+  }
+  if (opts->psk_identity && !setup_psk(srv, opts))
+    return false;
+  return !opts->cert_file || setup_pki(srv, opts);
 }
 
 /* libcoap does not expose an endpoint's bound address except through its description
@@ -966,6 +1093,7 @@ static bool server_start(server_t *srv, const server_options_t *opts) {
   coap_set_app_data(srv->ctx, srv);
   coap_register_response_handler(srv->ctx, on_response);
   coap_register_nack_handler(srv->ctx, on_nack);
+  coap_register_event_handler(srv->ctx, on_event);
   everything = coap_resource_unknown_init2(on_request, 0);
   coap_register_request_handler(everything, COAP_REQUEST_POST, on_request);
   coap_register_request_handler(everything, COAP_REQUEST_DELETE, on_request);
@@ -976,7 +1104,7 @@ static bool server_start(server_t *srv, const server_options_t *opts) {
   if (port < 0)
     return false;
   if (opts->dtls_listen) {
-    if (!setup_psk(srv, opts))
+    if (!setup_dtls(srv, opts))
       return false;
     dtls_port = listen_on(srv, opts->dtls_listen, COAP_PROTO_DTLS);
     if (dtls_port < 0)
@@ -993,6 +1121,8 @@ static void server_stop(server_t *srv) {
     registration_remove(srv, srv->registrations);
   if (srv->ctx)
     coap_free_context(srv->ctx);
+  while (srv->client_certs)
+    client_cert_forget(srv, srv->client_certs->session);
   free(srv->psk_identity);
   free((void *)srv->psk_key.s);
 }
