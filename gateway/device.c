@@ -119,7 +119,8 @@ static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t 
 gw_uplink_xchg_t *gw_uplink_add(gw_device_t *dev, const gw_coap_msg_t *request, uint64_t now_ms) {
   for (size_t i = 0; i < GW_MAX_UPLINK; i++) {
     gw_uplink_xchg_t *x = &dev->uplink[i];
-    if (x->used)
+    /* A NON request may never be answered: past EXCHANGE_LIFETIME its slot is free again. */
+    if (x->used && now_ms - x->started_ms < GW_EXCHANGE_LIFETIME_MS)
       continue;
     *x = (gw_uplink_xchg_t){.used = true,
                             .token_len = request->token_len,

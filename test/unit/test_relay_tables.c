@@ -290,6 +290,25 @@ static void test_uplink_table_full(void **state) {
   assert_null(gw_uplink_add(dev, &req, 100));
 }
 
+/* An unanswered exchange (a NON request nobody answers) frees its slot after
+ * EXCHANGE_LIFETIME, so a device is never locked out by lost answers. */
+static void test_uplink_stale_slot_reused(void **state) {
+  gw_device_t *dev = ((device_fixture_t *)*state)->dev;
+  gw_coap_msg_t req;
+  for (uint8_t i = 0; i < GW_MAX_UPLINK; i++) {
+    make_request(&req, GW_COAP_NON, GW_COAP_POST, i, &i, 1);
+    assert_non_null(gw_uplink_add(dev, &req, 1000 + i));
+  }
+  uint8_t late = 0x77;
+  make_request(&req, GW_COAP_NON, GW_COAP_POST, 50, &late, 1);
+  assert_null(gw_uplink_add(dev, &req, 1000 + GW_EXCHANGE_LIFETIME_MS - 1));
+  gw_uplink_xchg_t *x = gw_uplink_add(dev, &req, 1000 + GW_EXCHANGE_LIFETIME_MS);
+  assert_non_null(x);
+  assert_int_equal(x->device_mid, 50);
+  uint8_t first = 0;
+  assert_null(gw_uplink_find(dev, &first, 1)); /* the oldest one gave its slot */
+}
+
 static gw_downlink_xchg_t *alloc_inflight(gw_device_t *dev, uint16_t device_mid, uint8_t tok,
                                           uint16_t server_mid) {
   gw_downlink_xchg_t *x = gw_downlink_alloc(dev, false);
@@ -561,6 +580,7 @@ int main(void) {
       DEVICE_TEST(test_uplink_add_find_remove),
       DEVICE_TEST(test_uplink_empty_token),
       DEVICE_TEST(test_uplink_table_full),
+      DEVICE_TEST(test_uplink_stale_slot_reused),
       DEVICE_TEST(test_downlink_inflight_limit),
       DEVICE_TEST(test_downlink_queue_limit),
       cmocka_unit_test_setup_teardown(test_downlink_no_queue, device_setup_no_queue,
