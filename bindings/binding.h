@@ -69,6 +69,8 @@ struct gw_binding_ops {
   /* Optional: the configured device entry for an address, if the binding can map it. */
   const gw_device_conf_t *(*lookup_device)(const gw_binding_t *binding, const gw_config_t *config,
                                            const gw_baddr_t *addr);
+  /* Optional: the binding's own counters as Prometheus text; returns the length written. */
+  size_t (*format_metrics)(const gw_binding_t *binding, char *out, size_t out_size);
 };
 
 /* Every instance starts with this header so the core can dispatch without knowing the type. */
@@ -85,5 +87,6 @@ const gw_link_policy_t *gw_binding_policy(const gw_binding_t *binding);
 const gw_device_conf_t *gw_binding_lookup_device(const gw_binding_t *binding,
                                                  const gw_config_t *config,
                                                  const gw_baddr_t *addr);
+size_t gw_binding_format_metrics(const gw_binding_t *binding, char *out, size_t out_size);
 
 #endif

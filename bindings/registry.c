@@ -6,10 +6,16 @@
 #ifdef WITH_NIDD
 extern const gw_binding_ops_t gw_nidd_sgi_binding;
 #endif
+#ifdef WITH_SMS
+extern const gw_binding_ops_t gw_sms_binding;
+#endif
 
 static const gw_binding_ops_t *const registry[] = {
 #ifdef WITH_NIDD
     &gw_nidd_sgi_binding,
+#endif
+#ifdef WITH_SMS
+    &gw_sms_binding,
 #endif
     NULL};
 

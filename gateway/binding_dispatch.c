@@ -23,3 +23,9 @@ const gw_device_conf_t *gw_binding_lookup_device(const gw_binding_t *binding,
                                                  const gw_baddr_t *addr) {
   return binding->ops->lookup_device ? binding->ops->lookup_device(binding, config, addr) : NULL;
 }
+
+size_t gw_binding_format_metrics(const gw_binding_t *binding, char *out, size_t out_size) {
+  if (!binding->ops->format_metrics || out_size == 0)
+    return 0;
+  return binding->ops->format_metrics(binding, out, out_size);
+}

@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "binding.h"
 #include "gateway.h"
 #include "gw_config.h"
 #include "gw_error.h"
@@ -24,10 +25,57 @@ typedef struct {
   int forced_log_level; /* -v / --log-level, -1 = from the configuration */
 } daemon_t;
 
+#ifdef WITH_SMS
+#include "modem_probe.h"
+#include "sms_pdu.h"
+
+/* `lwm2m-gw sms decode HEX`: a PDU as +CMGL/+CMGR show it, decoded for a person. */
+static int cmd_sms_decode(const char *hex) {
+  sms_deliver_t *pdu = malloc(sizeof(*pdu));
+  if (!pdu)
+    return 1;
+  sms_err_t err = sms_pdu_decode_hex(hex, strlen(hex), pdu);
+  if (err != SMS_OK) {
+    fprintf(stderr, "lwm2m-gw: not a valid SMS PDU: %s\n", sms_strerror(err));
+    free(pdu);
+    return 1;
+  }
+  char text[8192];
+  sms_pdu_describe(pdu, text, sizeof(text));
+  fputs(text, stdout);
+  free(pdu);
+  return 0;
+}
+
+/* Subcommands for pairing a modem; returns -1 when argv is not one of them. */
+static int run_subcommand(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "sms") == 0 && strcmp(argv[2], "decode") == 0)
+    return cmd_sms_decode(argv[3]);
+  if (argc == 3 && strcmp(argv[1], "modem") == 0 && strcmp(argv[2], "list") == 0)
+    return sms_modem_probe_list(stdout, NULL) == 0 ? 0 : 1;
+  if (argc == 4 && strcmp(argv[1], "modem") == 0 && strcmp(argv[2], "probe") == 0) {
+    gw_log_setup(GW_LOG_TO_STDERR, GW_LOG_WARNING);
+    return sms_modem_probe_port(stdout, argv[3], NULL) == 0 ? 0 : 1;
+  }
+  return -1;
+}
+#else
+static int run_subcommand(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  return -1;
+}
+#endif
+
 static void usage(FILE *out) {
   fprintf(out,
           "usage: lwm2m-gw -c FILE [-l LEVEL]\n"
           "       lwm2m-gw --check-config FILE\n"
+#ifdef WITH_SMS
+          "       lwm2m-gw modem list            serial ports, with USB identity and hints\n"
+          "       lwm2m-gw modem probe PORT      what the modem on PORT is and can do\n"
+          "       lwm2m-gw sms decode HEX        an SMS PDU (as in +CMGL) decoded\n"
+#endif
           "\n"
           "LwM2M gateway: relays devices on non-UDP bindings (NIDD, ...) to LwM2M servers over\n"
           "CoAP/UDP or DTLS, one upstream session per device.\n"
@@ -132,6 +180,9 @@ int main(int argc, char **argv) {
       {"config", required_argument, NULL, 'c'}, {"check-config", required_argument, NULL, 'C'},
       {"log-level", required_argument, NULL, 'l'}, {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  int sub = run_subcommand(argc, argv);
+  if (sub >= 0)
+    return sub;
   daemon_t d = {.signal_fd = -1, .forced_log_level = -1};
   int opt;
   while ((opt = getopt_long(argc, argv, "c:l:Vh", options, NULL)) != -1) {

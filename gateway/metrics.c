@@ -10,6 +10,7 @@
 
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_text.h"
 
 #define MOD "metrics"
 #define REQUEST_MAX 2048
@@ -50,14 +51,7 @@ static void count_devices(gw_device_t *dev, void *arg) {
 
 size_t gw_metrics_format(const gw_gateway_t *gw, char *out, size_t out_size) {
   size_t used = 0;
-  if (out_size == 0)
-    return 0;
-#define APPEND(...)                                                                            \
-  do {                                                                                         \
-    int n_ = snprintf(out + used, out_size - used, __VA_ARGS__);                               \
-    if (n_ > 0)                                                                                \
-      used = used + (size_t)n_ >= out_size ? out_size - 1 : used + (size_t)n_;                 \
-  } while (0)
+#define APPEND(...) gw_appendf(out, out_size, &used, __VA_ARGS__)
 #define GW_METRIC_TEXT(name, help)                                                             \
   APPEND("# HELP lwm2m_gw_" #name "_total " help "\n# TYPE lwm2m_gw_" #name                   \
          "_total counter\nlwm2m_gw_" #name "_total %llu\n",                                     \
@@ -71,6 +65,8 @@ size_t gw_metrics_format(const gw_gateway_t *gw, char *out, size_t out_size) {
          counts[0]);
   APPEND("# TYPE lwm2m_gw_observations gauge\nlwm2m_gw_observations %zu\n", counts[1]);
   APPEND("# TYPE lwm2m_gw_queued_requests gauge\nlwm2m_gw_queued_requests %zu\n", counts[2]);
+  for (size_t i = 0; i < gw->binding_count; i++)
+    used += gw_binding_format_metrics(gw->bindings[i], out + used, out_size - used);
 #undef APPEND
   return used;
 }

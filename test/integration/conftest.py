@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from lwm2m_peers import DEVICE_BIN, GATEWAY_BIN, SERVER_BIN, Device, Gateway, TestServer
+from lwm2m_peers import (DEVICE_BIN, GATEWAY_BIN, SERVER_BIN, Device, Gateway, TestServer,
+                         VModem)
 
 
 @pytest.fixture
@@ -29,10 +30,17 @@ def peers(tmp_path):
             started.append(g)
             return g
 
-        def device(self, gateway, ep, **kw):
-            d = Device(str(tmp_path), gateway.sgi_uri, ep, **kw)
+        def device(self, gateway, ep, server_uri=None, **kw):
+            """A test device; on the gateway's SGi port unless server_uri says otherwise
+            (e.g. a vmodem phone port, making it an SMS device)."""
+            d = Device(str(tmp_path), server_uri or gateway.sgi_uri, ep, **kw)
             started.append(d)
             return d
+
+        def vmodem(self, phones, **kw):
+            m = VModem(str(tmp_path), phones, **kw)
+            started.append(m)
+            return m
 
     yield Factory()
     failures = []

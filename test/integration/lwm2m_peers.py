@@ -20,6 +20,7 @@ BUILD = os.environ.get("GW_BUILD_DIR", os.path.join(ROOT, "build"))
 GATEWAY_BIN = os.path.join(BUILD, "gateway", "lwm2m-gw")
 SERVER_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-server")
 DEVICE_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-device")
+VMODEM_BIN = os.path.join(ROOT, "scripts", "vmodem")
 
 
 def free_port(kind=socket.SOCK_DGRAM):
@@ -147,26 +148,32 @@ class Gateway:
     """lwm2m-gw with a configuration written for the test, on free loopback ports."""
 
     def __init__(self, tmp_path, upstream_uri, devices="", gateway_extra="", nidd_extra="",
-                 name="gateway", upstream_extra=""):
+                 name="gateway", upstream_extra="", sms=None, device_timeout_ms=3000):
         self.tmp_path = tmp_path
         self.sgi_port = free_port()
         self.metrics_port = free_port(socket.SOCK_STREAM)
         self.config_path = os.path.join(tmp_path, f"{name}.conf")
         self.upstream_uri = upstream_uri
         self.gateway_extra = gateway_extra
+        self.device_timeout_ms = device_timeout_ms
         self.nidd_extra = nidd_extra
+        # bindings.sms settings (without enabled), e.g. 'modem = "/tmp/x/modem";'
+        self.sms = sms
         self.write_config(devices, upstream_extra)
         self.peer = Peer(name, [GATEWAY_BIN, "-c", self.config_path, "-l", "debug"], tmp_path)
         self._wait_ready()
 
     def write_config(self, devices, upstream_extra=""):
+        sms_group = f"sms = {{ enabled = true; {self.sms} }};" if self.sms is not None else ""
         text = f"""
 gateway = {{ log_level = "debug"; metrics = "127.0.0.1:{self.metrics_port}";
-            piggyback_window_ms = 1000; device_timeout_ms = 3000; {self.gateway_extra} }};
+            piggyback_window_ms = 1000; device_timeout_ms = {self.device_timeout_ms};
+            {self.gateway_extra} }};
 upstream = ( {{ name = "default"; uri = "{self.upstream_uri}"; {upstream_extra} }} );
 devices = ( {devices} );
 bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_port}"; }};
-             {self.nidd_extra} }}; }};
+             {self.nidd_extra} }};
+             {sms_group} }};
 """
         with open(self.config_path, "w") as f:
             f.write(text)
@@ -203,6 +210,27 @@ bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_p
 
     def stop(self):
         return self.peer.stop()
+
+
+class VModem(Peer):
+    """scripts/vmodem: a virtual modem on a PTY behind `link`, phones on UDP ports."""
+
+    def __init__(self, log_dir, phones, msisdn="12125550178", extra=()):
+        self.link = os.path.join(log_dir, "modem")
+        argv = [VMODEM_BIN, "--link", self.link, "--msisdn", msisdn, "--stdin-commands",
+                "--log", os.path.join(log_dir, "vmodem.trace")]
+        for number in phones:
+            argv += ["--phone", f"{number}=0"]
+        super().__init__("vmodem", argv + list(extra), log_dir)
+        self.pty = self.wait_for("unparsed")["line"]  # the first line is the PTY path
+        self.phone_ports = {}
+        for _ in phones:
+            e = self.wait_for("phone")
+            self.phone_ports[e["msisdn"]] = e["port"]
+        self.wait_for("ready")
+
+    def phone_uri(self, msisdn):
+        return f"coap://127.0.0.1:{self.phone_ports[msisdn]}"
 
 
 class Device(Peer):

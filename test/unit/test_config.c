@@ -774,6 +774,44 @@ static void test_device_cert(void **state) {
 
 /* ---- bindings ---- */
 
+#define SMS_ON "bindings = { sms = { enabled = true; modem = \"/dev/ttyUSB2\"; "
+
+static void test_sms_binding(void **state) {
+  (void)state;
+  gw_config_t c;
+  char msg[512];
+  assert_int_equal(gw_config_load_string(UP SMS_ON "msisdn = \"+12125550178\"; pin = \"1234\"; "
+                                            "allow = [ \"14155550125\", \"+4915112345678\" ]; "
+                                            "}; };\n",
+                                         &c, msg, sizeof(msg)),
+                   GW_OK);
+  const gw_sms_conf_t *sms = &c.bindings.sms;
+  assert_true(sms->enabled);
+  assert_string_equal(sms->modem, "/dev/ttyUSB2");
+  assert_string_equal(sms->msisdn, "12125550178"); /* 23.003 form: '+' dropped */
+  assert_string_equal(sms->pin, "1234");
+  assert_string_equal(sms->storage, "ME");
+  assert_true(sms->concatenated);
+  assert_int_equal(sms->baud, 115200);
+  assert_int_equal(sms->reassembly_timeout_ms, 60000);
+  assert_int_equal(sms->allow_count, 2);
+  assert_string_equal(sms->allow[1], "4915112345678");
+  gw_config_free(&c);
+
+  load_err(UP "bindings = { sms = { enabled = true; }; };\n",
+           "<string>:2: bindings.sms.modem: missing", NULL);
+  load_err(UP SMS_ON "pin = \"12\"; }; };\n", "<string>:2: bindings.sms.pin: ",
+           "4 to 8 digits");
+  load_err(UP SMS_ON "pin = \"1234\"; pin_file = \"/etc/hostname\"; }; };\n",
+           "<string>:2: bindings.sms.pin_file: ", "not both");
+  load_err(UP SMS_ON "allow = [ \"14155550125\", \"x1\" ]; }; };\n",
+           "<string>:2: bindings.sms.allow.[1]: ", "E.164");
+  load_err(UP SMS_ON "storage = \"XX\"; }; };\n", "<string>:2: bindings.sms.storage: ", "\"SM\"");
+  load_err(UP SMS_ON "baud = 0; }; };\n", "<string>:2: bindings.sms.baud: ", NULL);
+  load_err(UP SMS_ON "modme = 1; }; };\n", "<string>:2: bindings.sms.modme: unknown setting",
+           NULL);
+}
+
 static void test_bindings(void **state) {
   (void)state;
   load_err(UP, "<string>:1: bindings: no binding is enabled", NULL);
@@ -781,9 +819,9 @@ static void test_bindings(void **state) {
            "<string>:3: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = { };\n", "<string>:2: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = ( );\n", "<string>:2: bindings: expected a group", "got a list");
-  static const char *const unavailable[] = {"sms", "mqtt", "http", "lorawan"};
+  static const char *const unavailable[] = {"mqtt", "http", "lorawan"};
   char text[1024], prefix[128], detail[128];
-  for (size_t i = 0; i < 4; i++) {
+  for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++) {
     snprintf(text, sizeof(text),
              UP "bindings = {\n  nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
                 "  %s = { enabled = true; };\n};\n",
@@ -1096,7 +1134,9 @@ int main(void) {
       cmocka_unit_test(test_device_ue_address), cmocka_unit_test(test_device_external_id),
       cmocka_unit_test(test_device_psk_hex),   cmocka_unit_test(test_device_psk_pairing),
       cmocka_unit_test(test_device_psk_file),  cmocka_unit_test(test_device_cert),
-      cmocka_unit_test(test_bindings),         cmocka_unit_test(test_nidd),
+      cmocka_unit_test(test_bindings),
+      cmocka_unit_test(test_sms_binding),
+      cmocka_unit_test(test_nidd),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
       cmocka_unit_test(test_config_free),             cmocka_unit_test(test_error_buffer),

@@ -1,0 +1,346 @@
+/* lwm2m-gw: the `sms` binding (LwM2M Transport 6.8.3 and 5.3).
+ *
+ * A device is an MSISDN (3GPP 23.003 form, no '+'). CoAP messages travel as 8-bit binary SMS,
+ * concatenated (23.040 9.2.3.24.1) when longer than 140 octets. The modem driver (modem.c)
+ * hands over each received PDU and deletes it from the modem once this binding returned, so a
+ * message is either handled or still on the SIM. Transport 5.3: SMS from numbers that are
+ * neither a configured device nor on the allow-list are ignored (counted, not answered).
+ * Link policy: no CoAP retransmissions on the SMS side (each costs an SMS and the network
+ * already stores and forwards).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "csms.h"
+#include "gw_error.h"
+#include "gw_log.h"
+#include "gw_text.h"
+#include "modem.h"
+#include "sms_pdu.h"
+
+#define MOD "sms"
+
+/* Counters of this binding, shown on the metrics endpoint. */
+#define SMS_METRICS(X)                                                                         \
+  X(received, "SMS received and handled")                                                      \
+  X(ignored_senders, "SMS from numbers neither in devices nor in allow (Transport 5.3)")       \
+  X(not_deliver, "stored PDUs that were no SMS-DELIVER (status reports ...), skipped")          \
+  X(malformed, "SMS PDUs that could not be decoded")                                            \
+  X(not_binary, "SMS with text coding instead of 8-bit data, ignored")                          \
+  X(messages_in, "CoAP messages received over SMS")                                             \
+  X(messages_out, "CoAP messages sent over SMS")                                                \
+  X(sms_out, "SMS handed to the modem")                                                         \
+  X(send_failures, "SMS the modem could not send")
+
+typedef struct {
+#define SMS_METRIC_FIELD(name, help) uint64_t name;
+  SMS_METRICS(SMS_METRIC_FIELD)
+#undef SMS_METRIC_FIELD
+} sms_metrics_t;
+
+typedef struct {
+  gw_binding_t base;
+  gw_binding_env_t env;
+  const gw_config_t *config; /* the gateway's running configuration: devices change on reload */
+  sms_modem_t *modem;
+  csms_reassembly_t reassembly;
+  gw_timer_t reassembly_timer;
+  uint16_t next_ref;
+  gw_link_policy_t policy;
+  sms_metrics_t metrics;
+} sms_binding_t;
+
+static const gw_binding_ops_t *ops_self(void);
+
+/* ---- who may talk to us ---- */
+
+static const gw_device_conf_t *device_by_msisdn(const gw_config_t *config, const char *msisdn) {
+  for (size_t i = 0; i < config->device_count; i++) {
+    const char *m = config->devices[i].msisdn;
+    if (m && strcmp(m[0] == '+' ? m + 1 : m, msisdn) == 0)
+      return &config->devices[i];
+  }
+  return NULL;
+}
+
+static bool sender_allowed(const sms_binding_t *b, const char *msisdn) {
+  if (device_by_msisdn(b->config, msisdn))
+    return true;
+  const gw_sms_conf_t *conf = &b->config->bindings.sms;
+  for (size_t i = 0; i < conf->allow_count; i++)
+    if (strcmp(conf->allow[i], msisdn) == 0)
+      return true;
+  return false;
+}
+
+/* ---- receiving ---- */
+
+static void arm_reassembly_timer(sms_binding_t *b) {
+  uint64_t due = csms_reassembly_next_expiry(&b->reassembly);
+  if (due == UINT64_MAX) {
+    gw_timer_stop(b->env.loop, &b->reassembly_timer);
+    return;
+  }
+  uint64_t now = gw_now_ms();
+  gw_timer_start(b->env.loop, &b->reassembly_timer, due > now ? due - now : 0);
+}
+
+static void on_reassembly_timer(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  sms_binding_t *b = arg;
+  uint64_t missing_before = b->reassembly.counters.parts_missing;
+  size_t expired = csms_reassembly_check(&b->reassembly, gw_now_ms());
+  if (expired)
+    GW_WARN(MOD, "%zu concatenated SMS expired incomplete (%llu parts missing)", expired,
+            (unsigned long long)(b->reassembly.counters.parts_missing - missing_before));
+  arm_reassembly_timer(b);
+}
+
+static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, size_t len) {
+  gw_baddr_t addr;
+  snprintf(addr.text, sizeof(addr.text), "%s", msisdn);
+  b->metrics.messages_in++;
+  b->env.on_message(b->env.core, &b->base, &addr, data, len);
+}
+
+/* A concatenated part: joined with its siblings before it reaches the core. */
+static void receive_part(sms_binding_t *b, const sms_deliver_t *sms) {
+  const uint8_t *joined = NULL;
+  size_t joined_len = 0;
+  csms_result_t r = csms_reassembly_add(&b->reassembly, sms->originator.number, &sms->udh.concat,
+                                        sms->ud, sms->ud_len, gw_now_ms(), &joined, &joined_len);
+  switch (r) {
+  case CSMS_COMPLETE:
+    deliver(b, sms->originator.number, joined, joined_len);
+    break;
+  case CSMS_STORED:
+    break;
+  case CSMS_DUPLICATE:
+    GW_DEBUG(MOD, "%s: duplicate part %u/%u dropped", sms->originator.number,
+             sms->udh.concat.seq, sms->udh.concat.total);
+    break;
+  default:
+    GW_WARN(MOD, "%s: concatenated part %u/%u dropped (%s)", sms->originator.number,
+            sms->udh.concat.seq, sms->udh.concat.total,
+            r == CSMS_MALFORMED ? "malformed" : r == CSMS_TOO_BIG ? "over the memory limit"
+                                                                 : "out of memory");
+    break;
+  }
+  arm_reassembly_timer(b);
+}
+
+static void reject(sms_binding_t *b, const char *from, const char *why) {
+  gw_baddr_t addr;
+  snprintf(addr.text, sizeof(addr.text), "%s", from ? from : "?");
+  b->env.on_rejected(b->env.core, &b->base, &addr, why);
+}
+
+static void on_modem_pdu(void *arg, const uint8_t *pdu, size_t len) {
+  sms_binding_t *b = arg;
+  sms_deliver_t *sms = malloc(sizeof(*sms));
+  if (!sms)
+    return;
+  sms_err_t err = sms_pdu_decode(pdu, len, sms);
+  b->metrics.received++;
+  if (err != SMS_OK) {
+    b->metrics.malformed++;
+    reject(b, NULL, sms_strerror(err));
+  } else if (sms->kind != SMS_KIND_DELIVER) {
+    b->metrics.not_deliver++; /* status reports and stored SUBMITs: nothing to relay */
+  } else if (sms->originator.ton == SMS_TON_ALPHANUMERIC ||
+             !sender_allowed(b, sms->originator.number)) {
+    b->metrics.ignored_senders++;
+    GW_DEBUG(MOD, "SMS from %s ignored: not a device nor allowed", sms->originator.number);
+  } else if (sms->alphabet != SMS_ALPHABET_8BIT) {
+    b->metrics.not_binary++;
+    reject(b, sms->originator.number, "text SMS, not 8-bit binary CoAP");
+  } else if (sms->udhi && sms->udh.has_concat && b->config->bindings.sms.concatenated) {
+    receive_part(b, sms);
+  } else {
+    deliver(b, sms->originator.number, sms->ud, sms->ud_len);
+  }
+  free(sms);
+}
+
+static void on_modem_sent(void *arg, uint32_t send_id, bool ok, int message_reference) {
+  sms_binding_t *b = arg;
+  if (ok)
+    return;
+  b->metrics.send_failures++;
+  GW_WARN(MOD, "the modem could not send SMS #%u", send_id);
+  (void)message_reference;
+}
+
+static void on_modem_state(void *arg, sms_modem_state_t state) {
+  (void)arg;
+  static const char *const names[] = {"closed", "initialising", "ready", "failed"};
+  GW_NOTICE(MOD, "modem %s", names[state]);
+}
+
+/* ---- sending ---- */
+
+static int send_part(sms_binding_t *b, const char *to, const uint8_t *data, size_t len,
+                     const csms_part_t *part) {
+  sms_submit_t submit;
+  sms_submit_init(&submit, to);
+  if (part && part->has_concat) {
+    submit.udh.has_concat = true;
+    submit.udh.concat = part->concat;
+  }
+  uint8_t pdu[200];
+  size_t pdu_len = 0, tpdu_len = 0;
+  sms_err_t err = sms_pdu_encode_submit(&submit, data, len, pdu, sizeof(pdu), &pdu_len, &tpdu_len);
+  if (err != SMS_OK) {
+    GW_WARN(MOD, "cannot encode an SMS to %s: %s", to, sms_strerror(err));
+    return GW_ERR_INVAL;
+  }
+  uint32_t id;
+  int rc = sms_modem_send(b->modem, pdu, pdu_len, tpdu_len, &id);
+  if (rc == GW_OK)
+    b->metrics.sms_out++;
+  return rc;
+}
+
+static int sms_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
+                    size_t len) {
+  sms_binding_t *b = (sms_binding_t *)binding;
+  if (len <= CSMS_SINGLE_MAX) {
+    b->metrics.messages_out++;
+    return send_part(b, to->text, data, len, NULL);
+  }
+  size_t parts = csms_split_count(len, false);
+  if (!b->config->bindings.sms.concatenated || parts == 0)
+    return GW_ERR_TOOBIG;
+  uint16_t ref = b->next_ref++ & 0xff;
+  for (size_t i = 0; i < parts; i++) {
+    csms_part_t part;
+    if (csms_split_part(data, len, false, ref, i, &part) != SMS_OK)
+      return GW_ERR_INVAL;
+    int rc = send_part(b, to->text, part.data, part.len, &part);
+    if (rc != GW_OK)
+      return rc;
+  }
+  b->metrics.messages_out++;
+  return GW_OK;
+}
+
+/* ---- the binding's table ---- */
+
+static bool sms_enabled(const gw_config_t *config) { return config->bindings.sms.enabled; }
+
+static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
+                      gw_binding_t **out_binding) {
+  const gw_sms_conf_t *conf = &config->bindings.sms;
+  sms_binding_t *b = calloc(1, sizeof(*b));
+  if (!b)
+    return GW_ERR_NOMEM;
+  b->base.ops = ops_self();
+  b->env = *env;
+  b->config = config;
+  b->next_ref = (uint16_t)random();
+  gw_timer_init(&b->reassembly_timer, on_reassembly_timer, b);
+  csms_limits_t limits;
+  csms_limits_default(&limits);
+  limits.timeout_ms = conf->reassembly_timeout_ms;
+  b->policy = (gw_link_policy_t){.max_retransmit = 0,
+                                 .ack_timeout_ms = 2000,
+                                 .mtu = conf->concatenated ? CSMS_PAYLOAD_MAX : CSMS_SINGLE_MAX,
+                                 .sleepy = false,
+                                 /* this binding admits only devices and allowed
+                                  * numbers itself (Transport 5.3) */
+                                 .accept_unknown = true,
+                                 .binding_letter = 'S'};
+  sms_modem_conf_t mconf = {.port = conf->modem,
+                            .baud = conf->baud,
+                            .pin = conf->pin,
+                            .smsc = conf->smsc,
+                            .storage = conf->storage,
+                            .sweep_interval_ms = conf->sweep_interval_ms,
+                            .send_interval_ms = conf->send_interval_ms};
+  sms_modem_callbacks_t callbacks = {.arg = b, .on_pdu = on_modem_pdu, .on_sent = on_modem_sent,
+                                     .on_state = on_modem_state};
+  if (csms_reassembly_init(&b->reassembly, &limits) != SMS_OK ||
+      sms_modem_new(env->loop, &mconf, &callbacks, &b->modem) != GW_OK) {
+    csms_reassembly_clear(&b->reassembly);
+    free(b);
+    return GW_ERR_NOMEM;
+  }
+  *out_binding = &b->base;
+  return GW_OK;
+}
+
+static int sms_start(gw_binding_t *binding) {
+  sms_binding_t *b = (sms_binding_t *)binding;
+  GW_NOTICE(MOD, "modem on %s", b->config->bindings.sms.modem);
+  return sms_modem_start(b->modem);
+}
+
+static void sms_stop(gw_binding_t *binding) {
+  sms_binding_t *b = (sms_binding_t *)binding;
+  gw_timer_stop(b->env.loop, &b->reassembly_timer);
+}
+
+static void sms_free(gw_binding_t **binding) {
+  sms_binding_t *b = (sms_binding_t *)*binding;
+  if (!b)
+    return;
+  sms_stop(&b->base);
+  sms_modem_free(&b->modem);
+  csms_reassembly_clear(&b->reassembly);
+  free(b);
+  *binding = NULL;
+}
+
+static const gw_link_policy_t *sms_policy(const gw_binding_t *binding) {
+  return &((const sms_binding_t *)binding)->policy;
+}
+
+static const gw_device_conf_t *sms_lookup(const gw_binding_t *binding, const gw_config_t *config,
+                                          const gw_baddr_t *addr) {
+  (void)binding;
+  return device_by_msisdn(config, addr->text);
+}
+
+/* Prometheus text of this binding's counters and the modem's health. */
+static size_t sms_format_metrics(const gw_binding_t *binding, char *out, size_t out_size) {
+  const sms_binding_t *b = (const sms_binding_t *)binding;
+  const sms_modem_status_t *st = sms_modem_status(b->modem);
+  const csms_counters_t *c = &b->reassembly.counters;
+  size_t used = 0;
+#define APPEND(...) gw_appendf(out, out_size, &used, __VA_ARGS__)
+#define SMS_METRIC_TEXT(name, help)                                                            \
+  APPEND("# HELP lwm2m_gw_sms_" #name "_total " help "\nlwm2m_gw_sms_" #name "_total %llu\n",  \
+         (unsigned long long)b->metrics.name);
+  SMS_METRICS(SMS_METRIC_TEXT)
+  APPEND("lwm2m_gw_sms_concat_completed_total %llu\n", (unsigned long long)c->completed);
+  APPEND("lwm2m_gw_sms_concat_duplicates_total %llu\n", (unsigned long long)c->duplicates);
+  APPEND("lwm2m_gw_sms_concat_expired_total %llu\n", (unsigned long long)c->expired);
+  APPEND("lwm2m_gw_sms_concat_parts_missing_total %llu\n", (unsigned long long)c->parts_missing);
+  APPEND("lwm2m_gw_sms_concat_evicted_total %llu\n", (unsigned long long)c->evicted);
+  APPEND("lwm2m_gw_sms_modem_ready %d\n", st->state == SMS_MODEM_READY);
+  APPEND("lwm2m_gw_sms_modem_rssi %d\n", st->rssi);
+  APPEND("lwm2m_gw_sms_modem_registration %d\n", st->cereg > 0 ? st->cereg : st->creg);
+  APPEND("lwm2m_gw_sms_modem_storage_used %d\n", st->storage_used);
+  APPEND("lwm2m_gw_sms_modem_reopens_total %llu\n", (unsigned long long)st->reopens);
+  APPEND("lwm2m_gw_sms_send_queue %zu\n", sms_modem_send_queue_length(b->modem));
+#undef SMS_METRIC_TEXT
+#undef APPEND
+  return used;
+}
+
+const gw_binding_ops_t gw_sms_binding = {
+    .name = "sms",
+    .enabled = sms_enabled,
+    .create = sms_create,
+    .start = sms_start,
+    .send = sms_send,
+    .stop = sms_stop,
+    .free = sms_free,
+    .policy = sms_policy,
+    .lookup_device = sms_lookup,
+    .format_metrics = sms_format_metrics,
+};
+
+static const gw_binding_ops_t *ops_self(void) { return &gw_sms_binding; }
