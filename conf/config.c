@@ -24,6 +24,7 @@
 
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_text.h"
 
 /* RFC 7252 4.8: a piggybacked answer must leave before the server's first retransmission. */
 #define COAP_ACK_TIMEOUT_MS 2000
@@ -475,16 +476,6 @@ static bool valid_external_id(const char *id) {
   return true;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Never quotes the text: it is a secret. */
 static const char *parse_hex_key(const char *text, size_t len, uint8_t *out, size_t *out_len) {
   if (len == 0)
@@ -493,13 +484,8 @@ static const char *parse_hex_key(const char *text, size_t len, uint8_t *out, siz
     return "it has an odd number of hex digits";
   if (len / 2 > GW_PSK_KEY_MAX)
     return "it is longer than 64 bytes";
-  for (size_t i = 0; i < len; i += 2) {
-    int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
-    if (hi < 0 || lo < 0)
-      return "it holds a character that is not a hex digit";
-    out[i / 2] = (uint8_t)(hi << 4 | lo);
-  }
-  *out_len = len / 2;
+  if (gw_hex_decode(text, len, out, GW_PSK_KEY_MAX, out_len) != GW_OK)
+    return "it holds a character that is not a hex digit";
   return NULL;
 }
 

@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "gw_error.h"
+
 void gw_appendf(char *out, size_t out_size, size_t *used, const char *fmt, ...) {
   if (out_size == 0)
     return;
@@ -16,4 +18,45 @@ void gw_appendf(char *out, size_t out_size, size_t *used, const char *fmt, ...) 
   va_end(ap);
   if (n > 0)
     *used = *used + (size_t)n >= out_size ? out_size - 1 : *used + (size_t)n;
+}
+
+int gw_hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+int gw_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_size,
+                  size_t *out_len) {
+  if (hex_len % 2 != 0)
+    return GW_ERR_INVAL;
+  if (hex_len / 2 > out_size)
+    return GW_ERR_TOOBIG;
+  for (size_t i = 0; i < hex_len; i += 2) {
+    int hi = gw_hex_digit(hex[i]), lo = gw_hex_digit(hex[i + 1]);
+    if (hi < 0 || lo < 0)
+      return GW_ERR_INVAL;
+    out[i / 2] = (uint8_t)(hi << 4 | lo);
+  }
+  *out_len = hex_len / 2;
+  return GW_OK;
+}
+
+int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size) {
+  static const char digits[] = "0123456789ABCDEF";
+  if (out_size == 0 || len > (out_size - 1) / 2) {
+    if (out_size)
+      out[0] = '\0';
+    return GW_ERR_TOOBIG;
+  }
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[bin[i] >> 4];
+    out[2 * i + 1] = digits[bin[i] & 15];
+  }
+  out[2 * len] = '\0';
+  return GW_OK;
 }

@@ -9,4 +9,18 @@
 void gw_appendf(char *out, size_t out_size, size_t *used, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+
+
+#include <stdint.h>
+
+/* 0..15 for a hex digit (either case), -1 otherwise. */
+int gw_hex_digit(char c);
+/* Decodes hex_len hex digits into out. Borrows both. GW_OK; GW_ERR_INVAL for an odd length or
+ * a character that is not a hex digit (nothing is then guaranteed in out); GW_ERR_TOOBIG when
+ * out is too small. */
+int gw_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_size,
+                  size_t *out_len);
+/* Writes len bytes as upper-case hex and a NUL into out. GW_OK, or GW_ERR_TOOBIG (out then holds
+ * an empty string when out_size > 0). */
+int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
 #endif

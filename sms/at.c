@@ -9,6 +9,7 @@
 
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_text.h"
 
 #define MOD "at"
 #define DEFAULT_PROMPT_TIMEOUT_MS 10000
@@ -402,41 +403,6 @@ bool sms_at_parse_int(const char *field, int *out_value) {
   return true;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-bool sms_at_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_size,
-                       size_t *out_len) {
-  if (hex_len % 2 != 0 || hex_len / 2 > out_size)
-    return false;
-  for (size_t i = 0; i < hex_len; i += 2) {
-    int hi = hex_value(hex[i]), lo = hex_value(hex[i + 1]);
-    if (hi < 0 || lo < 0)
-      return false;
-    out[i / 2] = (uint8_t)(hi << 4 | lo);
-  }
-  *out_len = hex_len / 2;
-  return true;
-}
-
-void sms_at_hex_encode(const uint8_t *data, size_t len, char *out, size_t out_size) {
-  static const char digits[] = "0123456789ABCDEF";
-  size_t o = 0;
-  for (size_t i = 0; i < len && o + 2 < out_size; i++) {
-    out[o++] = digits[data[i] >> 4];
-    out[o++] = digits[data[i] & 15];
-  }
-  if (out_size > 0)
-    out[o] = '\0';
-}
-
 int sms_at_parse_reg_stat(const char *params) {
   char buf[128];
   const char *f[8];
@@ -687,7 +653,7 @@ static bool all_hex(const char *s) {
   if (!*s)
     return false;
   for (; *s; s++)
-    if (hex_value(*s) < 0)
+    if (gw_hex_digit(*s) < 0)
       return false;
   return true;
 }

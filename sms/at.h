@@ -93,13 +93,6 @@ int sms_at_split_fields(const char *params, char *buf, size_t buf_size, const ch
 /* Strict decimal integer 0..INT_MAX. Returns false on anything else. */
 bool sms_at_parse_int(const char *field, int *out_value);
 
-/* Decodes hex digits (either case) into out. Returns false on an odd count, a non-hex byte or
- * too little room. */
-bool sms_at_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_size,
-                       size_t *out_len);
-/* Writes 2*len upper-case hex digits and a NUL; out_size must be at least 2*len+1. */
-void sms_at_hex_encode(const uint8_t *data, size_t len, char *out, size_t out_size);
-
 /* "+CREG: <n>,<stat>[,...]" (reply) and "+CREG: <stat>[,<lac>,<ci>...]" (unsolicited) alike:
  * the registration status from the parameters after the prefix, or -1. */
 int sms_at_parse_reg_stat(const char *params);

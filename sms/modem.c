@@ -26,6 +26,7 @@
 #include <sys/epoll.h>
 
 #include "at.h"
+#include "gw_text.h"
 #include "gw_error.h"
 #include "gw_log.h"
 #include "serial.h"
@@ -934,7 +935,7 @@ static bool deliver_pdu_line(sms_modem_t *m, int index, const char *hex) {
   uint8_t pdu[SMS_MODEM_PDU_MAX + 16];
   size_t len = 0;
   size_t hex_len = hex ? strlen(hex) : 0;
-  if (!hex || !sms_at_hex_decode(hex, hex_len, pdu, sizeof(pdu), &len) || len < 2) {
+  if (!hex || gw_hex_decode(hex, hex_len, pdu, sizeof(pdu), &len) != GW_OK || len < 2) {
     m->status.rejected++;
     GW_WARN(MOD, "message %d is not a hex PDU (\"%.40s\"): deleting it unread", index,
             hex ? hex : "");
@@ -1393,7 +1394,7 @@ static void urc_cmt(sms_modem_t *m, const sms_at_urc_t *urc) {
   uint8_t pdu[SMS_MODEM_PDU_MAX + 16];
   size_t len = 0;
   if (urc->pdu_line &&
-      sms_at_hex_decode(urc->pdu_line, strlen(urc->pdu_line), pdu, sizeof(pdu), &len) &&
+      gw_hex_decode(urc->pdu_line, strlen(urc->pdu_line), pdu, sizeof(pdu), &len) == GW_OK &&
       len >= 2) {
     m->status.received++;
     if (m->cb.on_pdu)
@@ -1538,7 +1539,7 @@ int sms_modem_send(sms_modem_t *m, const uint8_t *pdu, size_t len, size_t tpdu_l
   char *hex = malloc(2 * len + 1);
   if (!hex)
     return GW_ERR_NOMEM;
-  sms_at_hex_encode(pdu, len, hex, 2 * len + 1);
+  gw_hex_encode(pdu, len, hex, 2 * len + 1);
   send_item_t item = {.id = m->next_send_id++, .hex = hex, .tpdu_len = tpdu_len};
   if (m->next_send_id == 0)
     m->next_send_id = 1;

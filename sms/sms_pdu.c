@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gw_error.h"
+#include "gw_text.h"
+
 static const char *const sms_err_names[SMS_ERR__COUNT] = {
     [SMS_OK] = "ok",
     [SMS_ERR_ARG] = "invalid argument",
@@ -44,16 +47,6 @@ const char *sms_strerror(sms_err_t err) {
 
 /* ---- hex ---- */
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
 sms_err_t sms_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_size,
                          size_t *out_len) {
   if ((!hex && hex_len) || !out_len || (!out && out_size))
@@ -61,33 +54,17 @@ sms_err_t sms_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t o
   *out_len = 0;
   if (hex_len % 2)
     return SMS_ERR_HEX_ODD_LENGTH;
-  for (size_t i = 0; i < hex_len; i++) {
-    if (hex_value(hex[i]) < 0)
+  for (size_t i = 0; i < hex_len; i++)
+    if (gw_hex_digit(hex[i]) < 0)
       return SMS_ERR_HEX_DIGIT;
-  }
-  if (hex_len / 2 > out_size)
-    return SMS_ERR_BUFFER_TOO_SMALL;
-  for (size_t i = 0; i < hex_len / 2; i++)
-    out[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
-  *out_len = hex_len / 2;
-  return SMS_OK;
+  return gw_hex_decode(hex, hex_len, out, out_size, out_len) == GW_OK ? SMS_OK
+                                                                      : SMS_ERR_BUFFER_TOO_SMALL;
 }
 
 sms_err_t sms_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size) {
-  static const char digits[] = "0123456789ABCDEF";
   if ((!bin && len) || !out)
     return SMS_ERR_ARG;
-  if (out_size == 0 || len > (out_size - 1) / 2) {
-    if (out_size)
-      out[0] = '\0';
-    return SMS_ERR_BUFFER_TOO_SMALL;
-  }
-  for (size_t i = 0; i < len; i++) {
-    out[2 * i] = digits[bin[i] >> 4];
-    out[2 * i + 1] = digits[bin[i] & 0x0F];
-  }
-  out[2 * len] = '\0';
-  return SMS_OK;
+  return gw_hex_encode(bin, len, out, out_size) == GW_OK ? SMS_OK : SMS_ERR_BUFFER_TOO_SMALL;
 }
 
 /* ---- bounded reading ---- */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "at.h"
+#include "gw_text.h"
 #include "gw_log.h"
 #include "loop.h"
 
@@ -44,7 +45,7 @@ static void on_urc(void *arg, const sms_at_urc_t *urc) {
   if (urc->pdu_line) {
     uint8_t pdu[SMS_AT_LINE_MAX / 2];
     size_t len;
-    (void)sms_at_hex_decode(urc->pdu_line, strlen(urc->pdu_line), pdu, sizeof(pdu), &len);
+    (void)gw_hex_decode(urc->pdu_line, strlen(urc->pdu_line), pdu, sizeof(pdu), &len);
   }
 }
 
@@ -94,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   (void)sms_at_after_prefix(text, "+CMGL:");
   uint8_t bin[64];
   size_t len;
-  (void)sms_at_hex_decode(text, strlen(text), bin, sizeof(bin), &len);
+  (void)gw_hex_decode(text, strlen(text), bin, sizeof(bin), &len);
   free(text);
 
   /* 2. a byte stream while commands run: one waiting for a prompt, one plain */

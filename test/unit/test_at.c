@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "at.h"
+#include "gw_text.h"
 #include "gw_error.h"
 #include "loop.h"
 
@@ -130,14 +131,14 @@ static void test_helpers(void **state) {
 
   uint8_t out[4];
   size_t len;
-  assert_true(sms_at_hex_decode("00aFfF", 6, out, sizeof(out), &len));
+  assert_int_equal(gw_hex_decode("00aFfF", 6, out, sizeof(out), &len), GW_OK);
   assert_int_equal(len, 3);
   assert_int_equal(out[1], 0xaf);
-  assert_false(sms_at_hex_decode("0", 1, out, sizeof(out), &len));
-  assert_false(sms_at_hex_decode("0G", 2, out, sizeof(out), &len));
-  assert_false(sms_at_hex_decode("0000000000", 10, out, sizeof(out), &len));
+  assert_int_not_equal(gw_hex_decode("0", 1, out, sizeof(out), &len), GW_OK);
+  assert_int_not_equal(gw_hex_decode("0G", 2, out, sizeof(out), &len), GW_OK);
+  assert_int_not_equal(gw_hex_decode("0000000000", 10, out, sizeof(out), &len), GW_OK);
   char hex[8];
-  sms_at_hex_encode((const uint8_t *)"\x01\xab\xff", 3, hex, sizeof(hex));
+  gw_hex_encode((const uint8_t *)"\x01\xab\xff", 3, hex, sizeof(hex));
   assert_string_equal(hex, "01ABFF");
 
   assert_string_equal(sms_at_after_prefix("+CSQ: 21,99", "+CSQ:"), "21,99");

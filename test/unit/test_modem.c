@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "at.h"
+#include "gw_text.h"
 #include "gw_error.h"
 #include "gw_log.h"
 #include "loop.h"
@@ -399,7 +400,7 @@ typedef struct {
 static void on_pdu(void *arg, const uint8_t *pdu, size_t len) {
   harness_t *h = arg;
   char hex[400];
-  sms_at_hex_encode(pdu, len, hex, sizeof(hex));
+  gw_hex_encode(pdu, len, hex, sizeof(hex));
   note("pdu:%s", hex);
   if (h->pdus < 16) {
     snprintf(h->pdu_hex[h->pdus], sizeof(h->pdu_hex[0]), "%s", hex);
@@ -601,7 +602,7 @@ static void test_wrong_pin_fails_without_retry(void **state) {
   assert_non_null(strstr(sms_modem_status(h->modem)->last_error, "PIN"));
   uint8_t pdu[20];
   size_t len;
-  assert_true(sms_at_hex_decode(SUBMIT, strlen(SUBMIT), pdu, sizeof(pdu), &len));
+  assert_int_equal(gw_hex_decode(SUBMIT, strlen(SUBMIT), pdu, sizeof(pdu), &len), GW_OK);
   assert_int_equal(sms_modem_send(h->modem, pdu, len, SUBMIT_TPDU_LEN, NULL), GW_ERR_IO);
 }
 
@@ -770,7 +771,7 @@ static void test_storage_full_drains(void **state) {
 static uint32_t send_hex(harness_t *h, const char *hex, size_t tpdu) {
   uint8_t pdu[200];
   size_t len;
-  assert_true(sms_at_hex_decode(hex, strlen(hex), pdu, sizeof(pdu), &len));
+  assert_int_equal(gw_hex_decode(hex, strlen(hex), pdu, sizeof(pdu), &len), GW_OK);
   uint32_t id = 0;
   assert_int_equal(sms_modem_send(h->modem, pdu, len, tpdu, &id), GW_OK);
   assert_true(id != 0);
@@ -807,7 +808,7 @@ static void test_send_both_prompts(void **state) {
   /* Malformed requests are refused up front. */
   uint8_t pdu[20];
   size_t len;
-  sms_at_hex_decode(SUBMIT, strlen(SUBMIT), pdu, sizeof(pdu), &len);
+  gw_hex_decode(SUBMIT, strlen(SUBMIT), pdu, sizeof(pdu), &len);
   assert_int_equal(sms_modem_send(h->modem, pdu, len, SUBMIT_TPDU_LEN + 1, NULL), GW_ERR_INVAL);
   uint8_t big[SMS_MODEM_PDU_MAX + 1] = {0};
   assert_int_equal(sms_modem_send(h->modem, big, sizeof(big), sizeof(big) - 1, NULL),
