@@ -173,6 +173,9 @@ static void reload_device(gw_device_t *dev, void *arg) {
 static void warn_restart_needed(const gw_config_t *old, const gw_config_t *next) {
   if (!same_string(old->bindings.nidd.sgi_listen, next->bindings.nidd.sgi_listen) ||
       old->bindings.nidd.enabled != next->bindings.nidd.enabled ||
+      old->bindings.sms.enabled != next->bindings.sms.enabled ||
+      !same_string(old->bindings.sms.modem, next->bindings.sms.modem) ||
+      !same_string(old->bindings.sms.pin, next->bindings.sms.pin) ||
       !same_string(old->gateway.metrics, next->gateway.metrics) ||
       old->gateway.max_devices != next->gateway.max_devices ||
       old->gateway.downlink_queue_length != next->gateway.downlink_queue_length)
@@ -196,6 +199,10 @@ int gw_gateway_reload(gw_gateway_t *gw, gw_config_t *next) {
   SWAP(old.gateway.metrics, next->gateway.metrics);
   SWAP(old.gateway.state_dir, next->gateway.state_dir);
   SWAP(old.bindings.nidd, next->bindings.nidd);
+  SWAP(old.bindings.sms, next->bindings.sms);
+  /* The SMS allow-list is like the devices list: it takes effect at once. */
+  SWAP(old.bindings.sms.allow, next->bindings.sms.allow);
+  SWAP(old.bindings.sms.allow_count, next->bindings.sms.allow_count);
   next->gateway.max_devices = old.gateway.max_devices;
   next->gateway.downlink_queue_length = old.gateway.downlink_queue_length;
   gw->config = *next;

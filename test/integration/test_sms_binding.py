@@ -136,3 +136,19 @@ def test_unplug_mid_traffic_loses_nothing_and_traffic_resumes(peers):
         server.wait_for("send", timeout=60, payload_hex=f"a1{i:02x}")
     assert server.request("read 1 meter-17 /3/0/1", timeout=30)["payload"] == "test-device"
     assert gw.metrics()["sms_modem_reopens_total"] >= 1
+
+
+def test_sighup_applies_a_new_allow_list(peers):
+    modem, server, gw = sms_setup(peers, phones=(DEVICE_NUMBER, STRANGER))
+    guest = sms_device(peers, gw, modem, number=STRANGER, ep="guest",
+                       extra=["--register-timeout-ms", "60000"])
+    deadline = time.monotonic() + 15
+    while gw.metrics()["sms_ignored_senders_total"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gw.metrics()["sms_ignored_senders_total"] >= 1  # not allowed yet
+    gw.sms += f' allow = [ "{STRANGER}" ];'
+    gw.write_config(f'{{ endpoint = "meter-17"; msisdn = "{DEVICE_NUMBER}"; }}')
+    gw.reload()
+    # The guest's own CoAP retransmission of its Register now gets through.
+    server.wait_for("register", ep="guest", timeout=60)
+    guest.wait_for("registered", timeout=60)
