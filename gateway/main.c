@@ -52,7 +52,7 @@ static int run_subcommand(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "sms") == 0 && strcmp(argv[2], "decode") == 0)
     return cmd_sms_decode(argv[3]);
   if (argc == 3 && strcmp(argv[1], "modem") == 0 && strcmp(argv[2], "list") == 0)
-    return sms_modem_probe_list(stdout, NULL) == 0 ? 0 : 1;
+    return sms_modem_probe_list(stdout, NULL) >= 0 ? 0 : 1;
   if (argc == 4 && strcmp(argv[1], "modem") == 0 && strcmp(argv[2], "probe") == 0) {
     gw_log_setup(GW_LOG_TO_STDERR, GW_LOG_WARNING);
     return sms_modem_probe_port(stdout, argv[3], NULL) == 0 ? 0 : 1;
