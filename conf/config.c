@@ -56,7 +56,7 @@ static const char *const sgi_keys[] = {"listen", NULL};
 static const char *const sms_keys[] = {
     "enabled", "modem",   "baud",         "msisdn",   "pin",   "pin_file",
     "smsc",    "storage", "concatenated", "allow",    "reassembly_timeout_ms",
-    "send_interval_ms",   "sweep_interval_ms",        NULL};
+    "send_interval_ms",   "sweep_interval_ms",        "wake_queued", NULL};
 static const char *const storage_names[] = {"SM", "ME", "MT", NULL};
 
 /* ---- messages ---- */
@@ -1138,6 +1138,7 @@ static int load_sms(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *s
   if ((rc = check_known(ctx, g, P, sms_keys)) != 0 ||
       (rc = get_bool(ctx, g, P, "enabled", NULL, &sms->enabled)) != 0 ||
       (rc = get_bool(ctx, g, P, "concatenated", NULL, &sms->concatenated)) != 0 ||
+      (rc = get_bool(ctx, g, P, "wake_queued", NULL, &sms->wake_queued)) != 0 ||
       (rc = get_uint(ctx, g, P, "baud", 1200, 4000000, "", NULL, &sms->baud)) != 0 ||
       (rc = get_uint(ctx, g, P, "reassembly_timeout_ms", 1000, 86400000, "", NULL,
                      &sms->reassembly_timeout_ms)) != 0 ||

@@ -76,6 +76,9 @@ typedef struct {
   uint32_t reassembly_timeout_ms; /* incomplete concatenated SMS expire; default 60000 */
   uint32_t send_interval_ms;      /* pacing between two SMS sent; default 200 */
   uint32_t sweep_interval_ms;     /* periodic read of the modem storage; default 30000 */
+  bool wake_queued;               /* wake a sleeping device that gave sms= with the Registration
+                                     Update Trigger by SMS when a request waits for it (6.6);
+                                     default false: each costs an SMS */
 } gw_sms_conf_t;
 
 typedef struct {

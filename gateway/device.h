@@ -90,6 +90,8 @@ struct gw_device {
   char location[64];             /* Location-Path the server gave at Register */
   bool registered;
   bool queue_mode;
+  bool wake_sent;           /* an SMS trigger went out since the device was last heard from */
+  unsigned server_instance; /* its Server object instance (/1/x), from the registration */
   uint64_t last_heard_ms;
   uint16_t next_device_mid;
   gw_dedup_t uplink_dedup;   /* by the device's MIDs */

@@ -29,6 +29,7 @@
   X(unavailable, "requests answered 5.03 by the gateway (undeliverable)")                                     \
   X(notifications, "notifications relayed upstream")                                           \
   X(queued, "server requests held for sleepy devices")                                         \
+  X(sms_triggers, "Executes sent by SMS to wake devices (Transport 6.6)")                      \
   X(upstream_failures, "upstream sessions that could not be created or failed")               \
   X(devices_created, "devices created")
 

@@ -300,6 +300,111 @@ static int downlink_prepare(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_co
   return GW_OK;
 }
 
+/* Answers a server request at once, without relaying it, through a throwaway exchange. */
+static void answer_immediately(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
+                               uint8_t code) {
+  gw_downlink_xchg_t x = {.device = dev, .server_mid = req->mid, .server_type = req->type,
+                          .token_len = req->token_len};
+  memcpy(x.token, req->token, req->token_len);
+  gw_timer_init(&x.piggyback_timer, NULL, NULL);
+  gw_timer_init(&x.deadline_timer, NULL, NULL);
+  gw_timer_init(&x.retransmit_timer, NULL, NULL);
+  gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, x.path, sizeof(x.path));
+  if (GW_COAP_CODE_CLASS(code) == 2)
+    server_answer(gw, &x, NULL, code);
+  else
+    server_answer_code(gw, &x, code);
+}
+
+/* ---- SMS trigger (Transport 6.6) ---- */
+
+static gw_binding_t *sms_binding(gw_gateway_t *gw) {
+  for (size_t i = 0; i < gw->binding_count; i++)
+    if (gw_binding_policy(gw->bindings[i])->binding_letter == 'S')
+      return gw->bindings[i];
+  return NULL;
+}
+
+static bool binding_has_sms(const char *letters) { return strchr(letters, 'S') != NULL; }
+
+/* Execute on /1/x/8 (Registration Update Trigger, 6.6.1) or /1/x/9 (Bootstrap-Request
+ * Trigger, 6.6.2). */
+static bool is_trigger_execute(const gw_coap_msg_t *req) {
+  if (req->code != GW_COAP_POST)
+    return false;
+  char path[64];
+  gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, path, sizeof(path));
+  unsigned instance, resource;
+  char tail;
+  return sscanf(path, "/1/%u/%u%c", &instance, &resource, &tail) == 2 &&
+         (resource == 8 || resource == 9);
+}
+
+/* A device registered on another binding with an sms= number can be woken by SMS. */
+static bool sms_trigger_applies(gw_gateway_t *gw, const gw_device_t *dev,
+                                const gw_coap_msg_t *req) {
+  return dev->device_params.sms_number[0] && is_trigger_execute(req) &&
+         gw_binding_policy(dev->binding)->binding_letter != 'S' && sms_binding(gw) != NULL;
+}
+
+/* 6.6: a client registered without S ignores everything over SMS but the trigger Execute. */
+static bool sms_operation_accepted(const gw_device_t *dev, const gw_coap_msg_t *req) {
+  if (gw_binding_policy(dev->binding)->binding_letter != 'S' || !dev->registered ||
+      binding_has_sms(dev->device_params.binding))
+    return true;
+  return is_trigger_execute(req);
+}
+
+/* Sends an Execute to the device's sms= number as a NON (6.6: the client sends no response). */
+static int send_sms_execute(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *execute) {
+  gw_binding_t *sms = sms_binding(gw);
+  gw_coap_msg_t m = *execute;
+  m.type = GW_COAP_NON;
+  m.mid = gw_device_next_mid(dev);
+  size_t len = gw_coap_serialize(&m, gw->tx_buf, sizeof(gw->tx_buf));
+  gw_baddr_t to;
+  snprintf(to.text, sizeof(to.text), "%s",
+           dev->device_params.sms_number + (dev->device_params.sms_number[0] == '+'));
+  if (!sms || len == 0 || gw_binding_send(sms, &to, gw->tx_buf, len) != GW_OK)
+    return GW_ERR_IO;
+  gw->metrics.sms_triggers++;
+  return GW_OK;
+}
+
+static void relay_sms_trigger(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
+  int rc = send_sms_execute(gw, dev, req);
+  char path[64];
+  GW_INFO(MOD, "%s: %s sent by SMS to %s%s", dev->endpoint,
+          gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, path, sizeof(path)),
+          dev->device_params.sms_number, rc == GW_OK ? "" : " failed");
+  /* The device answers nothing (6.6): the gateway confirms the Execute went out. */
+  answer_immediately(gw, dev, req, rc == GW_OK ? GW_COAP_CHANGED : GW_COAP_SERVICE_UNAVAILABLE);
+}
+
+/* Queue mode: a request waits for a sleeping device; wake it with the Registration Update
+ * Trigger by SMS, once until it is heard from (bindings.sms.wake_queued). */
+static void wake_by_sms(gw_gateway_t *gw, gw_device_t *dev) {
+  if (!gw->config.bindings.sms.wake_queued || dev->wake_sent || !dev->device_params.sms_number[0] ||
+      gw_binding_policy(dev->binding)->binding_letter == 'S' || !sms_binding(gw))
+    return;
+  char instance[12];
+  snprintf(instance, sizeof(instance), "%u", dev->server_instance);
+  gw_coap_msg_t m;
+  gw_coap_msg_init(&m, GW_COAP_NON, GW_COAP_POST, 0);
+  uint8_t token[4];
+  uint32_t r = (uint32_t)random();
+  memcpy(token, &r, sizeof(token));
+  gw_coap_set_token(&m, token, sizeof(token));
+  gw_coap_add_option(&m, GW_COAP_OPT_URI_PATH, (const uint8_t *)"1", 1);
+  gw_coap_add_option(&m, GW_COAP_OPT_URI_PATH, (const uint8_t *)instance, strlen(instance));
+  gw_coap_add_option(&m, GW_COAP_OPT_URI_PATH, (const uint8_t *)"8", 1);
+  if (send_sms_execute(gw, dev, &m) == GW_OK) {
+    dev->wake_sent = true;
+    GW_INFO(MOD, "%s: woken by SMS (/1/%s/8 to %s) for its queued requests", dev->endpoint,
+            instance, dev->device_params.sms_number);
+  }
+}
+
 /* A retransmitted server request: never relayed twice (RFC 7252 4.5). */
 static void server_request_duplicate(gw_gateway_t *gw, gw_device_t *dev,
                                      const gw_coap_msg_t *req, gw_dedup_verdict_t verdict,
@@ -326,20 +431,22 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
     server_request_duplicate(gw, dev, req, verdict, answer, answer_len);
     return;
   }
+  if (sms_trigger_applies(gw, dev, req)) {
+    relay_sms_trigger(gw, dev, req);
+    return;
+  }
+  if (!sms_operation_accepted(dev, req)) {
+    GW_NOTICE(MOD, "%s: registered without S, so over SMS it takes only the trigger Execute "
+                   "(Transport 6.6); refused with 5.03", dev->endpoint);
+    answer_immediately(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    return;
+  }
   bool awake = device_awake(gw, dev, now);
   gw_downlink_xchg_t *x = gw_downlink_alloc(dev, !awake);
   if (!x) {
-    /* Answer through a throwaway exchange so the server still gets its 5.03. */
     GW_WARN(MOD, "%s: %s; request refused with 5.03", dev->endpoint,
             awake ? "too many requests in flight" : "downlink queue full");
-    gw_downlink_xchg_t refused = {.device = dev, .server_mid = req->mid,
-                                  .server_type = req->type, .token_len = req->token_len};
-    memcpy(refused.token, req->token, req->token_len);
-    gw_timer_init(&refused.piggyback_timer, NULL, NULL);
-    gw_timer_init(&refused.deadline_timer, NULL, NULL);
-    gw_timer_init(&refused.retransmit_timer, NULL, NULL);
-    gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, refused.path, sizeof(refused.path));
-    server_answer_code(gw, &refused, GW_COAP_SERVICE_UNAVAILABLE);
+    answer_immediately(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
     return;
   }
   x->server_mid = req->mid;
@@ -374,6 +481,7 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
   uint32_t lifetime_s = dev->device_params.has_lifetime ? dev->device_params.lifetime : 86400;
   gw_timer_start(gw->loop, &x->deadline_timer, (uint64_t)lifetime_s * 1000u);
   GW_INFO(MOD, "%s: %s queued until the device is heard from", dev->endpoint, x->path);
+  wake_by_sms(gw, dev);
 }
 
 /* The device answered downlink exchange x (piggybacked or separately). */
@@ -423,6 +531,24 @@ static int replace_queries(gw_coap_msg_t *m, const gw_query_list_t *list) {
   return GW_OK;
 }
 
+/* The first Server object instance in the registration's object list ("</1/3>"), which the
+ * Registration Update Trigger is executed on; 0 when the list names none. */
+static unsigned server_instance_of(const gw_coap_msg_t *reg) {
+  const char *p = (const char *)reg->payload;
+  size_t len = reg->payload_len;
+  for (size_t i = 0; p && i + 4 < len; i++) {
+    if (memcmp(p + i, "</1/", 4) != 0)
+      continue;
+    unsigned v = 0;
+    size_t j = i + 4;
+    while (j < len && p[j] >= '0' && p[j] <= '9' && v < 65536)
+      v = v * 10 + (unsigned)(p[j++] - '0');
+    if (j > i + 4 && j < len && p[j] == '>')
+      return v;
+  }
+  return 0;
+}
+
 /* LwM2M Core 6.2: Register (POST /rd) and Update (POST /rd/{location}) carry parameters that
  * strict servers reject; rewrite them for the upstream profile, keep the device's own values. */
 static int rewrite_registration(gw_gateway_t *gw, gw_device_t *dev, gw_coap_msg_t *up,
@@ -432,6 +558,7 @@ static int rewrite_registration(gw_gateway_t *gw, gw_device_t *dev, gw_coap_msg_
     return GW_ERR_INVAL;
   if (is_register) {
     dev->device_params = params;
+    dev->server_instance = server_instance_of(up);
     if (!dev->conf && params.endpoint[0])
       snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", params.endpoint);
   } else if (params.has_lifetime) {
@@ -668,6 +795,7 @@ void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_
     return;
   }
   dev->last_heard_ms = gw_now_ms();
+  dev->wake_sent = false;
   if (gw_coap_is_empty(&msg))
     device_empty_message(gw, dev, &msg);
   else if (gw_coap_is_request(&msg))

@@ -215,12 +215,15 @@ bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_p
 class VModem(Peer):
     """scripts/vmodem: a virtual modem on a PTY behind `link`, phones on UDP ports."""
 
-    def __init__(self, log_dir, phones, msisdn="12125550178", extra=()):
+    def __init__(self, log_dir, phones, msisdn="12125550178", extra=(), targets=None):
+        """targets: {msisdn: "127.0.0.1:PORT"}, where SMS to that phone go before any client
+        has sent from it (a device's SMS interface)."""
         self.link = os.path.join(log_dir, "modem")
         argv = [VMODEM_BIN, "--link", self.link, "--msisdn", msisdn, "--stdin-commands",
                 "--log", os.path.join(log_dir, "vmodem.trace")]
         for number in phones:
-            argv += ["--phone", f"{number}=0"]
+            target = (targets or {}).get(number)
+            argv += ["--phone", f"{number}=0" + (f",{target}" if target else "")]
         super().__init__("vmodem", argv + list(extra), log_dir)
         self.pty = self.wait_for("unparsed")["line"]  # the first line is the PTY path
         self.phone_ports = {}

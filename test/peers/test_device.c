@@ -8,7 +8,11 @@
  */
 #include "peer_common.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,11 +70,14 @@ typedef struct device_options_t {
   int log_level;
   const char *psk_identity;
   const char *psk_key_hex;
+  const char *sms_number; /* sms= in the Register: the device takes SMS triggers (6.6) */
+  long trigger_port;      /* >0: UDP port standing for the device's SMS interface */
   bool stay;
 } device_options_t;
 
 typedef struct device_t {
   device_options_t opts;
+  int trigger_fd; /* --trigger-port socket, -1 without */
   coap_context_t *ctx;
   coap_session_t *session;
   char *location; /* "/rd/1" once registered */
@@ -770,9 +777,10 @@ static void emit_op_failed(client_op_t op, const char *reason) {
 static bool add_register_query(const device_t *dev, coap_pdu_t *pdu) {
   char query[512];
 
-  snprintf(query, sizeof(query), "ep=%s&lt=%ld&lwm2m=%s&b=%s%s", dev->opts.ep,
+  snprintf(query, sizeof(query), "ep=%s&lt=%ld&lwm2m=%s&b=%s%s%s%s", dev->opts.ep,
            dev->opts.lifetime, dev->opts.lwm2m_version, dev->opts.binding,
-           dev->opts.queue ? "&Q" : "");
+           dev->opts.queue ? "&Q" : "", dev->opts.sms_number ? "&sms=" : "",
+           dev->opts.sms_number ? dev->opts.sms_number : "");
   return peer_add_uri_query(pdu, query);
 }
 
@@ -1021,9 +1029,41 @@ static int next_timer_ms(void *arg) {
   uint64_t due = earliest(dev->next_notify_ms, dev->register_deadline_ms);
   uint64_t now = peer_now_ms();
 
-  if (!due)
-    return -1;
-  return due <= now ? 0 : (int)(due - now);
+  int wait = !due ? -1 : due <= now ? 0 : (int)(due - now);
+  /* The SMS trigger socket is polled on every turn: keep turns short while it exists. */
+  if (dev->trigger_fd >= 0 && (wait < 0 || wait > 100))
+    wait = 100;
+  return wait;
+}
+
+/* Transport 6.6: an Execute received over SMS on /1/x/8 (Registration Update Trigger) or
+ * /1/x/9 (Bootstrap-Request Trigger) is acted on and never answered. */
+static void poll_sms_trigger(device_t *dev) {
+  uint8_t buf[1500];
+  ssize_t n;
+
+  while (dev->trigger_fd >= 0 && (n = recv(dev->trigger_fd, buf, sizeof(buf), 0)) > 0) {
+    coap_pdu_t *pdu = coap_pdu_init(COAP_MESSAGE_NON, COAP_EMPTY_CODE, 0, (size_t)n);
+    char *path = NULL;
+    unsigned instance, resource;
+    char tail;
+
+    if (pdu && coap_pdu_parse(COAP_PROTO_UDP, buf, (size_t)n, pdu) &&
+        coap_pdu_get_code(pdu) == COAP_REQUEST_CODE_POST && (path = peer_uri_path(pdu)) &&
+        sscanf(path, "/1/%u/%u%c", &instance, &resource, &tail) == 2 &&
+        (resource == 8 || resource == 9)) {
+      json_buf_t ev;
+      json_begin(&ev, "trigger");
+      json_add_str(&ev, "path", path);
+      json_emit(&ev);
+      send_operation(dev, resource == 8 ? OP_UPDATE : OP_BOOTSTRAP, NULL, 0);
+    } else {
+      emit_error("SMS that is not a trigger Execute: ignored (Transport 6.6)");
+    }
+    free(path);
+    if (pdu)
+      coap_delete_pdu(pdu);
+  }
 }
 
 static void on_turn(void *arg) {
@@ -1042,6 +1082,7 @@ static void on_turn(void *arg) {
   }
   if (dev->next_notify_ms && now >= dev->next_notify_ms)
     notify_all(dev);
+  poll_sms_trigger(dev);
 }
 
 /* ------------------------------------------------------------------- setup */
@@ -1052,7 +1093,7 @@ static void usage(void) {
           "         [--binding LETTERS] [--lwm2m VER] [--queue] [--reg-payload-size N]\n"
           "         [--local-port P] [--silent] [--con-notify] [--notify-ms N]\n"
           "         [--register-timeout-ms N] [--delay-ms N] [--psk-identity ID --psk-key HEX]\n"
-          "         [--log-level N] [--stay]\n");
+          "         [--sms NUMBER] [--trigger-port P] [--log-level N] [--stay]\n");
 }
 
 static bool parse_number(const char *text, long min, long max, long *out_value) {
@@ -1081,6 +1122,8 @@ static bool parse_options(int argc, char **argv, device_options_t *out) {
       {"psk-key", required_argument, NULL, 'k'},
       {"log-level", required_argument, NULL, 'v'},
       {"stay", no_argument, NULL, 'y'},
+      {"sms", required_argument, NULL, 'm'},
+      {"trigger-port", required_argument, NULL, 'g'},
       {NULL, 0, NULL, 0},
   };
   long level = LOG_WARNING;
@@ -1112,6 +1155,8 @@ static bool parse_options(int argc, char **argv, device_options_t *out) {
     case 'k': out->psk_key_hex = optarg; break;
     case 'v': ok = parse_number(optarg, 0, COAP_LOG_CIPHERS, &level); break;
     case 'y': out->stay = true; break;
+    case 'm': out->sms_number = optarg; break;
+    case 'g': ok = parse_number(optarg, 1, 65535, &out->trigger_port); break;
     default: ok = false; break;
     }
   }
@@ -1178,6 +1223,20 @@ static bool open_session(device_t *dev) {
   return true;
 }
 
+/* The device's SMS interface in tests: the virtual modem delivers SMS for the device's number
+ * to this port (vmodem --phone NUMBER=PORT,127.0.0.1:THIS_PORT). */
+static bool open_trigger_socket(device_t *dev) {
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)dev->opts.trigger_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+  dev->trigger_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (dev->trigger_fd < 0 || bind(dev->trigger_fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+    peer_log(LOG_ERR, "cannot bind the trigger port %ld", dev->opts.trigger_port);
+    return false;
+  }
+  return true;
+}
+
 static bool device_start(device_t *dev) {
   coap_resource_t *object_tree;
   static const coap_request_t methods[] = {
@@ -1186,6 +1245,8 @@ static bool device_start(device_t *dev) {
   };
 
   dev->current_time = (long long)time(NULL);
+  if (dev->opts.trigger_port > 0 && !open_trigger_socket(dev))
+    return false;
   dev->utc_offset = strdup("+00:00");
   dev->timezone = strdup("UTC");
   dev->ctx = coap_new_context(NULL);
@@ -1222,6 +1283,8 @@ static void device_stop(device_t *dev) {
   free(dev->utc_offset);
   free(dev->timezone);
   free(dev->psk_key);
+  if (dev->trigger_fd >= 0)
+    close(dev->trigger_fd);
 }
 
 int main(int argc, char **argv) {
@@ -1229,6 +1292,7 @@ int main(int argc, char **argv) {
   int status = 1;
 
   memset(&dev, 0, sizeof(dev));
+  dev.trigger_fd = -1;
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (!parse_options(argc, argv, &dev.opts)) {
     usage();
