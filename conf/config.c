@@ -38,13 +38,14 @@ typedef struct {
   const char *base_dir; /* relative file settings resolve against it; NULL: kept as given */
   char *err;
   size_t err_size;
+  bool allow_readable_secrets; /* gateway.allow_readable_secrets */
 } load_ctx_t;
 
 static const char *const top_level_keys[] = {"gateway", "upstream", "devices", "bindings", NULL};
 static const char *const gateway_keys[] = {
     "state_dir",      "log_level",     "log_target",  "metrics",
     "piggyback_window_ms", "device_timeout_ms", "downlink_queue_length", "queue_awake_ms",
-    "max_devices",    NULL};
+    "max_devices",    "allow_readable_secrets", NULL};
 static const char *const upstream_keys[] = {"name",    "uri",       "profile",
                                             "ca_file", "cert_file", "key_file", NULL};
 static const char *const device_keys[] = {
@@ -515,6 +516,21 @@ static int check_readable(load_ctx_t *ctx, const config_setting_t *s, const char
   return 0;
 }
 
+/* A secret (a key, a PIN) may sit only in a file other users cannot read. file NULL: the
+ * configuration file holding setting s. Strings loaded by gw_config_load_string have no file. */
+static int check_secret_file(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                             const char *file) {
+  struct stat st;
+  if (!file)
+    file = config_setting_source_file(s);
+  if (ctx->allow_readable_secrets || !file || stat(file, &st) != 0 || !(st.st_mode & S_IROTH))
+    return 0;
+  return fail(ctx, s, path,
+              "\"%s\" holds a secret but every user can read it (mode %04o): "
+              "chmod o-r it, or set gateway.allow_readable_secrets = true",
+              file, (unsigned)(st.st_mode & 07777));
+}
+
 /* A readable file; *out is the resolved path (owned). */
 static int get_file(load_ctx_t *ctx, const config_setting_t *group, const char *group_path,
                     const char *name, const config_setting_t **out_setting, char **out) {
@@ -533,6 +549,8 @@ static int get_file(load_ctx_t *ctx, const config_setting_t *group, const char *
 static int read_psk_key_file(load_ctx_t *ctx, const config_setting_t *s, const char *path,
                              const char *file, gw_device_conf_t *dev) {
   int rc = check_readable(ctx, s, path, file);
+  if (rc == 0)
+    rc = check_secret_file(ctx, s, path, file);
   if (rc != 0)
     return rc;
   FILE *f = fopen(file, "r");
@@ -639,6 +657,9 @@ static int load_gateway(load_ctx_t *ctx, const config_setting_t *root, gw_gatewa
   if ((rc = get_uint(ctx, g, "gateway", "queue_awake_ms", 1000, 86400000, "", NULL,
                      &gw->queue_awake_ms)))
     return rc;
+  if ((rc = get_bool(ctx, g, "gateway", "allow_readable_secrets", NULL,
+                     &ctx->allow_readable_secrets)) != 0)
+    return rc;
   return get_uint(ctx, g, "gateway", "max_devices", 1, 1000000, "", NULL, &gw->max_devices);
 }
 
@@ -723,6 +744,11 @@ static int load_upstream(load_ctx_t *ctx, const config_setting_t *e, const char 
   for (size_t k = 0; k < 3; k++)
     if ((rc = get_file(ctx, e, epath, file_keys[k], &s, file_fields[k])) != 0)
       return rc;
+  if (up->key_file) {
+    path_member(path, epath, "key_file");
+    if ((rc = check_secret_file(ctx, file_s[2], path, up->key_file)) != 0)
+      return rc;
+  }
   return 0;
 }
 
@@ -838,12 +864,13 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
                        &value)))
     return rc;
   if (value) {
+    path_member(path, epath, "psk_key_hex");
     const char *reason = parse_hex_key(value, strlen(value), dev->psk_key, &dev->psk_key_len);
-    if (reason) {
-      path_member(path, epath, "psk_key_hex");
+    if (reason)
       return fail(ctx, hex_s, path, "expected 2 to 128 hex digits (1 to 64 bytes), but %s",
                   reason);
-    }
+    if ((rc = check_secret_file(ctx, hex_s, path, NULL)) != 0)
+      return rc;
   }
   if ((rc = get_string(ctx, e, epath, "psk_key_file", false, "a file path", &key_file_s, &value)))
     return rc;
@@ -874,6 +901,11 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
   if ((rc = get_file(ctx, e, epath, "cert_file", &s, &dev->cert_file)) != 0 ||
       (rc = get_file(ctx, e, epath, "key_file", &s, &dev->key_file)) != 0)
     return rc;
+  if (dev->key_file) {
+    path_member(path, epath, "key_file");
+    if ((rc = check_secret_file(ctx, s, path, dev->key_file)) != 0)
+      return rc;
+  }
   if (identity_s && cert_s) {
     path_member(path, epath, "cert_file");
     return fail(ctx, cert_s, path,
@@ -1121,6 +1153,9 @@ static int load_sms_pin(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_
   }
   if (!pin)
     return 0;
+  if ((rc = check_secret_file(ctx, s, file ? "bindings.sms.pin_file" : "bindings.sms.pin",
+                              file)) != 0)
+    return rc;
   size_t len = strlen(pin);
   rc = len >= 4 && len <= 8 && strspn(pin, "0123456789") == len
            ? dup_string(ctx, pin, &sms->pin)

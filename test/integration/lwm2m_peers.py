@@ -175,7 +175,9 @@ bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_p
              {self.nidd_extra} }};
              {sms_group} }};
 """
-        with open(self.config_path, "w") as f:
+        # It may hold keys: private, as the gateway insists for files with secrets.
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write(text)
 
     def _wait_ready(self):

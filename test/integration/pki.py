@@ -18,7 +18,9 @@ def _openssl(*args, cwd):
 def _key(directory, name):
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-out", f"{name}.key", cwd=directory)
-    return os.path.join(directory, f"{name}.key")
+    path = os.path.join(directory, f"{name}.key")
+    os.chmod(path, 0o600)  # the gateway refuses private keys other users can read
+    return path
 
 
 def _ca(directory, name, cn):

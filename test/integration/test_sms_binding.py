@@ -26,7 +26,9 @@ def sms_setup(peers, personality="generic", vmodem_extra=(), device_extra=(), al
 
 
 def sms_device(peers, gw, modem, number=DEVICE_NUMBER, ep="meter-17", extra=()):
-    return peers.device(gw, ep, server_uri=modem.phone_uri(number), extra=list(extra))
+    # Registered with b=S: over SMS, a device registered without S takes only triggers (6.6).
+    return peers.device(gw, ep, server_uri=modem.phone_uri(number),
+                        extra=["--binding", "S"] + list(extra))
 
 
 def test_registration_of_600_bytes_travels_as_5_sms(peers):

@@ -30,12 +30,14 @@ static gw_config_t cfg;
 
 /* ---- helpers ---- */
 
+/* Files are private (0600), as secrets must be; tests that want them readable chmod them. */
 static void write_file(const char *name, const char *content, char *out_path, size_t size) {
   snprintf(out_path, size, "%s/%s", tmp_dir, name);
   FILE *f = fopen(out_path, "w");
   assert_non_null(f);
   fputs(content, f);
   fclose(f);
+  assert_int_equal(chmod(out_path, 0600), 0);
 }
 
 static int load(const char *text) {
@@ -772,6 +774,43 @@ static void test_device_cert(void **state) {
   load_ok(text);
 }
 
+/* ---- secrets in files other users can read ---- */
+
+static void test_secret_files_must_not_be_world_readable(void **state) {
+  (void)state;
+  char text[1024], conf_path[256];
+  assert_int_equal(chmod(psk_path, 0644), 0);
+  snprintf(text, sizeof(text),
+           UPS "devices = ( { endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\"; } );\n"
+               NIDD, psk_path);
+  load_err(text, "<string>:2: devices.[0].psk_key_file: ", "every user can read it (mode 0644)");
+  /* The operator may decide otherwise, explicitly. */
+  snprintf(text, sizeof(text),
+           "gateway = { allow_readable_secrets = true; };\n" UPS
+           "devices = ( { endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\"; } );\n"
+           NIDD, psk_path);
+  load_ok(text);
+  assert_int_equal(chmod(psk_path, 0640), 0); /* a service group may read it */
+  snprintf(text, sizeof(text),
+           UPS "devices = ( { endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\"; } );\n"
+               NIDD, psk_path);
+  load_ok(text);
+  assert_int_equal(chmod(psk_path, 0600), 0);
+
+  /* A key written into the configuration file itself makes that file a secret. */
+  write_file("inline.conf",
+             UPS "devices = ( { endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"00ff\"; } );\n"
+                 NIDD, conf_path, sizeof(conf_path));
+  gw_config_t c;
+  assert_int_equal(gw_config_load(conf_path, &c, err, sizeof(err)), GW_OK);
+  gw_config_free(&c);
+  assert_int_equal(chmod(conf_path, 0644), 0);
+  assert_int_equal(gw_config_load(conf_path, &c, err, sizeof(err)), GW_ERR_CONFIG);
+  assert_non_null(strstr(err, ":2: devices.[0].psk_key_hex: "));
+  assert_non_null(strstr(err, "every user can read it"));
+  assert_null(strstr(err, "00ff")); /* never the secret itself */
+}
+
 /* ---- bindings ---- */
 
 #define SMS_ON "bindings = { sms = { enabled = true; modem = \"/dev/ttyUSB2\"; "
@@ -991,14 +1030,19 @@ static void test_load_file(void **state) {
 static void test_shipped_example(void **state) {
   (void)state;
   const char *candidates[] = {"conf/lwm2m-gw.conf", "../conf/lwm2m-gw.conf",
-                              "../../conf/lwm2m-gw.conf", "/work/main/conf/lwm2m-gw.conf"};
+                              "../../conf/lwm2m-gw.conf"};
   const char *src = getenv("GW_EXAMPLE_CONF");
   for (size_t i = 0; !src && i < sizeof(candidates) / sizeof(candidates[0]); i++)
     if (access(candidates[i], R_OK) == 0)
       src = candidates[i];
   if (!src)
-    skip();
-  int rc = load_path(src);
+    fail_msg("conf/lwm2m-gw.conf not found; ctest sets GW_EXAMPLE_CONF");
+  /* Installed as an operator would: it holds a key, so private (install -m 600). */
+  char installed[256], cmd[600];
+  snprintf(installed, sizeof(installed), "%s/lwm2m-gw.conf", tmp_dir);
+  snprintf(cmd, sizeof(cmd), "install -m 600 '%s' '%s'", src, installed);
+  assert_int_equal(system(cmd), 0);
+  int rc = load_path(installed);
   if (rc != 0)
     fail_msg("%s", err);
   assert_true(cfg.bindings.nidd.enabled);
@@ -1136,6 +1180,7 @@ int main(void) {
       cmocka_unit_test(test_device_psk_file),  cmocka_unit_test(test_device_cert),
       cmocka_unit_test(test_bindings),
       cmocka_unit_test(test_sms_binding),
+      cmocka_unit_test(test_secret_files_must_not_be_world_readable),
       cmocka_unit_test(test_nidd),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
