@@ -50,7 +50,8 @@ static const char *const upstream_keys[] = {"name",    "uri",       "profile",
                                             "ca_file", "cert_file", "key_file", NULL};
 static const char *const device_keys[] = {
     "endpoint",    "upstream",     "msisdn",       "ue_address", "external_id", "psk_identity",
-    "psk_key_hex", "psk_key_file", "cert_file",    "key_file",   "queue_mode",  NULL};
+    "psk_key_hex", "psk_key_file", "cert_file",    "key_file",   "queue_mode",
+    "sms_security", "sms_psk_identity", "sms_psk_key_hex", "sms_psk_key_file", NULL};
 static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
 static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
 static const char *const sgi_keys[] = {"listen", NULL};
@@ -547,7 +548,7 @@ static int get_file(load_ctx_t *ctx, const config_setting_t *group, const char *
 }
 
 static int read_psk_key_file(load_ctx_t *ctx, const config_setting_t *s, const char *path,
-                             const char *file, gw_device_conf_t *dev) {
+                             const char *file, uint8_t *out_key, size_t *out_key_len) {
   int rc = check_readable(ctx, s, path, file);
   if (rc == 0)
     rc = check_secret_file(ctx, s, path, file);
@@ -570,7 +571,7 @@ static int read_psk_key_file(load_ctx_t *ctx, const config_setting_t *s, const c
       start++;
     while (end > start && memchr(" \t\r\n\v\f", buf[end - 1], 6))
       end--;
-    const char *reason = parse_hex_key(buf + start, end - start, dev->psk_key, &dev->psk_key_len);
+    const char *reason = parse_hex_key(buf + start, end - start, out_key, out_key_len);
     if (reason)
       rc = fail(ctx, s, path,
                 "\"%s\" must hold the key as 2 to 128 hex digits (1 to 64 bytes), but %s", file,
@@ -781,6 +782,88 @@ static int load_upstreams(load_ctx_t *ctx, const config_setting_t *root, gw_conf
   return 0;
 }
 
+/* A PSK pair: <prefix>psk_identity with <prefix>psk_key_hex or <prefix>psk_key_file. The
+ * identity is allocated into out->identity; *out_identity_s is its setting (NULL if absent). */
+static int load_psk(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                    const char *prefix, gw_psk_t *out, const config_setting_t **out_identity_s) {
+  char name_id[40], name_hex[40], name_file[40], path[SETTING_PATH_MAX];
+  snprintf(name_id, sizeof(name_id), "%spsk_identity", prefix);
+  snprintf(name_hex, sizeof(name_hex), "%spsk_key_hex", prefix);
+  snprintf(name_file, sizeof(name_file), "%spsk_key_file", prefix);
+  const config_setting_t *identity_s, *hex_s, *key_file_s;
+  const char *value;
+  int rc;
+  if ((rc = get_string(ctx, e, epath, name_id, false, "the PSK identity", &identity_s, &value)))
+    return rc;
+  *out_identity_s = identity_s;
+  if (value && (rc = dup_string(ctx, value, &out->identity)) != 0)
+    return rc;
+  if ((rc = get_string(ctx, e, epath, name_hex, false, "the PSK as hex digits", &hex_s, &value)))
+    return rc;
+  if (value) {
+    path_member(path, epath, name_hex);
+    const char *reason = parse_hex_key(value, strlen(value), out->key, &out->key_len);
+    if (reason)
+      return fail(ctx, hex_s, path, "expected 2 to 128 hex digits (1 to 64 bytes), but %s",
+                  reason);
+    if ((rc = check_secret_file(ctx, hex_s, path, NULL)) != 0)
+      return rc;
+  }
+  if ((rc = get_string(ctx, e, epath, name_file, false, "a file path", &key_file_s, &value)))
+    return rc;
+  if (value) {
+    path_member(path, epath, name_file);
+    if (hex_s)
+      return fail(ctx, key_file_s, path, "give either %s or %s, not both", name_hex, name_file);
+    char *file;
+    if ((rc = resolve_path(ctx, value, &file)) != 0)
+      return rc;
+    rc = read_psk_key_file(ctx, key_file_s, path, file, out->key, &out->key_len);
+    free(file);
+    if (rc != 0)
+      return rc;
+  }
+  if (identity_s && !hex_s && !key_file_s) {
+    path_member(path, epath, name_id);
+    return fail(ctx, identity_s, path, "needs %s or %s", name_hex, name_file);
+  }
+  if (!identity_s && (hex_s || key_file_s)) {
+    path_member(path, epath, hex_s ? name_hex : name_file);
+    return fail(ctx, hex_s ? hex_s : key_file_s, path, "needs %s too", name_id);
+  }
+  return 0;
+}
+
+/* Transport 5.3: how the SMS path of this device is protected, and its keys. */
+static int load_device_sms_security(load_ctx_t *ctx, const config_setting_t *e,
+                                    const char *epath, gw_device_conf_t *dev) {
+  const config_setting_t *s, *identity_s;
+  const char *value;
+  char path[SETTING_PATH_MAX];
+  int rc;
+  if ((rc = get_string(ctx, e, epath, "sms_security", false,
+                       "\"none\", \"dtls\" or \"secured_packet\"", &s, &value)) != 0)
+    return rc;
+  path_member(path, epath, "sms_security");
+  if (!value || strcmp(value, "none") == 0)
+    dev->sms_security = GW_SMS_SECURITY_NONE;
+  else if (strcmp(value, "dtls") == 0)
+    dev->sms_security = GW_SMS_SECURITY_DTLS;
+  else if (strcmp(value, "secured_packet") == 0)
+    dev->sms_security = GW_SMS_SECURITY_SECURED_PACKET;
+  else
+    return fail(ctx, s, path, "expected \"none\", \"dtls\" or \"secured_packet\", got \"%.32s\"",
+                value);
+  if ((rc = load_psk(ctx, e, epath, "sms_", &dev->sms_psk, &identity_s)) != 0)
+    return rc;
+  if (dev->sms_security == GW_SMS_SECURITY_DTLS && !identity_s)
+    return fail(ctx, s, path, "\"dtls\" needs sms_psk_identity with sms_psk_key_hex or "
+                              "sms_psk_key_file (the device's PSK for DTLS over SMS)");
+  if (dev->sms_security != GW_SMS_SECURITY_NONE && !dev->msisdn)
+    return fail(ctx, s, path, "SMS security needs the device's msisdn");
+  return 0;
+}
+
 static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                        const gw_config_t *config, gw_device_conf_t *dev) {
   int rc;
@@ -854,46 +937,14 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
   }
 
   /* Credentials toward the upstream server. */
-  const config_setting_t *identity_s, *hex_s, *key_file_s;
-  if ((rc = get_string(ctx, e, epath, "psk_identity", false, "the PSK identity", &identity_s,
-                       &value)))
+  const config_setting_t *identity_s;
+  gw_psk_t upstream_psk = {0};
+  if ((rc = load_psk(ctx, e, epath, "", &upstream_psk, &identity_s)) != 0)
     return rc;
-  if (value && (rc = dup_string(ctx, value, &dev->psk_identity)) != 0)
-    return rc;
-  if ((rc = get_string(ctx, e, epath, "psk_key_hex", false, "the PSK as hex digits", &hex_s,
-                       &value)))
-    return rc;
-  if (value) {
-    path_member(path, epath, "psk_key_hex");
-    const char *reason = parse_hex_key(value, strlen(value), dev->psk_key, &dev->psk_key_len);
-    if (reason)
-      return fail(ctx, hex_s, path, "expected 2 to 128 hex digits (1 to 64 bytes), but %s",
-                  reason);
-    if ((rc = check_secret_file(ctx, hex_s, path, NULL)) != 0)
-      return rc;
-  }
-  if ((rc = get_string(ctx, e, epath, "psk_key_file", false, "a file path", &key_file_s, &value)))
-    return rc;
-  if (value) {
-    path_member(path, epath, "psk_key_file");
-    if (hex_s)
-      return fail(ctx, key_file_s, path, "give either psk_key_hex or psk_key_file, not both");
-    char *file;
-    if ((rc = resolve_path(ctx, value, &file)) != 0)
-      return rc;
-    rc = read_psk_key_file(ctx, key_file_s, path, file, dev);
-    free(file);
-    if (rc != 0)
-      return rc;
-  }
-  if (identity_s && !hex_s && !key_file_s) {
-    path_member(path, epath, "psk_identity");
-    return fail(ctx, identity_s, path, "needs psk_key_hex or psk_key_file");
-  }
-  if (!identity_s && (hex_s || key_file_s)) {
-    path_member(path, epath, hex_s ? "psk_key_hex" : "psk_key_file");
-    return fail(ctx, hex_s ? hex_s : key_file_s, path, "needs psk_identity too");
-  }
+  dev->psk_identity = upstream_psk.identity;
+  memcpy(dev->psk_key, upstream_psk.key, upstream_psk.key_len);
+  dev->psk_key_len = upstream_psk.key_len;
+  explicit_bzero(&upstream_psk, sizeof(upstream_psk));
 
   const config_setting_t *cert_s = member(e, "cert_file"), *key_s = member(e, "key_file");
   if ((rc = check_cert_pair(ctx, epath, cert_s, key_s)) != 0)
@@ -926,7 +977,9 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
                 "(here or on the upstream)",
                 up->name);
 
-  return get_bool(ctx, e, epath, "queue_mode", NULL, &dev->queue_mode);
+  if ((rc = get_bool(ctx, e, epath, "queue_mode", NULL, &dev->queue_mode)) != 0)
+    return rc;
+  return load_device_sms_security(ctx, e, epath, dev);
 }
 
 /* ---- uniqueness of device keys (sorted, so large device lists stay fast) ---- */
@@ -1399,6 +1452,8 @@ void gw_config_free(gw_config_t *config) {
     free(d->cert_file);
     free(d->key_file);
     explicit_bzero(d->psk_key, sizeof(d->psk_key));
+    free(d->sms_psk.identity);
+    explicit_bzero(&d->sms_psk, sizeof(d->sms_psk));
   }
   free(config->devices);
   free(config->bindings.nidd.sgi_listen);
@@ -1446,6 +1501,10 @@ bool gw_device_conf_session_changed(const gw_device_conf_t *a, const gw_device_c
          strings_differ(a->msisdn, b->msisdn) || strings_differ(a->ue_address, b->ue_address) ||
          strings_differ(a->external_id, b->external_id) ||
          strings_differ(a->psk_identity, b->psk_identity) || a->psk_key_len != b->psk_key_len ||
+         a->sms_security != b->sms_security ||
+         strings_differ(a->sms_psk.identity, b->sms_psk.identity) ||
+         a->sms_psk.key_len != b->sms_psk.key_len ||
+         memcmp(a->sms_psk.key, b->sms_psk.key, a->sms_psk.key_len) != 0 ||
          memcmp(a->psk_key, b->psk_key, a->psk_key_len) != 0 ||
          strings_differ(a->cert_file, b->cert_file) || strings_differ(a->key_file, b->key_file);
 }

@@ -40,6 +40,19 @@ typedef struct {
 } gw_upstream_conf_t;
 
 typedef struct {
+  char *identity;
+  uint8_t key[GW_PSK_KEY_MAX];
+  size_t key_len;
+} gw_psk_t;
+
+/* SMS channel security of a device (Transport 5.3): "none" is for debugging only. */
+typedef enum {
+  GW_SMS_SECURITY_NONE = 0,
+  GW_SMS_SECURITY_DTLS,          /* 5.3.2.1: DTLS over SMS, the gateway is the DTLS server */
+  GW_SMS_SECURITY_SECURED_PACKET /* 5.3.2.1.3: 3GPP 31.115 secured packets */
+} gw_sms_security_t;
+
+typedef struct {
   char *endpoint;     /* required, unique; used as ep= upstream */
   char *upstream;     /* name; default: the upstream named "default", else the first */
   char *msisdn;       /* SMS binding address, optional */
@@ -51,6 +64,8 @@ typedef struct {
   char *cert_file;    /* X.509 client certificate for this device, optional */
   char *key_file;
   bool queue_mode;    /* sleepy device: downlink waits in its queue */
+  gw_sms_security_t sms_security; /* Transport 5.3.2 on the SMS path; default none */
+  gw_psk_t sms_psk;   /* DTLS over SMS: sms_psk_identity with sms_psk_key_hex or _file */
 } gw_device_conf_t;
 
 typedef struct {
