@@ -318,8 +318,10 @@ int sms_serial_open(const char *port, unsigned baud, sms_serial_backend_t backen
   }
   tcflush(fd, TCIOFLUSH); /* stale bytes from before we came */
 
+  /* A pseudo-terminal is held open by its emulator (the virtual modem) by design. */
   char holders[256];
-  if (sms_serial_holders(device, holders, sizeof(holders)) > 0)
+  if (strncmp(device, "/dev/pts/", 9) != 0 &&
+      sms_serial_holders(device, holders, sizeof(holders)) > 0)
     GW_WARN(MOD,
             "%s is also open in %s: replies may go astray; if that is ModemManager, set the "
             "udev property ID_MM_DEVICE_IGNORE=1 on the modem",
