@@ -69,6 +69,9 @@ struct gw_binding_ops {
   /* Optional: the configured device entry for an address, if the binding can map it. */
   const gw_device_conf_t *(*lookup_device)(const gw_binding_t *binding, const gw_config_t *config,
                                            const gw_baddr_t *addr);
+  /* Optional: the device's settings changed or it was removed (SIGHUP): drop what the binding
+   * keeps for it (e.g. a DTLS session under an old key). */
+  void (*forget_device)(gw_binding_t *binding, const gw_baddr_t *addr);
   /* Optional: the binding's own counters as Prometheus text; returns the length written. */
   size_t (*format_metrics)(const gw_binding_t *binding, char *out, size_t out_size);
 };
@@ -88,5 +91,6 @@ const gw_device_conf_t *gw_binding_lookup_device(const gw_binding_t *binding,
                                                  const gw_config_t *config,
                                                  const gw_baddr_t *addr);
 size_t gw_binding_format_metrics(const gw_binding_t *binding, char *out, size_t out_size);
+void gw_binding_forget_device(gw_binding_t *binding, const gw_baddr_t *addr);
 
 #endif

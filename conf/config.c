@@ -58,7 +58,8 @@ static const char *const sgi_keys[] = {"listen", NULL};
 static const char *const sms_keys[] = {
     "enabled", "modem",   "baud",         "msisdn",   "pin",   "pin_file",
     "smsc",    "storage", "concatenated", "allow",    "reassembly_timeout_ms",
-    "send_interval_ms",   "sweep_interval_ms",        "wake_queued", NULL};
+    "send_interval_ms",   "sweep_interval_ms",        "wake_queued", "dtls_cookies",
+    "dtls_handshake_min_ms", "dtls_handshake_max_ms", "dtls_mtu", NULL};
 static const char *const storage_names[] = {"SM", "ME", "MT", NULL};
 
 /* ---- messages ---- */
@@ -939,12 +940,13 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
   /* Credentials toward the upstream server. */
   const config_setting_t *identity_s;
   gw_psk_t upstream_psk = {0};
-  if ((rc = load_psk(ctx, e, epath, "", &upstream_psk, &identity_s)) != 0)
-    return rc;
-  dev->psk_identity = upstream_psk.identity;
+  rc = load_psk(ctx, e, epath, "", &upstream_psk, &identity_s);
+  dev->psk_identity = upstream_psk.identity; /* owned by dev even when rc says failure */
   memcpy(dev->psk_key, upstream_psk.key, upstream_psk.key_len);
   dev->psk_key_len = upstream_psk.key_len;
   explicit_bzero(&upstream_psk, sizeof(upstream_psk));
+  if (rc != 0)
+    return rc;
 
   const config_setting_t *cert_s = member(e, "cert_file"), *key_s = member(e, "key_file");
   if ((rc = check_cert_pair(ctx, epath, cert_s, key_s)) != 0)
@@ -1227,6 +1229,12 @@ static int load_sms(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *s
       (rc = get_bool(ctx, g, P, "enabled", NULL, &sms->enabled)) != 0 ||
       (rc = get_bool(ctx, g, P, "concatenated", NULL, &sms->concatenated)) != 0 ||
       (rc = get_bool(ctx, g, P, "wake_queued", NULL, &sms->wake_queued)) != 0 ||
+      (rc = get_bool(ctx, g, P, "dtls_cookies", NULL, &sms->dtls_cookies)) != 0 ||
+      (rc = get_uint(ctx, g, P, "dtls_handshake_min_ms", 100, 3600000, "", NULL,
+                     &sms->dtls_handshake_min_ms)) != 0 ||
+      (rc = get_uint(ctx, g, P, "dtls_handshake_max_ms", 1000, 86400000, "", NULL,
+                     &sms->dtls_handshake_max_ms)) != 0 ||
+      (rc = get_uint(ctx, g, P, "dtls_mtu", 140, 34170, "", NULL, &sms->dtls_mtu)) != 0 ||
       (rc = get_uint(ctx, g, P, "baud", 1200, 4000000, "", NULL, &sms->baud)) != 0 ||
       (rc = get_uint(ctx, g, P, "reassembly_timeout_ms", 1000, 86400000, "", NULL,
                      &sms->reassembly_timeout_ms)) != 0 ||
@@ -1328,6 +1336,10 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   sms->reassembly_timeout_ms = 60000;
   sms->send_interval_ms = 200;
   sms->sweep_interval_ms = 30000;
+  sms->dtls_cookies = true;
+  sms->dtls_handshake_min_ms = 10000;
+  sms->dtls_handshake_max_ms = 300000;
+  sms->dtls_mtu = 1024;
 
   int rc;
   if ((rc = check_known(ctx, root, "", top_level_keys)) != 0 ||

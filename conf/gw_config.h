@@ -91,6 +91,10 @@ typedef struct {
   uint32_t reassembly_timeout_ms; /* incomplete concatenated SMS expire; default 60000 */
   uint32_t send_interval_ms;      /* pacing between two SMS sent; default 200 */
   uint32_t sweep_interval_ms;     /* periodic read of the modem storage; default 30000 */
+  bool dtls_cookies;              /* DTLS over SMS: HelloVerifyRequest cookies; default true */
+  uint32_t dtls_handshake_min_ms; /* DTLS retransmission timer start; default 10000 */
+  uint32_t dtls_handshake_max_ms; /* and its cap; default 300000 (SMS may take minutes) */
+  uint32_t dtls_mtu;              /* DTLS datagram limit when concatenated; default 1024 */
   bool wake_queued;               /* wake a sleeping device that gave sms= with the Registration
                                      Update Trigger by SMS when a request waits for it (6.6);
                                      default false: each costs an SMS */

@@ -29,3 +29,8 @@ size_t gw_binding_format_metrics(const gw_binding_t *binding, char *out, size_t 
     return 0;
   return binding->ops->format_metrics(binding, out, out_size);
 }
+
+void gw_binding_forget_device(gw_binding_t *binding, const gw_baddr_t *addr) {
+  if (binding->ops->forget_device)
+    binding->ops->forget_device(binding, addr);
+}

@@ -134,6 +134,7 @@ typedef struct {
 static void drop_session(gw_gateway_t *gw, gw_device_t *dev) {
   gw_relay_device_abort(gw, dev);
   gw_upstream_close(gw->upstream, dev);
+  gw_binding_forget_device(dev->binding, &dev->addr);
   dev->registered = false;
 }
 
@@ -162,6 +163,8 @@ static void reload_device(gw_device_t *dev, void *arg) {
     drop_session(r->gw, dev);
     r->reset++;
   } else {
+    if (changed)
+      gw_binding_forget_device(dev->binding, &dev->addr);
     r->kept++;
   }
   dev->conf = next;

@@ -6,8 +6,9 @@ packages=(
   build-essential cmake pkg-config
   # CoAP and DTLS upstream; coap-client and coap-server for poking at it by hand
   libcoap3-dev libcoap3-bin
-  # the configuration file; real serial ports and USB modem enumeration (SMS binding)
-  libconfig-dev libserialport-dev
+  # the configuration file; real serial ports and USB modem enumeration (SMS binding);
+  # DTLS over SMS and secured packets
+  libconfig-dev libserialport-dev libmbedtls-dev
   # unit tests, libFuzzer targets, integration tests (Debian's /usr/bin/python3)
   libcmocka-dev clang libclang-rt-14-dev python3-pytest
   # reading the metrics endpoint; a throwaway X.509 PKI for the certificate tests

@@ -18,6 +18,7 @@
 #include "gw_log.h"
 #include "gw_text.h"
 #include "modem.h"
+#include "sms_dtls.h"
 #include "sms_pdu.h"
 
 #define MOD "sms"
@@ -32,7 +33,8 @@
   X(messages_in, "CoAP messages received over SMS")                                             \
   X(messages_out, "CoAP messages sent over SMS")                                                \
   X(sms_out, "SMS handed to the modem")                                                         \
-  X(send_failures, "SMS the modem could not send")
+  X(send_failures, "SMS the modem could not send")                                              \
+  X(unprotected, "SMS refused because the device's SMS security was not applied (5.3.2)")
 
 typedef struct {
 #define SMS_METRIC_FIELD(name, help) uint64_t name;
@@ -45,6 +47,7 @@ typedef struct {
   gw_binding_env_t env;
   const gw_config_t *config; /* the gateway's running configuration: devices change on reload */
   sms_modem_t *modem;
+  sms_dtls_t *dtls; /* DTLS over SMS (Transport 5.3.2.1), for devices with sms_security dtls */
   csms_reassembly_t reassembly;
   gw_timer_t reassembly_timer;
   uint16_t next_ref;
@@ -98,11 +101,34 @@ static void on_reassembly_timer(gw_loop_t *loop, void *arg) {
   arm_reassembly_timer(b);
 }
 
-static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, size_t len) {
+/* A CoAP message for the core. */
+static void deliver_plaintext(sms_binding_t *b, const char *msisdn, const uint8_t *data,
+                              size_t len) {
   gw_baddr_t addr;
   snprintf(addr.text, sizeof(addr.text), "%s", msisdn);
   b->metrics.messages_in++;
   b->env.on_message(b->env.core, &b->base, &addr, data, len);
+}
+
+static gw_sms_security_t security_of(const sms_binding_t *b, const char *msisdn) {
+  const gw_device_conf_t *d = device_by_msisdn(b->config, msisdn);
+  return d ? d->sms_security : GW_SMS_SECURITY_NONE;
+}
+
+/* One reassembled SMS payload: plain CoAP, or protected as the device's configuration says.
+ * Transport 5.3.2: what is not correctly protected is discarded with no reply. */
+static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, size_t len) {
+  switch (security_of(b, msisdn)) {
+  case GW_SMS_SECURITY_DTLS:
+    sms_dtls_input(b->dtls, msisdn, data, len);
+    return;
+  case GW_SMS_SECURITY_SECURED_PACKET:
+    b->metrics.unprotected++; /* secured packets are not wired into the binding yet */
+    return;
+  case GW_SMS_SECURITY_NONE:
+    deliver_plaintext(b, msisdn, data, len);
+    return;
+  }
 }
 
 /* A concatenated part: joined with its siblings before it reaches the core. */
@@ -203,12 +229,11 @@ static int send_part(sms_binding_t *b, const char *to, const uint8_t *data, size
   return rc;
 }
 
-static int sms_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
-                    size_t len) {
-  sms_binding_t *b = (sms_binding_t *)binding;
+/* One payload to a number: a single SMS up to 140 octets, else concatenated SMS. */
+static int send_payload(sms_binding_t *b, const char *to, const uint8_t *data, size_t len) {
   if (len <= CSMS_SINGLE_MAX) {
     b->metrics.messages_out++;
-    return send_part(b, to->text, data, len, NULL);
+    return send_part(b, to, data, len, NULL);
   }
   size_t parts = csms_split_count(len, false);
   if (!b->config->bindings.sms.concatenated || parts == 0)
@@ -218,12 +243,67 @@ static int sms_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *
     csms_part_t part;
     if (csms_split_part(data, len, false, ref, i, &part) != SMS_OK)
       return GW_ERR_INVAL;
-    int rc = send_part(b, to->text, part.data, part.len, &part);
+    int rc = send_part(b, to, part.data, part.len, &part);
     if (rc != GW_OK)
       return rc;
   }
   b->metrics.messages_out++;
   return GW_OK;
+}
+
+static int sms_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
+                    size_t len) {
+  sms_binding_t *b = (sms_binding_t *)binding;
+  switch (security_of(b, to->text)) {
+  case GW_SMS_SECURITY_DTLS:
+    /* No established session: refused, and the server gets 5.03 (the device must first
+     * complete the handshake it starts). */
+    return sms_dtls_write(b->dtls, to->text, data, len);
+  case GW_SMS_SECURITY_SECURED_PACKET:
+    b->metrics.unprotected++;
+    return GW_ERR_UNSUPPORTED;
+  case GW_SMS_SECURITY_NONE:
+    break;
+  }
+  return send_payload(b, to->text, data, len);
+}
+
+/* ---- DTLS over SMS (Transport 5.3.2.1) ---- */
+
+static int dtls_send_datagram(void *arg, const char *msisdn, const uint8_t *data, size_t len) {
+  return send_payload(arg, msisdn, data, len);
+}
+
+static void dtls_on_plaintext(void *arg, const char *msisdn, const uint8_t *data, size_t len) {
+  deliver_plaintext(arg, msisdn, data, len);
+}
+
+/* The PSK of the device with this MSISDN, if the identity it offers is its own. */
+static bool dtls_psk_lookup(void *arg, const char *msisdn, const uint8_t *identity,
+                            size_t identity_len, uint8_t *out_key, size_t *out_key_len) {
+  const sms_binding_t *b = arg;
+  const gw_device_conf_t *d = device_by_msisdn(b->config, msisdn);
+  if (!d || d->sms_security != GW_SMS_SECURITY_DTLS || !d->sms_psk.identity ||
+      strlen(d->sms_psk.identity) != identity_len ||
+      memcmp(d->sms_psk.identity, identity, identity_len) != 0 ||
+      d->sms_psk.key_len > *out_key_len)
+    return false;
+  memcpy(out_key, d->sms_psk.key, d->sms_psk.key_len);
+  *out_key_len = d->sms_psk.key_len;
+  return true;
+}
+
+static int create_dtls(sms_binding_t *b, const gw_sms_conf_t *conf) {
+  sms_dtls_conf_t dconf;
+  sms_dtls_conf_default(&dconf);
+  /* Records fit one SMS, or concatenated SMS when that is on (Transport 5.3.2.1.1). */
+  dconf.mtu = conf->concatenated ? conf->dtls_mtu : CSMS_SINGLE_MAX;
+  dconf.cookies = conf->dtls_cookies;
+  dconf.handshake_min_ms = conf->dtls_handshake_min_ms;
+  dconf.handshake_max_ms = conf->dtls_handshake_max_ms;
+  sms_dtls_callbacks_t cb = {.arg = b, .send_datagram = dtls_send_datagram,
+                             .on_plaintext = dtls_on_plaintext, .psk_lookup = dtls_psk_lookup};
+  return sms_dtls_new(b->env.loop, &dconf, &cb, &b->dtls);
 }
 
 /* ---- the binding's table ---- */
@@ -261,8 +341,9 @@ static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
                             .send_interval_ms = conf->send_interval_ms};
   sms_modem_callbacks_t callbacks = {.arg = b, .on_pdu = on_modem_pdu, .on_sent = on_modem_sent,
                                      .on_state = on_modem_state};
-  if (csms_reassembly_init(&b->reassembly, &limits) != SMS_OK ||
+  if (csms_reassembly_init(&b->reassembly, &limits) != SMS_OK || create_dtls(b, conf) != GW_OK ||
       sms_modem_new(env->loop, &mconf, &callbacks, &b->modem) != GW_OK) {
+    sms_dtls_free(&b->dtls);
     csms_reassembly_clear(&b->reassembly);
     free(b);
     return GW_ERR_NOMEM;
@@ -288,6 +369,7 @@ static void sms_free(gw_binding_t **binding) {
     return;
   sms_stop(&b->base);
   sms_modem_free(&b->modem);
+  sms_dtls_free(&b->dtls);
   csms_reassembly_clear(&b->reassembly);
   free(b);
   *binding = NULL;
@@ -295,6 +377,11 @@ static void sms_free(gw_binding_t **binding) {
 
 static const gw_link_policy_t *sms_policy(const gw_binding_t *binding) {
   return &((const sms_binding_t *)binding)->policy;
+}
+
+/* SIGHUP changed or removed the device: a DTLS session under its old key must not live on. */
+static void sms_forget_device(gw_binding_t *binding, const gw_baddr_t *addr) {
+  sms_dtls_forget(((sms_binding_t *)binding)->dtls, addr->text);
 }
 
 static const gw_device_conf_t *sms_lookup(const gw_binding_t *binding, const gw_config_t *config,
@@ -325,6 +412,14 @@ static size_t sms_format_metrics(const gw_binding_t *binding, char *out, size_t 
   APPEND("lwm2m_gw_sms_modem_storage_used %d\n", st->storage_used);
   APPEND("lwm2m_gw_sms_modem_reopens_total %llu\n", (unsigned long long)st->reopens);
   APPEND("lwm2m_gw_sms_send_queue %zu\n", sms_modem_send_queue_length(b->modem));
+  const sms_dtls_counters_t *d = sms_dtls_counters(b->dtls);
+  APPEND("lwm2m_gw_sms_dtls_handshakes_total %llu\n", (unsigned long long)d->handshakes);
+  APPEND("lwm2m_gw_sms_dtls_resumed_total %llu\n", (unsigned long long)d->resumed);
+  APPEND("lwm2m_gw_sms_dtls_failed_handshakes_total %llu\n",
+         (unsigned long long)d->failed_handshakes);
+  APPEND("lwm2m_gw_sms_dtls_bad_records_total %llu\n", (unsigned long long)d->bad_records);
+  APPEND("lwm2m_gw_sms_dtls_no_session_total %llu\n", (unsigned long long)d->no_session);
+  APPEND("lwm2m_gw_sms_dtls_datagrams_out_total %llu\n", (unsigned long long)d->datagrams_out);
 #undef SMS_METRIC_TEXT
 #undef APPEND
   return used;
@@ -340,6 +435,7 @@ const gw_binding_ops_t gw_sms_binding = {
     .free = sms_free,
     .policy = sms_policy,
     .lookup_device = sms_lookup,
+    .forget_device = sms_forget_device,
     .format_metrics = sms_format_metrics,
 };
 

@@ -412,6 +412,11 @@ sms_err_t sms_udh_parse(const uint8_t *ud, size_t ud_len, sms_udh_t *out, size_t
           .dst = (uint16_t)(v[0] << 8 | v[1]), .src = (uint16_t)(v[2] << 8 | v[3]), .port16 = true};
       break;
     default:
+      /* 9.2.3.24: "(U)SIM Toolkit Security Headers" carry no data (3GPP 31.115 4). */
+      if (iei >= 0x70 && iei <= 0x7F && len == 0) {
+        out->has_security = true;
+        out->security_iei = iei;
+      }
       break;
     }
     pos += len;
@@ -421,11 +426,17 @@ sms_err_t sms_udh_parse(const uint8_t *ud, size_t ud_len, sms_udh_t *out, size_t
 }
 
 sms_err_t sms_udh_encode(const sms_udh_t *udh, uint8_t *out, size_t out_size, size_t *out_len) {
-  uint8_t tmp[1 + 6 + 6];
+  uint8_t tmp[1 + 2 + 6 + 6];
   size_t n = 1;
   if (!udh || !out_len || (!out && out_size))
     return SMS_ERR_ARG;
   *out_len = 0;
+  if (udh->has_security) {
+    if (udh->security_iei < 0x70 || udh->security_iei > 0x7F)
+      return SMS_ERR_ARG;
+    tmp[n++] = udh->security_iei;
+    tmp[n++] = 0;
+  }
   if (udh->has_ports) {
     const sms_ports_t *p = &udh->ports;
     if (p->port16) {
@@ -634,7 +645,7 @@ sms_err_t sms_pdu_encode_submit(const sms_submit_t *submit, const uint8_t *data,
   *out_len = 0;
   *out_tpdu_len = 0;
   if (submit->dcs != SMS_DCS_8BIT && submit->dcs != SMS_DCS_8BIT_CLASS0 &&
-      submit->dcs != SMS_DCS_8BIT_CLASS1)
+      submit->dcs != SMS_DCS_8BIT_CLASS1 && submit->dcs != SMS_DCS_8BIT_CLASS2)
     return SMS_ERR_DCS_UNSUPPORTED;
   /* TP-DA from an MSISDN (3GPP 23.003: country code and number, digits only). */
   const char *msisdn = submit->destination;
@@ -675,7 +686,7 @@ sms_err_t sms_pdu_encode_submit(const sms_submit_t *submit, const uint8_t *data,
     uint8_t hi = i + 1 < ndigits ? (uint8_t)(msisdn[i + 1] - '0') : 0x0F;
     out[n++] = (uint8_t)(hi << 4 | lo);
   }
-  out[n++] = 0x00;                             /* TP-PID: plain short message (9.2.3.9) */
+  out[n++] = submit->pid;                      /* TP-PID (9.2.3.9), 00 unless asked */
   out[n++] = submit->dcs;                      /* TP-DCS (23.038 4) */
   if (vp)
     out[n++] = sms_validity_relative(submit->validity_min);

@@ -36,6 +36,10 @@
 #define SMS_IEI_PORTS_8 0x04u
 #define SMS_IEI_PORTS_16 0x05u
 #define SMS_IEI_CONCAT_16 0x08u
+/* (U)SIM toolkit security headers, IEIs 0x70..0x7F with no data (23.040 9.2.3.24; 3GPP 31.115
+ * 4): 0x70 marks a Command Packet, 0x71 a Response Packet (sms/secured_packet.h). */
+#define SMS_IEI_CPI 0x70u
+#define SMS_IEI_RPI 0x71u
 
 typedef enum {
   SMS_OK = 0,
@@ -106,6 +110,8 @@ typedef struct {
   sms_concat_t concat;
   bool has_ports;
   sms_ports_t ports;
+  bool has_security;                 /* a security header IE (0x70..0x7F, length 0) */
+  uint8_t security_iei;              /* which: SMS_IEI_CPI, SMS_IEI_RPI, ... */
   uint8_t ie_count;                  /* every IE seen, the skipped ones too */
   sms_udh_ie_t ies[SMS_UDH_MAX_IES]; /* identifiers and lengths, in order */
 } sms_udh_t;
@@ -114,13 +120,15 @@ typedef struct {
  * many octets of user data follow TP-UDL. Borrows ud. On success *out_udh_len is 1 + UDHL.
  * Concatenation values are reported as received (seq 0, seq > total, total 0 included: the
  * reassembly rejects them); a repeated IE overrides the earlier one (23.040 9.2.3.24). IEIs other
- * than 0x00, 0x04, 0x05, 0x08 are listed in ies and otherwise skipped. */
+ * than 0x00, 0x04, 0x05, 0x08 are listed in ies and otherwise skipped; an IEI 0x70..0x7F of
+ * length 0 also sets has_security/security_iei (with another length it is only listed). */
 sms_err_t sms_udh_parse(const uint8_t *ud, size_t ud_len, sms_udh_t *out, size_t *out_udh_len);
 
-/* Writes a UDH (length octet, then port IE, then concatenation IE, as in WAP push) for the
- * has_ports/has_concat parts of udh; ies is ignored. Borrows udh and out. Returns the octet
- * count in *out_len (0 when udh has neither). Errors: SMS_ERR_CONCAT_VALUES,
- * SMS_ERR_PORT_VALUES, SMS_ERR_BUFFER_TOO_SMALL. */
+/* Writes a UDH (length octet, then the security header IE, port IE, concatenation IE, as in
+ * WAP push) for the has_security/has_ports/has_concat parts of udh; ies is ignored. Borrows udh
+ * and out. Returns the octet count in *out_len (0 when udh has none). Errors: SMS_ERR_ARG
+ * (security_iei outside 0x70..0x7F), SMS_ERR_CONCAT_VALUES, SMS_ERR_PORT_VALUES,
+ * SMS_ERR_BUFFER_TOO_SMALL. */
 sms_err_t sms_udh_encode(const sms_udh_t *udh, uint8_t *out, size_t out_size, size_t *out_len);
 
 /* ---- SMS-DELIVER decoding ---- */
@@ -223,22 +231,29 @@ sms_err_t sms_dcs_parse(uint8_t dcs, sms_alphabet_t *out_alphabet, int *out_clas
 #define SMS_DCS_8BIT 0x04u        /* general data coding, 8-bit, no class */
 #define SMS_DCS_8BIT_CLASS0 0xF4u /* data coding/message class group, 8-bit, class 0 */
 #define SMS_DCS_8BIT_CLASS1 0xF5u /* ... class 1 (ME-specific) */
+#define SMS_DCS_8BIT_CLASS2 0xF6u /* ... class 2 ((U)SIM-specific: SIM data download) */
+
+/* TP-PID (23.040 9.2.3.9). */
+#define SMS_PID_PLAIN 0x00u          /* plain short message (default) */
+#define SMS_PID_USIM_DATA_DOWNLOAD 0x7Fu /* 01 111111: to the UICC (LwM2M Transport 5.3.2.1.2) */
 
 typedef struct {
   const char *destination;  /* MSISDN digits, 3GPP 23.003 form ("14155550125"); borrowed */
   bool national;            /* type of address 0x81 instead of international 0x91 */
-  uint8_t dcs;              /* SMS_DCS_8BIT (default), SMS_DCS_8BIT_CLASS0 or _CLASS1 */
+  uint8_t pid;              /* TP-PID: SMS_PID_PLAIN (default) or SMS_PID_USIM_DATA_DOWNLOAD */
+  uint8_t dcs;              /* SMS_DCS_8BIT (default), SMS_DCS_8BIT_CLASS0, _CLASS1, _CLASS2 */
   bool status_report;       /* TP-SRR */
   uint32_t validity_min;    /* 0: no TP-VP (TP-VPF 00, the SMSC default); else relative
                              * TP-VP rounded up to the next step the format has */
-  sms_udh_t udh;            /* has_concat / has_ports select the UDH; zero: none */
+  sms_udh_t udh;            /* has_security / has_concat / has_ports select the UDH; zero: none */
 } sms_submit_t;
 
-/* Fills *submit with the defaults: 8-bit DCS 0x04, international, no TP-VP, no SRR, no UDH. */
+/* Fills *submit with the defaults: TP-PID 00, 8-bit DCS 0x04, international, no TP-VP, no SRR,
+ * no UDH. */
 void sms_submit_init(sms_submit_t *submit, const char *destination);
 
 /* Encodes an SMS-SUBMIT for AT+CMGS in PDU mode: SMSC length octet 00 (the modem's default
- * SMSC), first octet (TP-MTI 01, TP-RD 0, TP-VPF, TP-SRR, TP-UDHI), TP-MR 00, TP-DA, TP-PID 00,
+ * SMSC), first octet (TP-MTI 01, TP-RD 0, TP-VPF, TP-SRR, TP-UDHI), TP-MR 00, TP-DA, TP-PID,
  * TP-DCS, [TP-VP], TP-UDL, [UDH] and data. Borrows submit, data and out. *out_len is the whole
  * PDU length; *out_tpdu_len the length AT+CMGS wants (out_len less the SMSC octet).
  * Errors: SMS_ERR_ARG, SMS_ERR_ADDRESS_DIGIT, SMS_ERR_ADDRESS_LENGTH, SMS_ERR_DCS_UNSUPPORTED,

@@ -154,3 +154,57 @@ def test_sighup_applies_a_new_allow_list(peers):
     # The guest's own CoAP retransmission of its Register now gets through.
     server.wait_for("register", ep="guest", timeout=60)
     guest.wait_for("registered", timeout=60)
+
+
+SMS_PSK_ID = "meter-17"
+SMS_PSK = "000102030405060708090a0b0c0d0e0f"
+
+
+def dtls_sms_setup(peers, device_key=SMS_PSK, with_device=True):
+    modem = peers.vmodem([DEVICE_NUMBER])
+    server = peers.server()
+    devices = (f'{{ endpoint = "meter-17"; msisdn = "{DEVICE_NUMBER}"; sms_security = "dtls"; '
+               f'sms_psk_identity = "{SMS_PSK_ID}"; sms_psk_key_hex = "{SMS_PSK}"; }}')
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", devices=devices,
+                       device_timeout_ms=20000, sms=f'modem = "{modem.link}";')
+    dev = None
+    if with_device:
+        dev = peers.device(gw, "meter-17", server_uri="coaps" + modem.phone_uri(DEVICE_NUMBER)[4:],
+                           extra=["--binding", "S", "--psk-identity", SMS_PSK_ID,
+                                  "--psk-key", device_key, "--register-timeout-ms", "20000"])
+    return modem, server, gw, dev
+
+
+def test_dtls_over_sms_device_registers_and_is_read_observed_written(peers):
+    modem, server, gw, dev = dtls_sms_setup(peers)
+    server.wait_for("register", ep="meter-17", timeout=60)
+    dev.wait_for("registered", timeout=60)
+    assert server.request("read 1 meter-17 /3/0/0", timeout=30)["payload"] == "lwm2m-gw test"
+    assert server.request("write 2 meter-17 /3/0/14 +02:00", timeout=30)["code"] == "2.04"
+    assert dev.wait_for("write", path="/3/0/14")["value"] == "+02:00"
+    assert server.request("observe 3 meter-17 /3/0/13", timeout=30)["code"] == "2.05"
+    server.wait_for("notify", id=3, timeout=30)
+    m = gw.metrics()
+    assert m["sms_dtls_handshakes_total"] == 1
+    assert m["sms_dtls_failed_handshakes_total"] == 0
+
+
+def test_dtls_over_sms_wrong_key_is_ignored_and_counted(peers):
+    modem, server, gw, dev = dtls_sms_setup(peers, device_key="ff" * 16)
+    deadline = time.monotonic() + 30
+    while gw.metrics()["sms_dtls_failed_handshakes_total"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert gw.metrics()["sms_dtls_failed_handshakes_total"] >= 1
+    assert server.count("register") == 0
+
+
+def test_plain_coap_from_a_dtls_device_is_discarded_without_reply(peers):
+    modem, server, gw, _ = dtls_sms_setup(peers, with_device=False)
+    # An unprotected CoAP Register from the device's number, as if the device skipped DTLS.
+    coap = bytes([0x42, 0x02, 0x12, 0x34, 0xAB, 0xCD, 0xB2]) + b"rd" + bytes([0x48]) + \
+        b"ep=rogue" + b"\xff</3/0>"
+    modem.send(f"inject {DEVICE_NUMBER} {coap.hex()}")
+    time.sleep(3)
+    assert server.count("register", ep="rogue") == 0
+    assert not [e for e in modem.drain() if e.get("event") == "sms-out"]  # no reply at all
+    assert gw.metrics()["sms_dtls_no_session_total"] >= 1

@@ -774,6 +774,31 @@ static void test_device_cert(void **state) {
   load_ok(text);
 }
 
+/* ---- SMS channel security per device (Transport 5.3) ---- */
+
+#define SMS_DEV "devices = ( { endpoint = \"m\"; msisdn = \"14155550125\"; "
+
+static void test_device_sms_security(void **state) {
+  (void)state;
+  load_ok(UP SMS_DEV "sms_security = \"dtls\"; sms_psk_identity = \"m\"; "
+                    "sms_psk_key_hex = \"000102030405060708090a0b0c0d0e0f\"; } );\n" NIDD);
+  assert_int_equal(cfg.devices[0].sms_security, GW_SMS_SECURITY_DTLS);
+  assert_string_equal(cfg.devices[0].sms_psk.identity, "m");
+  assert_int_equal(cfg.devices[0].sms_psk.key_len, 16);
+  assert_null(cfg.devices[0].psk_identity); /* the upstream credentials stay separate */
+  load_ok(UP SMS_DEV "} );\n" NIDD);
+  assert_int_equal(cfg.devices[0].sms_security, GW_SMS_SECURITY_NONE);
+  load_err(UP SMS_DEV "sms_security = \"dtls\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_security: ", "needs sms_psk_identity");
+  load_err(UP SMS_DEV "sms_security = \"tls\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_security: expected \"none\", \"dtls\"", NULL);
+  load_err(UP "devices = ( { endpoint = \"m\"; sms_security = \"dtls\"; sms_psk_identity = \"m\"; "
+              "sms_psk_key_hex = \"00ff\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_security: ", "msisdn");
+  load_err(UP SMS_DEV "sms_psk_key_hex = \"00ff\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_psk_key_hex: needs sms_psk_identity", NULL);
+}
+
 /* ---- secrets in files other users can read ---- */
 
 static void test_secret_files_must_not_be_world_readable(void **state) {
@@ -1181,6 +1206,7 @@ int main(void) {
       cmocka_unit_test(test_bindings),
       cmocka_unit_test(test_sms_binding),
       cmocka_unit_test(test_secret_files_must_not_be_world_readable),
+      cmocka_unit_test(test_device_sms_security),
       cmocka_unit_test(test_nidd),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
