@@ -51,7 +51,8 @@ static const char *const upstream_keys[] = {"name",    "uri",       "profile",
 static const char *const device_keys[] = {
     "endpoint",    "upstream",     "msisdn",       "ue_address", "external_id", "psk_identity",
     "psk_key_hex", "psk_key_file", "cert_file",    "key_file",   "queue_mode",
-    "sms_security", "sms_psk_identity", "sms_psk_key_hex", "sms_psk_key_file", NULL};
+    "sms_security", "sms_psk_identity", "sms_psk_key_hex", "sms_psk_key_file",
+    "sms_key_params_hex", "sms_secret_key_hex", "sms_secret_key_file", NULL};
 static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
 static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
 static const char *const sgi_keys[] = {"listen", NULL};
@@ -835,6 +836,84 @@ static int load_psk(load_ctx_t *ctx, const config_setting_t *e, const char *epat
   return 0;
 }
 
+/* Secured packets (5.3.2.1.3): sms_key_params_hex (7 octets: KIc, KID, SPI, TAR) and
+ * sms_secret_key_hex or sms_secret_key_file (KIc key then KID key: 32, 48 or 64 octets). Only
+ * lengths are checked here; the SMS binding parses the keys (conf/ does not depend on sms/). */
+static int load_sms_secured_packet_keys(load_ctx_t *ctx, const config_setting_t *e,
+                                        const char *epath, gw_device_conf_t *dev) {
+  const config_setting_t *params_s, *hex_s, *file_s;
+  const char *value;
+  char path[SETTING_PATH_MAX];
+  int rc;
+  if ((rc = get_string(ctx, e, epath, "sms_key_params_hex", false,
+                       "14 hex digits: KIc, KID, SPI (2), TAR (3)", &params_s, &value)) != 0)
+    return rc;
+  if (value) {
+    path_member(path, epath, "sms_key_params_hex");
+    uint8_t buf[GW_PSK_KEY_MAX];
+    size_t n = 0;
+    const char *reason = parse_hex_key(value, strlen(value), buf, &n);
+    if (!reason && n != GW_SMS_KEY_PARAMS_LEN)
+      reason = "it is not 7 bytes";
+    if (reason)
+      return fail(ctx, params_s, path,
+                  "expected 14 hex digits (7 bytes: KIc, KID, SPI (2), TAR (3)), but %s", reason);
+    memcpy(dev->sms_key_params, buf, GW_SMS_KEY_PARAMS_LEN);
+    dev->has_sms_key_params = true;
+  }
+  if ((rc = get_string(ctx, e, epath, "sms_secret_key_hex", false,
+                       "the secret keys as hex digits", &hex_s, &value)) != 0)
+    return rc;
+  if (value) {
+    path_member(path, epath, "sms_secret_key_hex");
+    const char *reason = parse_hex_key(value, strlen(value), dev->sms_secret, &dev->sms_secret_len);
+    if (!reason && dev->sms_secret_len != 32 && dev->sms_secret_len != 48 &&
+        dev->sms_secret_len != 64)
+      reason = "it is not 32, 48 or 64 bytes";
+    if (reason) {
+      explicit_bzero(dev->sms_secret, sizeof(dev->sms_secret));
+      dev->sms_secret_len = 0;
+      return fail(ctx, hex_s, path,
+                  "expected 64, 96 or 128 hex digits (the KIc key then the KID key), but %s",
+                  reason);
+    }
+    if ((rc = check_secret_file(ctx, hex_s, path, NULL)) != 0)
+      return rc;
+  }
+  if ((rc = get_string(ctx, e, epath, "sms_secret_key_file", false, "a file path", &file_s,
+                       &value)) != 0)
+    return rc;
+  if (value) {
+    path_member(path, epath, "sms_secret_key_file");
+    if (hex_s)
+      return fail(ctx, file_s, path,
+                  "give either sms_secret_key_hex or sms_secret_key_file, not both");
+    char *file;
+    if ((rc = resolve_path(ctx, value, &file)) != 0)
+      return rc;
+    rc = read_psk_key_file(ctx, file_s, path, file, dev->sms_secret, &dev->sms_secret_len);
+    if (rc == 0 && dev->sms_secret_len != 32 && dev->sms_secret_len != 48 &&
+        dev->sms_secret_len != 64)
+      rc = fail(ctx, file_s, path,
+                "\"%s\" must hold 32, 48 or 64 bytes (the KIc key then the KID key), not %zu",
+                file, dev->sms_secret_len);
+    free(file);
+    if (rc != 0) {
+      explicit_bzero(dev->sms_secret, sizeof(dev->sms_secret));
+      dev->sms_secret_len = 0;
+      return rc;
+    }
+  }
+  if (dev->sms_security != GW_SMS_SECURITY_SECURED_PACKET && (params_s || hex_s || file_s)) {
+    const config_setting_t *which = params_s ? params_s : hex_s ? hex_s : file_s;
+    path_member(path, epath,
+                params_s ? "sms_key_params_hex" : hex_s ? "sms_secret_key_hex"
+                                                        : "sms_secret_key_file");
+    return fail(ctx, which, path, "only used with sms_security = \"secured_packet\"");
+  }
+  return 0;
+}
+
 /* Transport 5.3: how the SMS path of this device is protected, and its keys. */
 static int load_device_sms_security(load_ctx_t *ctx, const config_setting_t *e,
                                     const char *epath, gw_device_conf_t *dev) {
@@ -860,6 +939,12 @@ static int load_device_sms_security(load_ctx_t *ctx, const config_setting_t *e,
   if (dev->sms_security == GW_SMS_SECURITY_DTLS && !identity_s)
     return fail(ctx, s, path, "\"dtls\" needs sms_psk_identity with sms_psk_key_hex or "
                               "sms_psk_key_file (the device's PSK for DTLS over SMS)");
+  if ((rc = load_sms_secured_packet_keys(ctx, e, epath, dev)) != 0)
+    return rc;
+  if (dev->sms_security == GW_SMS_SECURITY_SECURED_PACKET &&
+      (!dev->has_sms_key_params || dev->sms_secret_len == 0))
+    return fail(ctx, s, path, "\"secured_packet\" needs sms_key_params_hex with "
+                              "sms_secret_key_hex or sms_secret_key_file (5.3.2.1.3 keys)");
   if (dev->sms_security != GW_SMS_SECURITY_NONE && !dev->msisdn)
     return fail(ctx, s, path, "SMS security needs the device's msisdn");
   return 0;
@@ -1466,6 +1551,8 @@ void gw_config_free(gw_config_t *config) {
     explicit_bzero(d->psk_key, sizeof(d->psk_key));
     free(d->sms_psk.identity);
     explicit_bzero(&d->sms_psk, sizeof(d->sms_psk));
+    explicit_bzero(d->sms_secret, sizeof(d->sms_secret));
+    d->sms_secret_len = 0;
   }
   free(config->devices);
   free(config->bindings.nidd.sgi_listen);
@@ -1517,6 +1604,10 @@ bool gw_device_conf_session_changed(const gw_device_conf_t *a, const gw_device_c
          strings_differ(a->sms_psk.identity, b->sms_psk.identity) ||
          a->sms_psk.key_len != b->sms_psk.key_len ||
          memcmp(a->sms_psk.key, b->sms_psk.key, a->sms_psk.key_len) != 0 ||
+         a->has_sms_key_params != b->has_sms_key_params ||
+         memcmp(a->sms_key_params, b->sms_key_params, sizeof(a->sms_key_params)) != 0 ||
+         a->sms_secret_len != b->sms_secret_len ||
+         memcmp(a->sms_secret, b->sms_secret, a->sms_secret_len) != 0 ||
          memcmp(a->psk_key, b->psk_key, a->psk_key_len) != 0 ||
          strings_differ(a->cert_file, b->cert_file) || strings_differ(a->key_file, b->key_file);
 }

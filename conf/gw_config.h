@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #define GW_PSK_KEY_MAX 64
+#define GW_SMS_KEY_PARAMS_LEN 7 /* KIc, KID, SPI (2), TAR (3) */
 
 typedef struct {
   char *state_dir;          /* default "/var/lib/lwm2m-gw" */
@@ -66,6 +67,14 @@ typedef struct {
   bool queue_mode;    /* sleepy device: downlink waits in its queue */
   gw_sms_security_t sms_security; /* Transport 5.3.2 on the SMS path; default none */
   gw_psk_t sms_psk;   /* DTLS over SMS: sms_psk_identity with sms_psk_key_hex or _file */
+  /* Secured packets (5.3.2.1.3): "SMS Binding Key Parameters" KIc, KID, SPI (2), TAR (3) from
+   * sms_key_params_hex, and "SMS Binding Secret Keys" (KIc key then KID key: 32, 48 or 64
+   * octets) from sms_secret_key_hex or sms_secret_key_file. Lengths checked here only; the SMS
+   * binding parses them (sms_sp_keys_parse). */
+  bool has_sms_key_params;
+  uint8_t sms_key_params[GW_SMS_KEY_PARAMS_LEN];
+  uint8_t sms_secret[GW_PSK_KEY_MAX];
+  size_t sms_secret_len;
 } gw_device_conf_t;
 
 typedef struct {

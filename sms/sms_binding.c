@@ -8,9 +8,13 @@
  * Link policy: no CoAP retransmissions on the SMS side (each costs an SMS and the network
  * already stores and forwards).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "binding.h"
 #include "csms.h"
@@ -18,6 +22,7 @@
 #include "gw_log.h"
 #include "gw_text.h"
 #include "modem.h"
+#include "secured_packet.h"
 #include "sms_dtls.h"
 #include "sms_pdu.h"
 
@@ -34,13 +39,32 @@
   X(messages_out, "CoAP messages sent over SMS")                                                \
   X(sms_out, "SMS handed to the modem")                                                         \
   X(send_failures, "SMS the modem could not send")                                              \
-  X(unprotected, "SMS refused because the device's SMS security was not applied (5.3.2)")
+  X(unprotected, "SMS refused because the device's SMS security was not applied (5.3.2)")     \
+  X(secured_packets_in, "secured packets (31.115) accepted from devices")                       \
+  X(secured_packets_out, "secured packets (31.115) sent to devices")                            \
+  X(secured_packets_rejected, "secured packets dropped: not correctly protected (5.3.2)")       \
+  X(replayed, "secured packets dropped: counter not above the last accepted one")
 
 typedef struct {
 #define SMS_METRIC_FIELD(name, help) uint64_t name;
   SMS_METRICS(SMS_METRIC_FIELD)
 #undef SMS_METRIC_FIELD
 } sms_metrics_t;
+
+/* Secured packet counters of one device (by MSISDN), persisted in gateway.state_dir. */
+typedef struct {
+  char msisdn[24];
+  uint64_t out; /* last counter sent to the device */
+  uint64_t in;  /* last counter accepted from it */
+} sp_counter_t;
+
+/* A concatenated SMS whose first part carried the CPI (UDH IE 0x70): (sender, reference). */
+#define SP_CPI_MARKS 32
+typedef struct {
+  char msisdn[24];
+  uint16_t ref;
+  bool used;
+} sp_cpi_mark_t;
 
 typedef struct {
   gw_binding_t base;
@@ -53,6 +77,12 @@ typedef struct {
   uint16_t next_ref;
   gw_link_policy_t policy;
   sms_metrics_t metrics;
+  sp_counter_t *sp_counters; /* secured packets: per device counters */
+  size_t sp_count;
+  char *sp_state_file;       /* NULL when gateway.state_dir is unusable: counters in memory only */
+  bool sp_state_error_logged;
+  sp_cpi_mark_t sp_marks[SP_CPI_MARKS];
+  size_t sp_next_mark;
 } sms_binding_t;
 
 static const gw_binding_ops_t *ops_self(void);
@@ -75,6 +105,137 @@ static bool sender_allowed(const sms_binding_t *b, const char *msisdn) {
   for (size_t i = 0; i < conf->allow_count; i++)
     if (strcmp(conf->allow[i], msisdn) == 0)
       return true;
+  return false;
+}
+
+/* ---- secured packets (Transport 5.3.2.1.3): counters ---- */
+
+#define SP_STATE_FILE "sms_secured_packet_counters"
+
+static void sp_state_error(sms_binding_t *b, const char *what, const char *file, int err) {
+  if (b->sp_state_error_logged)
+    return;
+  b->sp_state_error_logged = true;
+  GW_ERR(MOD,
+         "secured packets: cannot %s \"%s\" (%s): counters are kept in memory only, so a restart "
+         "may reuse an outgoing counter or accept a replayed packet; fix gateway.state_dir",
+         what, file, strerror(err));
+}
+
+/* Writes all counters to the state file: a temporary file, then rename (atomic). */
+static void sp_state_save(sms_binding_t *b) {
+  if (!b->sp_state_file)
+    return;
+  size_t n = strlen(b->sp_state_file) + 8;
+  char *tmp = malloc(n);
+  if (!tmp)
+    return;
+  snprintf(tmp, n, "%s.tmp", b->sp_state_file);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (!f) {
+    sp_state_error(b, "write", tmp, errno);
+    if (fd >= 0)
+      close(fd);
+    free(tmp);
+    return;
+  }
+  fprintf(f, "# lwm2m-gw secured packet counters: msisdn last-sent last-accepted\n");
+  for (size_t i = 0; i < b->sp_count; i++)
+    fprintf(f, "%s %" PRIu64 " %" PRIu64 "\n", b->sp_counters[i].msisdn, b->sp_counters[i].out,
+            b->sp_counters[i].in);
+  bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+  int err = errno;
+  ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, b->sp_state_file) != 0) {
+    sp_state_error(b, "write", ok ? b->sp_state_file : tmp, ok ? errno : err);
+    unlink(tmp);
+  }
+  free(tmp);
+}
+
+static sp_counter_t *sp_counter(sms_binding_t *b, const char *msisdn) {
+  for (size_t i = 0; i < b->sp_count; i++)
+    if (strcmp(b->sp_counters[i].msisdn, msisdn) == 0)
+      return &b->sp_counters[i];
+  if (strlen(msisdn) >= sizeof(b->sp_counters[0].msisdn))
+    return NULL;
+  sp_counter_t *grown = realloc(b->sp_counters, (b->sp_count + 1) * sizeof(*grown));
+  if (!grown)
+    return NULL;
+  b->sp_counters = grown;
+  sp_counter_t *c = &b->sp_counters[b->sp_count++];
+  memset(c, 0, sizeof(*c));
+  snprintf(c->msisdn, sizeof(c->msisdn), "%s", msisdn);
+  return c;
+}
+
+/* Loads the counters saved by an earlier run; a missing file is a first start. */
+static void sp_state_load(sms_binding_t *b, const char *state_dir) {
+  if (!state_dir || !*state_dir)
+    return;
+  size_t n = strlen(state_dir) + sizeof(SP_STATE_FILE) + 2;
+  b->sp_state_file = malloc(n);
+  if (!b->sp_state_file)
+    return;
+  snprintf(b->sp_state_file, n, "%s/%s", state_dir, SP_STATE_FILE);
+  if (access(state_dir, W_OK) != 0) {
+    sp_state_error(b, "use the state directory of", state_dir, errno);
+    free(b->sp_state_file);
+    b->sp_state_file = NULL;
+    return;
+  }
+  FILE *f = fopen(b->sp_state_file, "r");
+  if (!f) {
+    if (errno != ENOENT)
+      sp_state_error(b, "read", b->sp_state_file, errno);
+    return;
+  }
+  char line[128];
+  while (fgets(line, sizeof(line), f)) {
+    char msisdn[24];
+    uint64_t out, in;
+    if (line[0] == '#' || sscanf(line, "%23s %" SCNu64 " %" SCNu64, msisdn, &out, &in) != 3)
+      continue;
+    sp_counter_t *c = sp_counter(b, msisdn);
+    if (c) {
+      c->out = out;
+      c->in = in;
+    }
+  }
+  fclose(f);
+}
+
+/* The device's keys, parsed from its configuration. */
+static bool sp_keys_of(const gw_device_conf_t *d, sms_sp_keys_t *keys) {
+  if (!d || d->sms_security != GW_SMS_SECURITY_SECURED_PACKET || !d->has_sms_key_params)
+    return false;
+  sms_sp_err_t err = sms_sp_keys_parse(d->sms_key_params, sizeof(d->sms_key_params),
+                                       d->sms_secret, d->sms_secret_len, keys);
+  if (err != SMS_SP_OK) {
+    GW_WARN(MOD, "device %s: unusable secured packet keys: %s", d->endpoint,
+            sms_sp_strerror(err));
+    return false;
+  }
+  return true;
+}
+
+/* A concatenated SMS whose first part carried the CPI. */
+static void sp_mark_cpi(sms_binding_t *b, const char *msisdn, uint16_t ref) {
+  sp_cpi_mark_t *m = &b->sp_marks[b->sp_next_mark++ % SP_CPI_MARKS];
+  snprintf(m->msisdn, sizeof(m->msisdn), "%s", msisdn);
+  m->ref = ref;
+  m->used = true;
+}
+
+static bool sp_take_cpi_mark(sms_binding_t *b, const char *msisdn, uint16_t ref) {
+  for (size_t i = 0; i < SP_CPI_MARKS; i++) {
+    sp_cpi_mark_t *m = &b->sp_marks[i];
+    if (m->used && m->ref == ref && strcmp(m->msisdn, msisdn) == 0) {
+      m->used = false;
+      return true;
+    }
+  }
   return false;
 }
 
@@ -115,17 +276,75 @@ static gw_sms_security_t security_of(const sms_binding_t *b, const char *msisdn)
   return d ? d->sms_security : GW_SMS_SECURITY_NONE;
 }
 
+/* A Command Packet from a device in secured mode: checked, counter judged and stored, then its
+ * CoAP message goes to the core. Any failure: dropped, counted, never answered (5.3.2). */
+static void deliver_secured(sms_binding_t *b, const char *msisdn, const uint8_t *pkt,
+                            size_t len) {
+  sms_sp_keys_t keys;
+  if (!sp_keys_of(device_by_msisdn(b->config, msisdn), &keys)) {
+    b->metrics.secured_packets_rejected++;
+    return;
+  }
+  uint8_t *plain = malloc(len ? len : 1);
+  if (!plain) {
+    sms_sp_keys_clear(&keys);
+    return;
+  }
+  size_t plain_len = 0;
+  uint64_t counter = 0;
+  sms_sp_err_t err = sms_sp_decode(&keys, pkt, len, plain, len, &plain_len, &counter);
+  sp_counter_t *c = err == SMS_SP_OK ? sp_counter(b, msisdn) : NULL;
+  const uint8_t *coap = NULL;
+  size_t coap_len = 0;
+  if (err != SMS_SP_OK) {
+    b->metrics.secured_packets_rejected++;
+    GW_INFO(MOD, "%s: secured packet dropped: %s", msisdn, sms_sp_strerror(err));
+  } else if (!c) {
+    b->metrics.secured_packets_rejected++;
+  } else if (!sms_sp_counter_acceptable(keys.spi, c->in, counter)) {
+    b->metrics.replayed++;
+    GW_INFO(MOD, "%s: secured packet dropped: counter %" PRIu64 " not above %" PRIu64, msisdn,
+            counter, c->in);
+  } else if ((err = sms_sp_tlv_unwrap(SMS_SP_TAG_COAP, plain, plain_len, &coap, &coap_len)) !=
+             SMS_SP_OK) {
+    /* authentic but not a CoAP TLV: the counter is used up all the same */
+    c->in = counter;
+    sp_state_save(b);
+    b->metrics.secured_packets_rejected++;
+    GW_INFO(MOD, "%s: secured packet dropped: %s", msisdn, sms_sp_strerror(err));
+  } else {
+    c->in = counter;
+    sp_state_save(b);
+    b->metrics.secured_packets_in++;
+    deliver_plaintext(b, msisdn, coap, coap_len);
+  }
+  sms_sp_keys_clear(&keys);
+  explicit_bzero(plain, len ? len : 1);
+  free(plain);
+}
+
 /* One reassembled SMS payload: plain CoAP, or protected as the device's configuration says.
+ * cpi: the SMS (its first part) carried the Command Packet Identifier, UDH IE 0x70.
  * Transport 5.3.2: what is not correctly protected is discarded with no reply. */
-static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, size_t len) {
+static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, size_t len,
+                    bool cpi) {
   switch (security_of(b, msisdn)) {
   case GW_SMS_SECURITY_DTLS:
     sms_dtls_input(b->dtls, msisdn, data, len);
     return;
   case GW_SMS_SECURITY_SECURED_PACKET:
-    b->metrics.unprotected++; /* secured packets are not wired into the binding yet */
+    if (!cpi) {
+      b->metrics.unprotected++;
+      GW_INFO(MOD, "%s: SMS without a secured packet header dropped", msisdn);
+      return;
+    }
+    deliver_secured(b, msisdn, data, len);
     return;
   case GW_SMS_SECURITY_NONE:
+    if (cpi) { /* a secured packet from a device not configured for them: not CoAP */
+      b->metrics.unprotected++;
+      return;
+    }
     deliver_plaintext(b, msisdn, data, len);
     return;
   }
@@ -135,11 +354,15 @@ static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, s
 static void receive_part(sms_binding_t *b, const sms_deliver_t *sms) {
   const uint8_t *joined = NULL;
   size_t joined_len = 0;
+  /* the CPI travels in the first part only: remember it by (sender, reference) */
+  if (sms->udh.has_security && sms->udh.security_iei == SMS_IEI_CPI && sms->udh.concat.seq == 1)
+    sp_mark_cpi(b, sms->originator.number, sms->udh.concat.ref);
   csms_result_t r = csms_reassembly_add(&b->reassembly, sms->originator.number, &sms->udh.concat,
                                         sms->ud, sms->ud_len, gw_now_ms(), &joined, &joined_len);
   switch (r) {
   case CSMS_COMPLETE:
-    deliver(b, sms->originator.number, joined, joined_len);
+    deliver(b, sms->originator.number, joined, joined_len,
+            sp_take_cpi_mark(b, sms->originator.number, sms->udh.concat.ref));
     break;
   case CSMS_STORED:
     break;
@@ -185,7 +408,8 @@ static void on_modem_pdu(void *arg, const uint8_t *pdu, size_t len) {
   } else if (sms->udhi && sms->udh.has_concat && b->config->bindings.sms.concatenated) {
     receive_part(b, sms);
   } else {
-    deliver(b, sms->originator.number, sms->ud, sms->ud_len);
+    deliver(b, sms->originator.number, sms->ud, sms->ud_len,
+            sms->udhi && sms->udh.has_security && sms->udh.security_iei == SMS_IEI_CPI);
   }
   free(sms);
 }
@@ -207,17 +431,11 @@ static void on_modem_state(void *arg, sms_modem_state_t state) {
 
 /* ---- sending ---- */
 
-static int send_part(sms_binding_t *b, const char *to, const uint8_t *data, size_t len,
-                     const csms_part_t *part) {
-  sms_submit_t submit;
-  sms_submit_init(&submit, to);
-  if (part && part->has_concat) {
-    submit.udh.has_concat = true;
-    submit.udh.concat = part->concat;
-  }
+static int send_submit(sms_binding_t *b, const char *to, const sms_submit_t *submit,
+                       const uint8_t *data, size_t len) {
   uint8_t pdu[200];
   size_t pdu_len = 0, tpdu_len = 0;
-  sms_err_t err = sms_pdu_encode_submit(&submit, data, len, pdu, sizeof(pdu), &pdu_len, &tpdu_len);
+  sms_err_t err = sms_pdu_encode_submit(submit, data, len, pdu, sizeof(pdu), &pdu_len, &tpdu_len);
   if (err != SMS_OK) {
     GW_WARN(MOD, "cannot encode an SMS to %s: %s", to, sms_strerror(err));
     return GW_ERR_INVAL;
@@ -226,6 +444,77 @@ static int send_part(sms_binding_t *b, const char *to, const uint8_t *data, size
   int rc = sms_modem_send(b->modem, pdu, pdu_len, tpdu_len, &id);
   if (rc == GW_OK)
     b->metrics.sms_out++;
+  return rc;
+}
+
+static int send_part(sms_binding_t *b, const char *to, const uint8_t *data, size_t len,
+                     const csms_part_t *part) {
+  sms_submit_t submit;
+  sms_submit_init(&submit, to);
+  if (part && part->has_concat) {
+    submit.udh.has_concat = true;
+    submit.udh.concat = part->concat;
+  }
+  return send_submit(b, to, &submit, data, len);
+}
+
+/* A CoAP message to a device in secured mode (5.3.2.1.3): BER-TLV, Command Packet with the next
+ * counter (stored before it leaves), then TP-PID 7F / TP-DCS F6 SMS, the CPI in the first. */
+static int send_secured(sms_binding_t *b, const char *to, const uint8_t *data, size_t len) {
+  sms_sp_keys_t keys;
+  if (!sp_keys_of(device_by_msisdn(b->config, to), &keys))
+    return GW_ERR_UNSUPPORTED;
+  sp_counter_t *c = sp_counter(b, to);
+  uint8_t *tlv = malloc(len + 4);
+  size_t tlv_len = 0, pkt_cap = sms_sp_encoded_len(&keys, len + 4), pkt_len = 0;
+  uint8_t *pkt = pkt_cap ? malloc(pkt_cap) : NULL;
+  int rc = GW_OK;
+  if (!c || !tlv || !pkt) {
+    rc = pkt_cap ? GW_ERR_NOMEM : GW_ERR_TOOBIG;
+    goto out;
+  }
+  if (c->out >= SMS_SP_COUNTER_MAX) {
+    GW_ERR(MOD, "%s: secured packet counter exhausted: provision new keys", to);
+    rc = GW_ERR_UNSUPPORTED;
+    goto out;
+  }
+  sms_sp_err_t err = sms_sp_tlv_wrap(SMS_SP_TAG_COAP, data, len, tlv, len + 4, &tlv_len);
+  if (err == SMS_SP_OK)
+    err = sms_sp_encode(&keys, c->out + 1, tlv, tlv_len, pkt, pkt_cap, &pkt_len);
+  if (err != SMS_SP_OK) {
+    GW_WARN(MOD, "%s: cannot make a secured packet: %s", to, sms_sp_strerror(err));
+    rc = err == SMS_SP_ERR_TOO_LONG ? GW_ERR_TOOBIG : GW_ERR_INVAL;
+    goto out;
+  }
+  size_t parts = sms_sp_sms_count(pkt_len, false);
+  if (parts == 0 || (parts > 1 && !b->config->bindings.sms.concatenated)) {
+    rc = GW_ERR_TOOBIG;
+    goto out;
+  }
+  c->out++; /* used up now, kept across restarts: never sent twice */
+  sp_state_save(b);
+  uint16_t ref = b->next_ref++ & 0xff;
+  for (size_t i = 0; i < parts && rc == GW_OK; i++) {
+    sms_sp_part_t part;
+    if (sms_sp_sms_part(pkt, pkt_len, false, ref, i, &part) != SMS_SP_OK) {
+      rc = GW_ERR_INVAL;
+      break;
+    }
+    sms_submit_t submit;
+    sms_sp_submit_init(&submit, to);
+    submit.udh = part.udh;
+    rc = send_submit(b, to, &submit, part.data, part.len);
+  }
+  if (rc == GW_OK) {
+    b->metrics.messages_out++;
+    b->metrics.secured_packets_out++;
+  }
+out:
+  sms_sp_keys_clear(&keys);
+  if (tlv)
+    explicit_bzero(tlv, len + 4);
+  free(tlv);
+  free(pkt);
   return rc;
 }
 
@@ -260,8 +549,7 @@ static int sms_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *
      * complete the handshake it starts). */
     return sms_dtls_write(b->dtls, to->text, data, len);
   case GW_SMS_SECURITY_SECURED_PACKET:
-    b->metrics.unprotected++;
-    return GW_ERR_UNSUPPORTED;
+    return send_secured(b, to->text, data, len);
   case GW_SMS_SECURITY_NONE:
     break;
   }
@@ -348,6 +636,17 @@ static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
     free(b);
     return GW_ERR_NOMEM;
   }
+  sp_state_load(b, config->gateway.state_dir);
+  for (size_t i = 0; i < config->device_count; i++) {
+    const gw_device_conf_t *d = &config->devices[i];
+    sms_sp_keys_t keys;
+    if (d->sms_security != GW_SMS_SECURITY_SECURED_PACKET || !sp_keys_of(d, &keys))
+      continue;
+    if (!sms_sp_keys_lwm2m_profile(&keys))
+      GW_WARN(MOD, "device %s: secured packet keys without ciphering or without the counter "
+                   "mode \"higher\" do not follow LwM2M 5.3.2.1.3", d->endpoint);
+    sms_sp_keys_clear(&keys);
+  }
   *out_binding = &b->base;
   return GW_OK;
 }
@@ -371,6 +670,8 @@ static void sms_free(gw_binding_t **binding) {
   sms_modem_free(&b->modem);
   sms_dtls_free(&b->dtls);
   csms_reassembly_clear(&b->reassembly);
+  free(b->sp_counters);
+  free(b->sp_state_file);
   free(b);
   *binding = NULL;
 }

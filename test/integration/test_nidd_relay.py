@@ -258,7 +258,9 @@ def test_sighup_keeps_unchanged_sessions(peers):
 
     gw.write_config(", ".join([entry.format("keep", ports[0]), entry.format("changed", ports[1])]))
     gw.reload()
-    time.sleep(0.5)  # the reload is logged on stderr; its effect is what the test checks
+    deadline = time.monotonic() + 10  # wait until the reload was applied, then act
+    while "configuration reloaded" not in gw.peer.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
     keep.send("update")
     change.send("update")
     assert server.wait_for("update", ep="keep")["peer"] == reg_keep["peer"]

@@ -799,6 +799,98 @@ static void test_device_sms_security(void **state) {
            "<string>:2: devices.[0].sms_psk_key_hex: needs sms_psk_identity", NULL);
 }
 
+#define SP_KEY32 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+static void test_device_sms_secured_packet(void **state) {
+  (void)state;
+  load_ok(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                     "sms_secret_key_hex = \"" SP_KEY32 "\"; } );\n" NIDD);
+  assert_int_equal(cfg.devices[0].sms_security, GW_SMS_SECURITY_SECURED_PACKET);
+  assert_true(cfg.devices[0].has_sms_key_params);
+  static const uint8_t params[7] = {0x12, 0x12, 0x12, 0x00, 0xB2, 0x02, 0x03};
+  assert_memory_equal(cfg.devices[0].sms_key_params, params, 7);
+  assert_int_equal(cfg.devices[0].sms_secret_len, 32);
+  assert_int_equal(cfg.devices[0].sms_secret[31], 0x1f);
+  /* 48 and 64 octets */
+  load_ok(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                     "sms_secret_key_hex = \"" SP_KEY32 "000102030405060708090a0b0c0d0e0f\"; } );\n" NIDD);
+  assert_int_equal(cfg.devices[0].sms_secret_len, 48);
+  load_ok(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                     "sms_secret_key_hex = \"" SP_KEY32 SP_KEY32 "\"; } );\n" NIDD);
+  assert_int_equal(cfg.devices[0].sms_secret_len, 64);
+  /* from a private file */
+  char path[256], fields[1024];
+  write_file("sp.hex", " " SP_KEY32 "\n", path, sizeof(path));
+  snprintf(fields, sizeof(fields),
+           UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                      "sms_secret_key_file = \"%s\"; } );\n" NIDD, path);
+  load_ok(fields);
+  assert_int_equal(cfg.devices[0].sms_secret_len, 32);
+  assert_int_equal(cfg.devices[0].sms_secret[0], 0x00);
+  assert_int_equal(cfg.devices[0].sms_secret[1], 0x01);
+  /* a world-readable key file is refused */
+  assert_int_equal(chmod(path, 0644), 0);
+  load_err(fields, "<string>:2: devices.[0].sms_secret_key_file: ", "every user can read it");
+  assert_int_equal(chmod(path, 0600), 0);
+  /* a key file of the wrong length */
+  char short_path[256];
+  write_file("sp_short.hex", "00112233445566778899aabbccddeeff\n", short_path, sizeof(short_path));
+  snprintf(fields, sizeof(fields),
+           UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                      "sms_secret_key_file = \"%s\"; } );\n" NIDD, short_path);
+  load_err(fields, "<string>:2: devices.[0].sms_secret_key_file: ", "32, 48 or 64 bytes");
+  /* both hex and file */
+  snprintf(fields, sizeof(fields),
+           UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                      "sms_secret_key_hex = \"" SP_KEY32 "\"; sms_secret_key_file = \"%s\"; } );\n" NIDD,
+           path);
+  load_err(fields, "<string>:2: devices.[0].sms_secret_key_file: give either", NULL);
+  /* required */
+  load_err(UP SMS_DEV "sms_security = \"secured_packet\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_security: ", "needs sms_key_params_hex");
+  load_err(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                      "} );\n" NIDD,
+           "<string>:2: devices.[0].sms_security: ", "sms_secret_key_hex");
+  load_err(UP SMS_DEV "sms_security = \"secured_packet\"; sms_secret_key_hex = \"" SP_KEY32 "\"; "
+                      "} );\n" NIDD,
+           "<string>:2: devices.[0].sms_security: ", "needs sms_key_params_hex");
+  /* lengths */
+  load_err(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"121212B20203\"; "
+                      "sms_secret_key_hex = \"" SP_KEY32 "\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_key_params_hex: expected 14 hex digits", "not 7 bytes");
+  load_err(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B2020z\"; "
+                      "sms_secret_key_hex = \"" SP_KEY32 "\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_key_params_hex: ", "not a hex digit");
+  load_err(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                      "sms_secret_key_hex = \"00112233445566778899aabbccddeeff\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_secret_key_hex: ", "not 32, 48 or 64 bytes");
+  /* only with secured_packet */
+  load_err(UP SMS_DEV "sms_key_params_hex = \"12121200B20203\"; } );\n" NIDD,
+           "<string>:2: devices.[0].sms_key_params_hex: only used with", NULL);
+
+  /* a key change is a session change */
+  gw_config_t a;
+  assert_int_equal(gw_config_load_string(UP SMS_DEV "sms_security = \"secured_packet\"; "
+                                            "sms_key_params_hex = \"12121200B20203\"; "
+                                            "sms_secret_key_hex = \"" SP_KEY32 "\"; } );\n" NIDD,
+                                         &a, err, sizeof(err)),
+                   0);
+  load_ok(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                     "sms_secret_key_hex = \"" SP_KEY32 "\"; } );\n" NIDD);
+  assert_false(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  load_ok(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121600B20203\"; "
+                     "sms_secret_key_hex = \"" SP_KEY32 "\"; } );\n" NIDD);
+  assert_true(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  load_ok(UP SMS_DEV "sms_security = \"secured_packet\"; sms_key_params_hex = \"12121200B20203\"; "
+                     "sms_secret_key_hex = \"" SP_KEY32 "\"; } );\n" NIDD);
+  cfg.devices[0].sms_secret[5] ^= 1;
+  assert_true(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  gw_config_free(&a);
+  /* wiped on free */
+  gw_config_free(&cfg);
+  assert_int_equal(cfg.device_count, 0);
+}
+
 /* ---- secrets in files other users can read ---- */
 
 static void test_secret_files_must_not_be_world_readable(void **state) {
@@ -1207,6 +1299,7 @@ int main(void) {
       cmocka_unit_test(test_sms_binding),
       cmocka_unit_test(test_secret_files_must_not_be_world_readable),
       cmocka_unit_test(test_device_sms_security),
+      cmocka_unit_test(test_device_sms_secured_packet),
       cmocka_unit_test(test_nidd),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
