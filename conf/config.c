@@ -784,6 +784,14 @@ static int load_upstreams(load_ctx_t *ctx, const config_setting_t *root, gw_conf
   return 0;
 }
 
+/* 3GPP 23.003 form: digits only, no '+'; a leading '+' is accepted and dropped. */
+static int dup_msisdn(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                      const char *value, char **out) {
+  if (!valid_msisdn(value))
+    return fail(ctx, s, path, "expected an E.164 number: 3 to 15 digits, optionally after '+'");
+  return dup_string(ctx, value[0] == '+' ? value + 1 : value, out);
+}
+
 /* A PSK pair: <prefix>psk_identity with <prefix>psk_key_hex or <prefix>psk_key_file. The
  * identity is allocated into out->identity; *out_identity_s is its setting (NULL if absent). */
 static int load_psk(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
@@ -985,15 +993,9 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
 
   if ((rc = get_string(ctx, e, epath, "msisdn", false, "an E.164 number", &s, &value)))
     return rc;
-  if (value) {
-    if (!valid_msisdn(value)) {
-      path_member(path, epath, "msisdn");
-      return fail(ctx, s, path,
-                  "expected an E.164 number: 3 to 15 digits, optionally after '+'");
-    }
-    if ((rc = dup_string(ctx, value, &dev->msisdn)) != 0)
-      return rc;
-  }
+  path_member(path, epath, "msisdn");
+  if (value && (rc = dup_msisdn(ctx, s, path, value, &dev->msisdn)) != 0)
+    return rc;
 
   if ((rc = get_string(ctx, e, epath, "ue_address", false, "the UE's IP address", &s, &value)))
     return rc;
@@ -1228,14 +1230,6 @@ static int load_nidd(load_ctx_t *ctx, const config_setting_t *g, gw_nidd_conf_t 
     return fail(ctx, s, "bindings.nidd.sgi.listen",
                 "expected \"host:port\" or \"[ipv6]:port\" to listen on: %s", reason);
   return dup_string(ctx, value, &nidd->sgi_listen);
-}
-
-/* 3GPP 23.003 form: digits only, no '+'; a leading '+' is accepted and dropped. */
-static int dup_msisdn(load_ctx_t *ctx, const config_setting_t *s, const char *path,
-                      const char *value, char **out) {
-  if (!valid_msisdn(value))
-    return fail(ctx, s, path, "expected an E.164 number: 3 to 15 digits, optionally after '+'");
-  return dup_string(ctx, value[0] == '+' ? value + 1 : value, out);
 }
 
 static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *sms) {

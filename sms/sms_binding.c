@@ -92,7 +92,7 @@ static const gw_binding_ops_t *ops_self(void);
 static const gw_device_conf_t *device_by_msisdn(const gw_config_t *config, const char *msisdn) {
   for (size_t i = 0; i < config->device_count; i++) {
     const char *m = config->devices[i].msisdn;
-    if (m && strcmp(m[0] == '+' ? m + 1 : m, msisdn) == 0)
+    if (m && strcmp(m, msisdn) == 0) /* both in 23.003 form: conf/ drops a '+' */
       return &config->devices[i];
   }
   return NULL;
