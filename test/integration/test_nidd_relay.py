@@ -255,6 +255,8 @@ def test_sighup_keeps_unchanged_sessions(peers):
     change = peers.device(gw, "change", local_port=ports[1])
     reg_keep = server.wait_for("register", ep="keep")
     reg_change = server.wait_for("register", ep="change")
+    keep.wait_for("registered")  # the 2.01s are through: no exchange in flight at the reload
+    change.wait_for("registered")
 
     gw.write_config(", ".join([entry.format("keep", ports[0]), entry.format("changed", ports[1])]))
     gw.reload()
