@@ -208,3 +208,17 @@ def test_plain_coap_from_a_dtls_device_is_discarded_without_reply(peers):
     assert server.count("register", ep="rogue") == 0
     assert not [e for e in modem.drain() if e.get("event") == "sms-out"]  # no reply at all
     assert gw.metrics()["sms_dtls_no_session_total"] >= 1
+
+
+def test_malformed_coap_over_sms_is_counted_and_the_device_still_served(peers):
+    modem, server, gw = sms_setup(peers)
+    dev = sms_device(peers, gw, modem)
+    server.wait_for("register", ep="meter-17", timeout=30)
+    dev.wait_for("registered", timeout=30)
+    for garbage in ("00", "ffffffff", "4f01000100", "40010001ff", "60" * 300):
+        modem.send(f"inject {DEVICE_NUMBER} {garbage}")
+    deadline = time.monotonic() + 30
+    while gw.metrics()["malformed_total"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gw.metrics()["malformed_total"] == 5
+    assert server.request("read 1 meter-17 /3/0/1", timeout=30)["payload"] == "test-device"
