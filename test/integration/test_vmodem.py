@@ -197,7 +197,7 @@ class AtPort:
         self.urcs.append((line, pdu))
         return True
 
-    def result(self, sent, timeout=5.0):
+    def result(self, sent, timeout=15.0):
         deadline = time.monotonic() + timeout
         info = []
         while True:
@@ -213,16 +213,16 @@ class AtPort:
                 return line, info
             info.append(line)
 
-    def cmd(self, line, timeout=5.0):
+    def cmd(self, line, timeout=15.0):
         self.write(line.encode() + b"\r")
         return self.result(line, timeout)
 
-    def ok(self, line, timeout=5.0):
+    def ok(self, line, timeout=15.0):
         final, info = self.cmd(line, timeout)
         assert final == "OK", f"{line} -> {final} {info}"
         return info
 
-    def cmgs(self, hexpdu, length=None, timeout=5.0):
+    def cmgs(self, hexpdu, length=None, timeout=15.0):
         """AT+CMGS=<length>, wait for the prompt, send the PDU and Ctrl-Z."""
         if length is None:
             raw = bytes.fromhex(hexpdu)
@@ -251,7 +251,7 @@ class AtPort:
         self.write(hexpdu.encode() + b"\x1a")
         return self.result(hexpdu, timeout)
 
-    def wait_urc(self, prefix, timeout=5.0):
+    def wait_urc(self, prefix, timeout=15.0):
         deadline = time.monotonic() + timeout
         while True:
             for i, (line, pdu) in enumerate(self.urcs):
