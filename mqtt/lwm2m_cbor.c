@@ -280,6 +280,10 @@ static mqtt_cbor_bytes_t *bytes_field(mqtt_cbor_msg_t *m, unsigned key) {
   }
 }
 
+const mqtt_cbor_bytes_t *mqtt_cbor_string_field(const mqtt_cbor_msg_t *msg, unsigned key) {
+  return bytes_field((mqtt_cbor_msg_t *)msg, key);
+}
+
 static int decode_value(cbor_reader_t *r, mqtt_cbor_msg_t *m, unsigned key) {
   cbor_head_t h;
   int err = read_head(r, &h);

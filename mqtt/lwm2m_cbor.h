@@ -165,6 +165,10 @@ uint32_t mqtt_cbor_mandatory_keys(mqtt_cbor_iface_t iface, uint64_t operation);
 /* "Register", "Bootstrap-Pack-Request", ... or NULL for an unknown code. */
 const char *mqtt_cbor_op_name(mqtt_cbor_iface_t iface, uint64_t operation);
 
+/* The text or byte string field of msg for a key of table 8.7-1, or NULL when the key holds
+ * no string. */
+const mqtt_cbor_bytes_t *mqtt_cbor_string_field(const mqtt_cbor_msg_t *msg, unsigned key);
+
 /* The 8.5 result the binding answers with when decode/validate fails: 501 for
  * MQTT_CBOR_ERR_UNKNOWN_OP, 400 for every other input error, 500 for an internal one. */
 uint16_t mqtt_cbor_err_result(int err);

@@ -16,24 +16,12 @@ static void check(bool ok) {
     abort();
 }
 
-static const mqtt_cbor_bytes_t *string_of(const mqtt_cbor_msg_t *m, unsigned key) {
-  switch (key) {
-  case MQTT_CBOR_KEY_EP: return &m->ep;
-  case MQTT_CBOR_KEY_URI: return &m->uri;
-  case MQTT_CBOR_KEY_PATHS: return &m->paths;
-  case MQTT_CBOR_KEY_PAYLOAD: return &m->payload;
-  case MQTT_CBOR_KEY_VERSION: return &m->version;
-  case MQTT_CBOR_KEY_BINDING: return &m->binding;
-  case MQTT_CBOR_KEY_SMS: return &m->sms;
-  default: return NULL;
-  }
-}
 
 static bool msgs_equal(const mqtt_cbor_msg_t *a, const mqtt_cbor_msg_t *b) {
   if (a->present != b->present)
     return false;
   for (unsigned k = 1; k <= MQTT_CBOR_KEY_MAX; k++) {
-    const mqtt_cbor_bytes_t *x = string_of(a, k), *y = string_of(b, k);
+    const mqtt_cbor_bytes_t *x = mqtt_cbor_string_field(a, k), *y = mqtt_cbor_string_field(b, k);
     if (x && (a->present & MQTT_CBOR_BIT(k)) &&
         (x->len != y->len || (x->len && memcmp(x->ptr, y->ptr, x->len) != 0)))
       return false;
@@ -51,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int err = mqtt_cbor_decode(data, size, &msg);
   check(mqtt_cbor_strerror(err) != NULL);
   for (unsigned k = 1; k <= MQTT_CBOR_KEY_MAX; k++) {
-    const mqtt_cbor_bytes_t *s = string_of(&msg, k);
+    const mqtt_cbor_bytes_t *s = mqtt_cbor_string_field(&msg, k);
     if (s && (msg.present & MQTT_CBOR_BIT(k)))
       check(s->len <= size && s->ptr >= data && s->ptr + s->len <= data + size);
   }
