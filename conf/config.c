@@ -681,13 +681,19 @@ static int check_cert_pair(load_ctx_t *ctx, const char *group_path, const config
   return 0;
 }
 
+/* An entry of the upstream or devices list: a group holding only known settings. */
+static int check_list_entry(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                            const char *shape, const char *const *keys) {
+  if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+    return fail(ctx, e, epath, "expected a group %s, got %s", shape, type_name(e));
+  return check_known(ctx, e, epath, keys);
+}
+
 static int load_upstream(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                          gw_config_t *config, gw_upstream_conf_t *up) {
   int rc;
-  if (config_setting_type(e) != CONFIG_TYPE_GROUP)
-    return fail(ctx, e, epath, "expected a group { name = \"...\"; uri = \"coap://...\"; }, got %s",
-                type_name(e));
-  if ((rc = check_known(ctx, e, epath, upstream_keys)) != 0)
+  if ((rc = check_list_entry(ctx, e, epath, "{ name = \"...\"; uri = \"coap://...\"; }",
+                             upstream_keys)) != 0)
     return rc;
 
   const config_setting_t *s;
@@ -961,10 +967,7 @@ static int load_device_sms_security(load_ctx_t *ctx, const config_setting_t *e,
 static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                        const gw_config_t *config, gw_device_conf_t *dev) {
   int rc;
-  if (config_setting_type(e) != CONFIG_TYPE_GROUP)
-    return fail(ctx, e, epath, "expected a group { endpoint = \"...\"; ... }, got %s",
-                type_name(e));
-  if ((rc = check_known(ctx, e, epath, device_keys)) != 0)
+  if ((rc = check_list_entry(ctx, e, epath, "{ endpoint = \"...\"; ... }", device_keys)) != 0)
     return rc;
 
   const config_setting_t *s;
