@@ -13,6 +13,8 @@ packages=(
   libcmocka-dev clang libclang-rt-14-dev python3-pytest
   # reading the metrics endpoint; a throwaway X.509 PKI for the certificate tests
   curl openssl
+  # MQTT: Paho MQTT C, and mosquitto as the broker the tests start on loopback
+  libpaho-mqtt-dev mosquitto
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,846 @@
+/* lwm2m-gw: MQTT client joined to the event loop (see mqtt_client.h).
+ *
+ * Threads: Paho's callbacks (its send/receive threads) only copy what they were told into
+ * `events` under `lock` and write `efd`. Everything else, including every field but `events`,
+ * belongs to the loop thread. Paho's own automatic reconnect is not used: the backoff is a loop
+ * timer, so the client's state, its subscriptions and its outgoing queue change in one thread. */
+#include "mqtt_client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <MQTTAsync.h>
+
+#include "gw_error.h"
+#include "gw_log.h"
+
+#define MOD "mqtt"
+#define DEFAULT_KEEPALIVE_S 30
+#define DEFAULT_RECONNECT_MIN_MS 1000u
+#define DEFAULT_RECONNECT_MAX_MS 60000u
+#define DEFAULT_CONNECT_TIMEOUT_S 10u
+#define DEFAULT_MAX_QUEUED 1000u
+/* Publishes handed to Paho and not yet acknowledged; more wait in our own queue, so a broker
+ * that stops acknowledging cannot make Paho's command queue grow without bound. */
+#define MAX_IN_FLIGHT 100u
+#define FREE_DISCONNECT_MS 1000
+
+typedef enum {
+  EV_CONNECTED,
+  EV_CONNECT_FAILED,
+  EV_LOST,
+  EV_MESSAGE,
+  EV_SUBSCRIBED,
+  EV_SUBSCRIBE_FAILED,
+  EV_PUBLISHED,
+  EV_PUBLISH_FAILED
+} mqtt_event_kind_t;
+
+typedef struct mqtt_event {
+  struct mqtt_event *next;
+  mqtt_event_kind_t kind;
+  int token;
+  int code; /* Paho return code or MQTT reason code */
+  char *topic;
+  uint8_t *payload;
+  size_t len;
+} mqtt_event_t;
+
+/* One publish owned by the client: waiting in `outgoing` or handed to Paho in `in_flight`. */
+typedef struct outgoing_msg {
+  struct outgoing_msg *next;
+  int token; /* Paho's token while in flight */
+  char *topic;
+  uint8_t *payload;
+  size_t len;
+} outgoing_msg_t;
+
+typedef struct {
+  outgoing_msg_t *head, *tail;
+  size_t count;
+} msg_list_t;
+
+typedef enum {
+  STATE_IDLE,        /* not started */
+  STATE_CONNECTING,  /* MQTTAsync_connect issued */
+  STATE_SUBSCRIBING, /* connected, re-making subscriptions */
+  STATE_CONNECTED,
+  STATE_BACKOFF /* waiting for reconnect_timer */
+} mqtt_state_t;
+
+struct mqtt_client {
+  gw_loop_t *loop;
+  MQTTAsync paho;
+  mqtt_client_callbacks_t cb;
+
+  char *uri, *client_id, *username, *password, *ca_file, *cert_file, *key_file;
+  bool tls;
+  int version; /* 4 or 5 */
+  int keepalive_s, qos;
+  uint32_t reconnect_min_ms, reconnect_max_ms, connect_timeout_s, max_queued;
+
+  int efd;
+  bool fd_added;
+  pthread_mutex_t lock; /* guards events only */
+  mqtt_event_t *events_head, *events_tail;
+
+  mqtt_state_t state;
+  bool ever_connected;
+  uint32_t backoff_ms;
+  gw_timer_t reconnect_timer;
+  int subscribe_token; /* token of the subscribeMany of the current connection */
+  atomic_size_t nsubs_sent; /* filters in that subscribeMany (read on Paho's thread) */
+
+  char **subs;
+  size_t nsubs, subs_cap;
+
+  msg_list_t outgoing, in_flight;
+  mqtt_client_status_t status;
+};
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static char *dup_opt(const char *s, bool *failed) {
+  if (!s)
+    return NULL;
+  char *d = strdup(s);
+  if (!d)
+    *failed = true;
+  return d;
+}
+
+static void list_push_tail(msg_list_t *l, outgoing_msg_t *m) {
+  m->next = NULL;
+  if (l->tail)
+    l->tail->next = m;
+  else
+    l->head = m;
+  l->tail = m;
+  l->count++;
+}
+
+static void list_push_head(msg_list_t *l, outgoing_msg_t *m) {
+  m->next = l->head;
+  l->head = m;
+  if (!l->tail)
+    l->tail = m;
+  l->count++;
+}
+
+static outgoing_msg_t *list_pop_head(msg_list_t *l) {
+  outgoing_msg_t *m = l->head;
+  if (m) {
+    l->head = m->next;
+    if (!l->head)
+      l->tail = NULL;
+    l->count--;
+    m->next = NULL;
+  }
+  return m;
+}
+
+static outgoing_msg_t *list_take_token(msg_list_t *l, int token) {
+  outgoing_msg_t *prev = NULL;
+  for (outgoing_msg_t *m = l->head; m; prev = m, m = m->next) {
+    if (m->token != token)
+      continue;
+    if (prev)
+      prev->next = m->next;
+    else
+      l->head = m->next;
+    if (l->tail == m)
+      l->tail = prev;
+    l->count--;
+    m->next = NULL;
+    return m;
+  }
+  return NULL;
+}
+
+static void msg_free(outgoing_msg_t *m) {
+  if (m) {
+    free(m->topic);
+    free(m->payload);
+    free(m);
+  }
+}
+
+static size_t list_free(msg_list_t *l) {
+  size_t n = 0;
+  for (outgoing_msg_t *m; (m = list_pop_head(l)) != NULL; n++)
+    msg_free(m);
+  return n;
+}
+
+static void event_free(mqtt_event_t *e) {
+  if (e) {
+    free(e->topic);
+    free(e->payload);
+    free(e);
+  }
+}
+
+/* ---- Paho's threads: copy, queue, wake the loop ------------------------------------------------ */
+
+static void post_event(mqtt_client_t *c, mqtt_event_t *e) {
+  pthread_mutex_lock(&c->lock);
+  if (c->events_tail)
+    c->events_tail->next = e;
+  else
+    c->events_head = e;
+  c->events_tail = e;
+  pthread_mutex_unlock(&c->lock);
+  uint64_t one = 1;
+  /* EAGAIN only when the counter is near overflow: the loop is awake anyway. */
+  if (write(c->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+    GW_ERR(MOD, "eventfd write: %s", strerror(errno));
+}
+
+static void post_simple(void *context, mqtt_event_kind_t kind, int token, int code) {
+  mqtt_event_t *e = calloc(1, sizeof *e);
+  if (!e) {
+    /* Nothing safe to do on Paho's thread; a lost connect/ack event is recovered by keep-alive. */
+    GW_ERR(MOD, "out of memory, MQTT event %d lost", (int)kind);
+    return;
+  }
+  e->kind = kind;
+  e->token = token;
+  e->code = code;
+  post_event(context, e);
+}
+
+static void paho_connection_lost(void *context, char *cause) {
+  GW_WARN(MOD, "connection lost%s%s", cause ? ": " : "", cause ? cause : "");
+  post_simple(context, EV_LOST, 0, 0);
+}
+
+static int paho_message_arrived(void *context, char *topic, int topic_len, MQTTAsync_message *m) {
+  mqtt_client_t *c = context;
+  size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+  size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+  mqtt_event_t *e = calloc(1, sizeof *e);
+  char *t = malloc(tlen + 1);
+  uint8_t *p = malloc(plen ? plen : 1);
+  if (!e || !t || !p) {
+    free(e);
+    free(t);
+    free(p);
+    /* Returning 0 makes Paho offer the message again later. */
+    return 0;
+  }
+  memcpy(t, topic, tlen);
+  t[tlen] = '\0';
+  if (plen)
+    memcpy(p, m->payload, plen);
+  e->kind = EV_MESSAGE;
+  e->topic = t;
+  e->payload = p;
+  e->len = plen;
+  MQTTAsync_freeMessage(&m);
+  MQTTAsync_free(topic);
+  post_event(c, e);
+  return 1;
+}
+
+static void paho_connect_ok(void *context, MQTTAsync_successData *r) {
+  post_simple(context, EV_CONNECTED, r ? r->token : 0, 0);
+}
+static void paho_connect_fail(void *context, MQTTAsync_failureData *r) {
+  post_simple(context, EV_CONNECT_FAILED, r ? r->token : 0, r ? r->code : -1);
+}
+static void paho_connect_ok5(void *context, MQTTAsync_successData5 *r) {
+  post_simple(context, EV_CONNECTED, r ? r->token : 0, 0);
+}
+static void paho_connect_fail5(void *context, MQTTAsync_failureData5 *r) {
+  post_simple(context, EV_CONNECT_FAILED, r ? r->token : 0,
+              r ? (r->reasonCode ? (int)r->reasonCode : r->code) : -1);
+}
+
+/* MQTT 3.1.1 SUBACK return code 0x80 and MQTT 5 reason codes >= 0x80 mean refused. */
+static void paho_subscribe_ok(void *context, MQTTAsync_successData *r) {
+  int code = 0;
+  if (r && r->alt.qos == 0x80)
+    code = 0x80;
+  post_simple(context, code ? EV_SUBSCRIBE_FAILED : EV_SUBSCRIBED, r ? r->token : 0, code);
+}
+static void paho_subscribe_many_ok(void *context, MQTTAsync_successData *r) {
+  /* Paho fills alt.qos when the SUBACK has one return code, alt.qosList when more. */
+  size_t n = atomic_load(&((mqtt_client_t *)context)->nsubs_sent);
+  int code = 0;
+  if (r && n == 1 && r->alt.qos == 0x80)
+    code = 0x80;
+  if (r && n > 1 && r->alt.qosList)
+    for (size_t i = 0; i < n; i++)
+      if (r->alt.qosList[i] == 0x80)
+        code = 0x80;
+  post_simple(context, code ? EV_SUBSCRIBE_FAILED : EV_SUBSCRIBED, r ? r->token : 0, code);
+}
+static void paho_subscribe_fail(void *context, MQTTAsync_failureData *r) {
+  post_simple(context, EV_SUBSCRIBE_FAILED, r ? r->token : 0, r ? r->code : -1);
+}
+static void paho_subscribe_ok5(void *context, MQTTAsync_successData5 *r) {
+  int code = r ? (int)r->reasonCode : 0;
+  post_simple(context, code >= 0x80 ? EV_SUBSCRIBE_FAILED : EV_SUBSCRIBED, r ? r->token : 0,
+              code);
+}
+/* alt.sub is filled for a SUBACK with more than one reason code; one is in reasonCode. */
+static void paho_subscribe_many_ok5(void *context, MQTTAsync_successData5 *r) {
+  size_t n = atomic_load(&((mqtt_client_t *)context)->nsubs_sent);
+  int code = r ? (int)r->reasonCode : 0;
+  if (r && n > 1 && r->alt.sub.reasonCodes)
+    for (int i = 0; i < r->alt.sub.reasonCodeCount; i++)
+      if ((int)r->alt.sub.reasonCodes[i] >= 0x80)
+        code = (int)r->alt.sub.reasonCodes[i];
+  post_simple(context, code >= 0x80 ? EV_SUBSCRIBE_FAILED : EV_SUBSCRIBED, r ? r->token : 0,
+              code);
+}
+static void paho_subscribe_fail5(void *context, MQTTAsync_failureData5 *r) {
+  post_simple(context, EV_SUBSCRIBE_FAILED, r ? r->token : 0,
+              r ? (r->reasonCode ? (int)r->reasonCode : r->code) : -1);
+}
+
+static void paho_publish_ok(void *context, MQTTAsync_successData *r) {
+  post_simple(context, EV_PUBLISHED, r ? r->token : 0, 0);
+}
+static void paho_publish_fail(void *context, MQTTAsync_failureData *r) {
+  post_simple(context, EV_PUBLISH_FAILED, r ? r->token : 0, r ? r->code : -1);
+}
+static void paho_publish_ok5(void *context, MQTTAsync_successData5 *r) {
+  int code = r ? (int)r->reasonCode : 0;
+  post_simple(context, code >= 0x80 ? EV_PUBLISH_FAILED : EV_PUBLISHED, r ? r->token : 0, code);
+}
+static void paho_publish_fail5(void *context, MQTTAsync_failureData5 *r) {
+  post_simple(context, EV_PUBLISH_FAILED, r ? r->token : 0,
+              r ? (r->reasonCode ? (int)r->reasonCode : r->code) : -1);
+}
+
+/* Paho's log, routed into ours (set once per process; Paho's trace is global). Paho opens its
+ * trace with a banner (version, OpenSSL build) between "=====" lines: not an error, skipped. */
+static void paho_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message) {
+  static atomic_bool in_banner;
+  if (strncmp(message, "=====", 5) == 0) {
+    atomic_store(&in_banner, !atomic_load(&in_banner));
+    return;
+  }
+  if (atomic_load(&in_banner))
+    return;
+  gw_log(level >= MQTTASYNC_TRACE_SEVERE ? GW_LOG_ERR : GW_LOG_WARNING, "paho", "%s", message);
+}
+static void paho_trace_setup(void) {
+  MQTTAsync_setTraceCallback(paho_trace);
+  MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
+}
+
+/* ---- loop thread ------------------------------------------------------------------------------- */
+
+static void do_connect(mqtt_client_t *c);
+
+static void schedule_reconnect(mqtt_client_t *c) {
+  c->state = STATE_BACKOFF;
+  GW_INFO(MOD, "%s: reconnecting in %u ms", c->uri, c->backoff_ms);
+  gw_timer_start(c->loop, &c->reconnect_timer, c->backoff_ms);
+  uint64_t next = (uint64_t)c->backoff_ms * 2;
+  c->backoff_ms = next > c->reconnect_max_ms ? c->reconnect_max_ms : (uint32_t)next;
+}
+
+static void reconnect_timer_fired(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  mqtt_client_t *c = arg;
+  if (c->state == STATE_BACKOFF)
+    do_connect(c);
+}
+
+static void fill_response_options(const mqtt_client_t *c, MQTTAsync_responseOptions *o,
+                                  MQTTAsync_onSuccess *ok, MQTTAsync_onFailure *fail,
+                                  MQTTAsync_onSuccess5 *ok5, MQTTAsync_onFailure5 *fail5) {
+  o->context = (void *)c;
+  if (c->version == 5) {
+    o->onSuccess5 = ok5;
+    o->onFailure5 = fail5;
+  } else {
+    o->onSuccess = ok;
+    o->onFailure = fail;
+  }
+}
+
+static void do_connect(mqtt_client_t *c) {
+  MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
+  MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
+  MQTTAsync_connectOptions *o = c->version == 5 ? &v5 : &v3;
+  MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+  if (c->version == 5) {
+    o->MQTTVersion = MQTTVERSION_5;
+    o->cleanstart = 1;
+    o->onSuccess5 = paho_connect_ok5;
+    o->onFailure5 = paho_connect_fail5;
+  } else {
+    o->MQTTVersion = MQTTVERSION_3_1_1;
+    o->cleansession = 1;
+    o->onSuccess = paho_connect_ok;
+    o->onFailure = paho_connect_fail;
+  }
+  o->context = c;
+  o->keepAliveInterval = c->keepalive_s;
+  o->connectTimeout = (int)c->connect_timeout_s;
+  o->automaticReconnect = 0;
+  o->username = c->username;
+  o->password = c->password;
+  if (c->tls) {
+    ssl.trustStore = c->ca_file;
+    ssl.keyStore = c->cert_file;
+    ssl.privateKey = c->key_file;
+    ssl.enableServerCertAuth = 1;
+    ssl.verify = 1; /* host name check */
+    o->ssl = &ssl;
+  }
+  c->state = STATE_CONNECTING;
+  int rc = MQTTAsync_connect(c->paho, o);
+  if (rc != MQTTASYNC_SUCCESS) {
+    GW_WARN(MOD, "%s: connect not started (paho %d)", c->uri, rc);
+    schedule_reconnect(c);
+  }
+}
+
+static void send_subscribe_one(mqtt_client_t *c, const char *filter) {
+  MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
+  fill_response_options(c, &o, paho_subscribe_ok, paho_subscribe_fail, paho_subscribe_ok5,
+                        paho_subscribe_fail5);
+  if (c->version == 5)
+    o.subscribeOptions.noLocal = 1;
+  int rc = MQTTAsync_subscribe(c->paho, filter, c->qos, &o);
+  if (rc != MQTTASYNC_SUCCESS)
+    GW_WARN(MOD, "subscribe %s not sent (paho %d); made again on reconnect", filter, rc);
+}
+
+static void flush_outgoing(mqtt_client_t *c);
+
+static void enter_connected(mqtt_client_t *c) {
+  c->state = STATE_CONNECTED;
+  c->status.connected = true;
+  GW_INFO(MOD, "%s: connected as %s (%zu subscriptions)", c->uri, c->client_id, c->nsubs);
+  if (c->cb.on_state)
+    c->cb.on_state(c->cb.arg, true);
+  flush_outgoing(c);
+}
+
+static void subscribe_all(mqtt_client_t *c) {
+  if (c->nsubs == 0) {
+    enter_connected(c);
+    return;
+  }
+  int *qos = calloc(c->nsubs, sizeof *qos);
+  MQTTSubscribe_options *opts = calloc(c->nsubs, sizeof *opts);
+  if (!qos || !opts) {
+    free(qos);
+    free(opts);
+    GW_ERR(MOD, "out of memory re-subscribing; reconnecting");
+    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+    MQTTAsync_disconnect(c->paho, &d);
+    schedule_reconnect(c);
+    return;
+  }
+  MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
+  for (size_t i = 0; i < c->nsubs; i++) {
+    qos[i] = c->qos;
+    opts[i] = init;
+    opts[i].noLocal = 1; /* MQTT 5 3.8.3.1: never receive what we published ourselves */
+  }
+  MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
+  fill_response_options(c, &o, paho_subscribe_many_ok, paho_subscribe_fail,
+                        paho_subscribe_many_ok5, paho_subscribe_fail5);
+  if (c->version == 5) {
+    o.subscribeOptions.noLocal = 1; /* Paho takes this one when there is a single filter */
+    o.subscribeOptionsCount = (int)c->nsubs;
+    o.subscribeOptionsList = opts;
+  }
+  c->state = STATE_SUBSCRIBING;
+  atomic_store(&c->nsubs_sent, c->nsubs);
+  int rc = MQTTAsync_subscribeMany(c->paho, (int)c->nsubs, c->subs, qos, &o);
+  free(qos);
+  free(opts);
+  if (rc != MQTTASYNC_SUCCESS) {
+    GW_WARN(MOD, "re-subscribe not sent (paho %d); reconnecting", rc);
+    schedule_reconnect(c);
+    return;
+  }
+  c->subscribe_token = o.token;
+}
+
+static bool send_one(mqtt_client_t *c, outgoing_msg_t *m) {
+  MQTTAsync_message pub = MQTTAsync_message_initializer;
+  pub.payload = m->payload;
+  pub.payloadlen = (int)m->len;
+  pub.qos = c->qos;
+  MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
+  if (c->qos > 0)
+    fill_response_options(c, &o, paho_publish_ok, paho_publish_fail, paho_publish_ok5,
+                          paho_publish_fail5);
+  int rc = MQTTAsync_sendMessage(c->paho, m->topic, &pub, &o);
+  if (rc != MQTTASYNC_SUCCESS) {
+    GW_DEBUG(MOD, "publish to %s not sent now (paho %d)", m->topic, rc);
+    return false;
+  }
+  m->token = o.token;
+  return true;
+}
+
+static void flush_outgoing(mqtt_client_t *c) {
+  while (c->state == STATE_CONNECTED && c->outgoing.head && c->in_flight.count < MAX_IN_FLIGHT) {
+    outgoing_msg_t *m = list_pop_head(&c->outgoing);
+    if (!send_one(c, m)) {
+      list_push_head(&c->outgoing, m); /* retried after the next ack or connect */
+      return;
+    }
+    if (c->qos > 0) {
+      list_push_tail(&c->in_flight, m);
+    } else {
+      c->status.published++;
+      msg_free(m);
+    }
+  }
+}
+
+/* In-flight messages go back in front of the queue, oldest first: at-least-once. */
+static void requeue_in_flight(mqtt_client_t *c) {
+  if (!c->in_flight.head)
+    return;
+  c->in_flight.tail->next = c->outgoing.head;
+  if (!c->outgoing.head)
+    c->outgoing.tail = c->in_flight.tail;
+  c->outgoing.head = c->in_flight.head;
+  c->outgoing.count += c->in_flight.count;
+  c->in_flight = (msg_list_t){0};
+}
+
+static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
+  switch (e->kind) {
+  case EV_CONNECTED:
+    if (c->state != STATE_CONNECTING)
+      break;
+    if (c->ever_connected)
+      c->status.reconnects++;
+    c->ever_connected = true;
+    c->backoff_ms = c->reconnect_min_ms;
+    subscribe_all(c);
+    break;
+  case EV_CONNECT_FAILED:
+    if (c->state != STATE_CONNECTING)
+      break;
+    GW_WARN(MOD, "%s: connect failed (%d)", c->uri, e->code);
+    schedule_reconnect(c);
+    break;
+  case EV_LOST: {
+    if (c->state != STATE_SUBSCRIBING && c->state != STATE_CONNECTED)
+      break;
+    bool was_connected = c->status.connected;
+    c->status.connected = false;
+    requeue_in_flight(c);
+    schedule_reconnect(c);
+    if (was_connected && c->cb.on_state)
+      c->cb.on_state(c->cb.arg, false);
+    break;
+  }
+  case EV_MESSAGE:
+    c->status.received++;
+    if (c->cb.on_message)
+      c->cb.on_message(c->cb.arg, e->topic, e->payload, e->len);
+    break;
+  case EV_SUBSCRIBED:
+  case EV_SUBSCRIBE_FAILED:
+    if (e->kind == EV_SUBSCRIBE_FAILED)
+      GW_ERR(MOD, "%s: subscription refused (%d)", c->uri, e->code);
+    /* A refused filter does not keep the others from working: report connected anyway. */
+    if (c->state == STATE_SUBSCRIBING && e->token == c->subscribe_token)
+      enter_connected(c);
+    break;
+  case EV_PUBLISHED:
+  case EV_PUBLISH_FAILED: {
+    outgoing_msg_t *m = list_take_token(&c->in_flight, e->token);
+    if (!m)
+      break; /* already requeued after a lost connection */
+    if (e->kind == EV_PUBLISHED) {
+      c->status.published++;
+      msg_free(m);
+    } else if (e->code >= 0x80) {
+      GW_WARN(MOD, "broker refused publish to %s (reason %d)", m->topic, e->code);
+      c->status.dropped++;
+      msg_free(m);
+    } else {
+      list_push_head(&c->outgoing, m); /* connection trouble: sent again after reconnect */
+      break;
+    }
+    flush_outgoing(c);
+    break;
+  }
+  }
+}
+
+static void eventfd_readable(gw_loop_t *loop, int fd, uint32_t events, void *arg) {
+  (void)loop;
+  (void)events;
+  mqtt_client_t *c = arg;
+  uint64_t n;
+  if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
+    GW_ERR(MOD, "eventfd read: %s", strerror(errno));
+  pthread_mutex_lock(&c->lock);
+  mqtt_event_t *e = c->events_head;
+  c->events_head = c->events_tail = NULL;
+  pthread_mutex_unlock(&c->lock);
+  while (e) {
+    mqtt_event_t *next = e->next;
+    handle_event(c, e);
+    event_free(e);
+    e = next;
+  }
+}
+
+/* ---- API --------------------------------------------------------------------------------------- */
+
+void mqtt_client_conf_init(mqtt_client_conf_t *conf) {
+  memset(conf, 0, sizeof *conf);
+  conf->mqtt_version = 4;
+  conf->keepalive_s = DEFAULT_KEEPALIVE_S;
+  conf->qos = 1;
+  conf->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+  conf->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+  conf->connect_timeout_s = DEFAULT_CONNECT_TIMEOUT_S;
+  conf->max_queued = DEFAULT_MAX_QUEUED;
+}
+
+/* Returns whether uri has a scheme Paho speaks and a host; sets *tls. */
+static bool uri_ok(const char *uri, bool *tls) {
+  static const struct {
+    const char *scheme;
+    bool tls;
+  } schemes[] = {{"tcp://", false}, {"mqtt://", false}, {"ws://", false},
+                 {"ssl://", true},  {"mqtts://", true}, {"wss://", true}};
+  for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+    size_t n = strlen(schemes[i].scheme);
+    if (strncasecmp(uri, schemes[i].scheme, n) == 0) {
+      *tls = schemes[i].tls;
+      return uri[n] != '\0' && uri[n] != ':' && uri[n] != '/';
+    }
+  }
+  return false;
+}
+
+int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
+                    const mqtt_client_callbacks_t *cb, mqtt_client_t **out_client) {
+  static atomic_uint instances;
+  static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
+  if (!out_client)
+    return GW_ERR_INVAL;
+  *out_client = NULL;
+  bool tls = false;
+  if (!loop || !conf || !conf->uri || !uri_ok(conf->uri, &tls)) {
+    GW_ERR(MOD, "broker URI \"%s\": expected tcp://, mqtt://, ssl://, mqtts://, ws:// or wss:// "
+                "and a host", conf && conf->uri ? conf->uri : "(none)");
+    return GW_ERR_INVAL;
+  }
+  int version = conf->mqtt_version ? conf->mqtt_version : 4;
+  if (version != 4 && version != 5) {
+    GW_ERR(MOD, "mqtt_version %d: expected 4 (3.1.1) or 5", conf->mqtt_version);
+    return GW_ERR_INVAL;
+  }
+  if (conf->qos < 0 || conf->qos > 2 || conf->keepalive_s < 0) {
+    GW_ERR(MOD, "qos %d / keepalive %d out of range", conf->qos, conf->keepalive_s);
+    return GW_ERR_INVAL;
+  }
+  pthread_once(&trace_once, paho_trace_setup);
+
+  mqtt_client_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return GW_ERR_NOMEM;
+  c->loop = loop;
+  c->efd = -1;
+  if (cb)
+    c->cb = *cb;
+  pthread_mutex_init(&c->lock, NULL);
+  gw_timer_init(&c->reconnect_timer, reconnect_timer_fired, c);
+  c->tls = tls;
+  c->version = version;
+  c->keepalive_s = conf->keepalive_s ? conf->keepalive_s : DEFAULT_KEEPALIVE_S;
+  c->qos = conf->qos;
+  c->reconnect_min_ms = conf->reconnect_min_ms ? conf->reconnect_min_ms : DEFAULT_RECONNECT_MIN_MS;
+  c->reconnect_max_ms = conf->reconnect_max_ms ? conf->reconnect_max_ms : DEFAULT_RECONNECT_MAX_MS;
+  if (c->reconnect_max_ms < c->reconnect_min_ms)
+    c->reconnect_max_ms = c->reconnect_min_ms;
+  c->backoff_ms = c->reconnect_min_ms;
+  c->connect_timeout_s = conf->connect_timeout_s ? conf->connect_timeout_s
+                                                 : DEFAULT_CONNECT_TIMEOUT_S;
+  c->max_queued = conf->max_queued ? conf->max_queued : DEFAULT_MAX_QUEUED;
+
+  bool failed = false;
+  c->uri = dup_opt(conf->uri, &failed);
+  c->username = dup_opt(conf->username, &failed);
+  c->password = dup_opt(conf->password, &failed);
+  c->ca_file = dup_opt(conf->ca_file, &failed);
+  c->cert_file = dup_opt(conf->cert_file, &failed);
+  c->key_file = dup_opt(conf->key_file, &failed);
+  if (conf->client_id && conf->client_id[0]) {
+    c->client_id = dup_opt(conf->client_id, &failed);
+  } else {
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    unsigned n = atomic_fetch_add(&instances, 1);
+    char id[128];
+    if (n == 0)
+      snprintf(id, sizeof id, "lwm2m-gw-%s-%ld", host, (long)getpid());
+    else
+      snprintf(id, sizeof id, "lwm2m-gw-%s-%ld-%u", host, (long)getpid(), n);
+    c->client_id = dup_opt(id, &failed);
+  }
+  if (failed) {
+    mqtt_client_free(&c);
+    return GW_ERR_NOMEM;
+  }
+
+  c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (c->efd < 0) {
+    GW_ERR(MOD, "eventfd: %s", strerror(errno));
+    mqtt_client_free(&c);
+    return GW_ERR_IO;
+  }
+  int rc = gw_loop_add_fd(loop, c->efd, EPOLLIN, eventfd_readable, c);
+  if (rc != GW_OK) {
+    mqtt_client_free(&c);
+    return rc;
+  }
+  c->fd_added = true;
+
+  MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+  co.MQTTVersion = version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  rc = MQTTAsync_createWithOptions(&c->paho, c->uri, c->client_id, MQTTCLIENT_PERSISTENCE_NONE,
+                                   NULL, &co);
+  if (rc != MQTTASYNC_SUCCESS) {
+    GW_ERR(MOD, "broker URI \"%s\" rejected by Paho (%d)", c->uri, rc);
+    c->paho = NULL;
+    mqtt_client_free(&c);
+    return rc == MQTTASYNC_BAD_PROTOCOL || rc == MQTTASYNC_BAD_UTF8_STRING ? GW_ERR_INVAL
+                                                                             : GW_ERR_IO;
+  }
+  rc = MQTTAsync_setCallbacks(c->paho, c, paho_connection_lost, paho_message_arrived, NULL);
+  if (rc != MQTTASYNC_SUCCESS) {
+    mqtt_client_free(&c);
+    return GW_ERR_IO;
+  }
+  *out_client = c;
+  return GW_OK;
+}
+
+int mqtt_client_subscribe(mqtt_client_t *c, const char *topic_filter) {
+  if (!c || !topic_filter || !topic_filter[0])
+    return GW_ERR_INVAL;
+  for (size_t i = 0; i < c->nsubs; i++)
+    if (strcmp(c->subs[i], topic_filter) == 0)
+      return GW_OK;
+  if (c->nsubs == c->subs_cap) {
+    size_t cap = c->subs_cap ? c->subs_cap * 2 : 8;
+    char **subs = realloc(c->subs, cap * sizeof *subs);
+    if (!subs)
+      return GW_ERR_NOMEM;
+    c->subs = subs;
+    c->subs_cap = cap;
+  }
+  char *f = strdup(topic_filter);
+  if (!f)
+    return GW_ERR_NOMEM;
+  c->subs[c->nsubs++] = f;
+  /* While SUBSCRIBING the running subscribeMany lacks this one: send it on its own too. */
+  if (c->state == STATE_CONNECTED || c->state == STATE_SUBSCRIBING)
+    send_subscribe_one(c, f);
+  return GW_OK;
+}
+
+int mqtt_client_start(mqtt_client_t *c) {
+  if (!c)
+    return GW_ERR_INVAL;
+  if (c->state != STATE_IDLE)
+    return GW_OK;
+  do_connect(c);
+  return GW_OK;
+}
+
+int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payload, size_t len) {
+  if (!c || !topic || !topic[0] || (len && !payload) || len > 268435455u)
+    return GW_ERR_INVAL;
+  if (c->state != STATE_CONNECTED && c->qos == 0) {
+    c->status.dropped++;
+    return GW_OK; /* QoS 0 is fire and forget: nothing to keep */
+  }
+  if (c->outgoing.count >= c->max_queued) {
+    c->status.dropped++;
+    GW_WARN(MOD, "publish queue full (%u), dropped message to %s", c->max_queued, topic);
+    return GW_ERR_FULL;
+  }
+  outgoing_msg_t *m = calloc(1, sizeof *m);
+  if (!m)
+    return GW_ERR_NOMEM;
+  m->topic = strdup(topic);
+  m->payload = malloc(len ? len : 1);
+  if (!m->topic || !m->payload) {
+    msg_free(m);
+    return GW_ERR_NOMEM;
+  }
+  if (len)
+    memcpy(m->payload, payload, len);
+  m->len = len;
+  list_push_tail(&c->outgoing, m);
+  flush_outgoing(c);
+  return GW_OK;
+}
+
+void mqtt_client_free(mqtt_client_t **cp) {
+  if (!cp || !*cp)
+    return;
+  mqtt_client_t *c = *cp;
+  *cp = NULL;
+  gw_timer_stop(c->loop, &c->reconnect_timer);
+  if (c->fd_added)
+    gw_loop_del_fd(c->loop, c->efd);
+  if (c->paho) {
+    if (MQTTAsync_isConnected(c->paho)) {
+      MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+      d.timeout = FREE_DISCONNECT_MS;
+      if (MQTTAsync_disconnect(c->paho, &d) == MQTTASYNC_SUCCESS)
+        for (int i = 0; i < FREE_DISCONNECT_MS / 10 && MQTTAsync_isConnected(c->paho); i++)
+          usleep(10 * 1000);
+    }
+    /* After destroy Paho calls nothing of ours for this client: the queue can go. */
+    MQTTAsync_destroy(&c->paho);
+  }
+  for (mqtt_event_t *e = c->events_head, *next; e; e = next) {
+    next = e->next;
+    event_free(e);
+  }
+  size_t unsent = list_free(&c->outgoing) + list_free(&c->in_flight);
+  if (unsent)
+    GW_WARN(MOD, "%zu unsent messages discarded", unsent);
+  for (size_t i = 0; i < c->nsubs; i++)
+    free(c->subs[i]);
+  free(c->subs);
+  if (c->efd >= 0)
+    close(c->efd);
+  pthread_mutex_destroy(&c->lock);
+  free(c->uri);
+  free(c->client_id);
+  free(c->username);
+  free(c->password);
+  free(c->ca_file);
+  free(c->cert_file);
+  free(c->key_file);
+  free(c);
+}
+
+const mqtt_client_status_t *mqtt_client_status(const mqtt_client_t *c) {
+  return c ? &c->status : NULL;
+}

@@ -1,0 +1,82 @@
+/* lwm2m-gw: an MQTT client that lives in the one event loop. Paho MQTT C (MQTTAsync) runs its
+ * own threads and gives no socket to poll, so its callbacks only copy what happened into a
+ * mutex-protected queue and write an eventfd; the loop drains the queue and calls the callbacks
+ * below in the loop thread. Reconnection is a backoff timer in the loop; subscriptions are
+ * remembered and re-made after every connect. Only this folder includes Paho. */
+#ifndef MQTT_CLIENT_H
+#define MQTT_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+typedef struct mqtt_client mqtt_client_t;
+
+typedef struct {
+  /* tcp://host:port, mqtt://host:port, ssl://host:port, mqtts://host:port, ws://host:port/path,
+   * wss://host:port/path. Required. */
+  const char *uri;
+  /* NULL: "lwm2m-gw-<hostname>-<pid>", with "-<n>" appended for the n-th further client of the
+   * process, so two clients of one gateway never steal each other's session. */
+  const char *client_id;
+  const char *username, *password;             /* optional */
+  const char *ca_file, *cert_file, *key_file;  /* TLS (ssl://, mqtts://, wss://), optional */
+  int mqtt_version;                            /* 0 or 4: 3.1.1 (default), 5: MQTT 5 */
+  int keepalive_s;                             /* 0: 30 */
+  int qos;                                     /* 0, 1 or 2; mqtt_client_conf_init(): 1 */
+  uint32_t reconnect_min_ms, reconnect_max_ms; /* backoff; 0: 1000 .. 60000 */
+  uint32_t connect_timeout_s;                  /* 0: 10 */
+  uint32_t max_queued;                         /* publishes kept while disconnected; 0: 1000 */
+} mqtt_client_conf_t;
+
+typedef struct {
+  void *arg;
+  /* In the loop thread: a message arrived. topic and payload are borrowed for the call. */
+  void (*on_message)(void *arg, const char *topic, const uint8_t *payload, size_t len);
+  /* In the loop thread: connected (called after all remembered subscriptions were re-made)
+   * or connection lost / connect attempt failed after having been connected. May be NULL. */
+  void (*on_state)(void *arg, bool connected);
+} mqtt_client_callbacks_t;
+
+typedef struct {
+  uint64_t received;   /* messages handed to on_message */
+  uint64_t published;  /* publishes the broker acknowledged (QoS 0: handed to the socket) */
+  uint64_t reconnects; /* successful connects after the first one */
+  uint64_t dropped;    /* publishes given up: queue full, QoS 0 while disconnected, freed unsent */
+  bool connected;
+} mqtt_client_status_t;
+
+/* Fills conf with the defaults (QoS 1, MQTT 3.1.1, keep-alive 30 s, backoff 1 s .. 60 s). Start
+ * from this: in a merely zeroed conf, qos 0 means QoS 0; other zero fields mean their default. */
+void mqtt_client_conf_init(mqtt_client_conf_t *conf);
+
+/* Checks conf (URI scheme, version, QoS) and creates the Paho client; does not connect.
+ * conf's strings are copied. Returns GW_OK, GW_ERR_INVAL (bad conf), GW_ERR_NOMEM, GW_ERR_IO. */
+int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
+                    const mqtt_client_callbacks_t *cb, mqtt_client_t **out_client);
+
+/* Remembers topic_filter (copied) and subscribes at once when connected; every (re)connect
+ * subscribes again before on_state(true). With MQTT 5 the no-local option is set, so the client
+ * never receives what it published itself. Subscribing twice to one filter is a no-op. */
+int mqtt_client_subscribe(mqtt_client_t *c, const char *topic_filter);
+
+/* Starts connecting asynchronously; never blocks. Failed attempts are retried with backoff. */
+int mqtt_client_start(mqtt_client_t *c);
+
+/* Queues a publish with the configured QoS; topic and payload are copied (borrowed for the
+ * call). With QoS > 0 a message published while disconnected, or in flight when the connection
+ * dropped, is kept (at most max_queued) and sent after the next connect: at-least-once.
+ * QoS 0 while disconnected is dropped (counted). Returns GW_OK, GW_ERR_FULL, GW_ERR_INVAL,
+ * GW_ERR_NOMEM. */
+int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payload, size_t len);
+
+/* Disconnects (waits at most about 1 s for the broker), destroys the Paho client, frees all
+ * queues and sets *c to NULL. Unsent messages are counted as dropped and discarded. */
+void mqtt_client_free(mqtt_client_t **c);
+
+/* Counters, valid until mqtt_client_free(). */
+const mqtt_client_status_t *mqtt_client_status(const mqtt_client_t *c);
+
+#endif
