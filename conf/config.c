@@ -761,17 +761,24 @@ static int load_upstream(load_ctx_t *ctx, const config_setting_t *e, const char 
   return 0;
 }
 
+/* A list ( ... ) or an array [ ... ]; expect says what it should hold. */
+static int check_list(load_ctx_t *ctx, const config_setting_t *list, const char *path,
+                      const char *expect) {
+  int type = config_setting_type(list);
+  if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
+    return fail(ctx, list, path, "expected %s, got %s", expect, type_name(list));
+  return 0;
+}
+
 static int load_upstreams(load_ctx_t *ctx, const config_setting_t *root, gw_config_t *config) {
   const config_setting_t *list = member(root, "upstream");
   if (!list)
     return fail(ctx, root, "upstream",
                 "missing (expected a list of servers: upstream = ( { name = \"default\"; "
                 "uri = \"coap://host:5683\"; } );)");
-  int type = config_setting_type(list);
-  if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
-    return fail(ctx, list, "upstream",
-                "expected a list ( { name = ...; uri = ...; }, ... ) of servers, got %s",
-                type_name(list));
+  int rc = check_list(ctx, list, "upstream", "a list ( { name = ...; uri = ...; }, ... ) of servers");
+  if (rc != 0)
+    return rc;
   int n = config_setting_length(list);
   if (n <= 0)
     return fail(ctx, list, "upstream", "expected at least one upstream server");
@@ -782,7 +789,7 @@ static int load_upstreams(load_ctx_t *ctx, const config_setting_t *root, gw_conf
     char epath[SETTING_PATH_MAX];
     path_index(epath, "upstream", (size_t)i);
     gw_upstream_conf_t *up = &config->upstreams[i];
-    int rc = load_upstream(ctx, config_setting_get_elem(list, (unsigned)i), epath, config, up);
+    rc = load_upstream(ctx, config_setting_get_elem(list, (unsigned)i), epath, config, up);
     config->upstream_count++; /* counted even when partial, so gw_config_free frees it */
     if (rc != 0)
       return rc;
@@ -1178,11 +1185,9 @@ static int load_devices(load_ctx_t *ctx, const config_setting_t *root, gw_config
   const config_setting_t *list = member(root, "devices");
   if (!list)
     return 0;
-  int type = config_setting_type(list);
-  if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
-    return fail(ctx, list, "devices",
-                "expected a list ( { endpoint = ...; }, ... ) of devices, got %s",
-                type_name(list));
+  int rc = check_list(ctx, list, "devices", "a list ( { endpoint = ...; }, ... ) of devices");
+  if (rc != 0)
+    return rc;
   int n = config_setting_length(list);
   if (n <= 0)
     return 0;
@@ -1196,7 +1201,7 @@ static int load_devices(load_ctx_t *ctx, const config_setting_t *root, gw_config
     char epath[SETTING_PATH_MAX];
     path_index(epath, "devices", (size_t)i);
     gw_device_conf_t *dev = &config->devices[i];
-    int rc = load_device(ctx, config_setting_get_elem(list, (unsigned)i), epath, config, dev);
+    rc = load_device(ctx, config_setting_get_elem(list, (unsigned)i), epath, config, dev);
     config->device_count++;
     if (rc != 0)
       return rc;
@@ -1239,11 +1244,10 @@ static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_con
   const config_setting_t *list = member(g, "allow");
   if (!list)
     return 0;
-  int type = config_setting_type(list);
-  if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
-    return fail(ctx, list, "bindings.sms.allow",
-                "expected an array of numbers in quotes, [ \"14155550125\" ], got %s",
-                type_name(list));
+  int rc = check_list(ctx, list, "bindings.sms.allow",
+                      "an array of numbers in quotes, [ \"14155550125\" ]");
+  if (rc != 0)
+    return rc;
   int n = config_setting_length(list);
   sms->allow = calloc((size_t)(n > 0 ? n : 1), sizeof(*sms->allow));
   if (!sms->allow)
@@ -1256,7 +1260,7 @@ static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_con
                                                                   : NULL;
     if (!v)
       return fail(ctx, e, path, "expected a number in double quotes, got %s", type_name(e));
-    int rc = dup_msisdn(ctx, e, path, v, &sms->allow[sms->allow_count]);
+    rc = dup_msisdn(ctx, e, path, v, &sms->allow[sms->allow_count]);
     if (rc != 0)
       return rc;
     sms->allow_count++;

@@ -7,16 +7,12 @@ does. The SMS-DELIVER PDUs it stores are decoded by the small decoder in this fi
 PDUs sent to it are hex vectors computed by hand after 3GPP TS 23.040 9.2.2.2 / 9.2.3.24.
 vmodem_pdu.py itself is checked against the same vectors in test_pdu_codec_vectors.
 """
-import json
 import os
-import queue
 import re
 import select
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import tty
 
@@ -26,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VMODEM = os.path.join(ROOT, "scripts", "vmodem")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import vmodem_pdu  # noqa: E402
+from lwm2m_peers import Peer  # noqa: E402
 
 PHONE_A = "14155550125"   # TP-DA/OA digits: 0B 91 41 51 55 05 21 F5
 PHONE_B = "46708251358"   # the number of the classic 'hellohello' SUBMIT example
@@ -66,76 +63,27 @@ def decode_deliver(hexpdu):
 # ---------------------------------------------------------------------------------------------
 # Driving vmodem: the process, its events, and its PTY
 # ---------------------------------------------------------------------------------------------
-class VModem:
+class VModem(Peer):
+    """vmodem with raw arguments; Peer (lwm2m_peers.py) reads its events and waits for them."""
+
     def __init__(self, tmp_path, args, name="vmodem"):
         self.link = os.path.join(str(tmp_path), f"{name}.tty")
-        self.log_path = os.path.join(str(tmp_path), f"{name}.log")
-        self._err = open(os.path.join(str(tmp_path), f"{name}.stderr"), "wb")
+        self.log_path = os.path.join(str(tmp_path), f"{name}.trace")
         argv = [VMODEM, "--link", self.link, "--log", self.log_path, "--stdin-commands"] + args
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._err)
-        self.events = queue.Queue()
-        self.seen = []
-        self._first = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(name, argv, str(tmp_path))
         try:
-            self.pty = self._first.get(timeout=10)
-        except queue.Empty:
+            self.pty = self.wait_for("unparsed")["line"]  # the first line is the PTY path
+        except AssertionError:
             raise AssertionError("vmodem printed no PTY path") from None
         self.phones = {}
         for _ in range(args.count("--phone")):
             e = self.wait_for("phone")
             self.phones[e["msisdn"]] = e["port"]
 
-    def _read(self):
-        first = True
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").strip()
-            if first:
-                self._first.put(line)
-                first = False
-                continue
-            e = json.loads(line)
-            e["_t"] = time.monotonic()
-            self.events.put(e)
-
-    def send(self, command):
-        self.proc.stdin.write((command + "\n").encode())
-        self.proc.stdin.flush()
-
-    def drain(self, settle=0.0):
-        deadline = time.monotonic() + settle
-        while True:
-            try:
-                self.seen.append(self.events.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                return self.seen
-
     def all(self, name, **match):
-        self.drain()
+        self.drain(0)
         return [e for e in self.seen
-                if e["event"] == name and all(e.get(k) == v for k, v in match.items())]
-
-    def wait_for(self, name, timeout=10.0, **match):
-        deadline = time.monotonic() + timeout
-        for e in self.seen:
-            if not e.get("_taken") and e["event"] == name and \
-                    all(e.get(k) == v for k, v in match.items()):
-                e["_taken"] = True
-                return e
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {name} {match} within {timeout}s; saw "
-                                     f"{[x['event'] for x in self.seen[-20:]]}")
-            try:
-                e = self.events.get(timeout=left)
-            except queue.Empty:
-                continue
-            self.seen.append(e)
-            if e["event"] == name and all(e.get(k) == v for k, v in match.items()):
-                e["_taken"] = True
-                return e
+                if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
 
     def status(self):
         self.send("status")
@@ -146,16 +94,6 @@ class VModem:
         wrote before it has been read too."""
         self.status()
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._err.close()
-        return self.proc.returncode
 
 
 class AtPort:
