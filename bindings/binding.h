@@ -17,8 +17,8 @@
 #include "loop.h"
 
 /* A device's address on its binding, as text: "127.0.0.1:40001" (NIDD SGi), an MSISDN (SMS),
- * "prefix/endpoint" (MQTT), "DevEUI/FPort" (LoRaWAN). Text keeps the core binding-agnostic. */
-#define GW_BADDR_MAX 96
+ * the device's topic "prefix/lwm2m/rd/endpoint" (MQTT), "DevEUI/FPort" (LoRaWAN). Text keeps the core binding-agnostic. */
+#define GW_BADDR_MAX 200 /* an MQTT topic: 64-byte prefix, "/lwm2m/rd/", 128-byte endpoint */
 typedef struct {
   char text[GW_BADDR_MAX];
 } gw_baddr_t;
@@ -72,6 +72,11 @@ struct gw_binding_ops {
   /* Optional: the device's settings changed or it was removed (SIGHUP): drop what the binding
    * keeps for it (e.g. a DTLS session under an old key). */
   void (*forget_device)(gw_binding_t *binding, const gw_baddr_t *addr);
+  /* Optional: the name of the upstream for the device at addr when the binding decides it (MQTT:
+   * the topic prefix's upstream, or its bootstrap server for the bs interface); NULL leaves it to
+   * the device entry's upstream, else the default one. */
+  const char *(*upstream_name)(const gw_binding_t *binding, const gw_baddr_t *addr,
+                               const gw_device_conf_t *conf);
   /* Optional: the binding's own counters as Prometheus text; returns the length written. */
   size_t (*format_metrics)(const gw_binding_t *binding, char *out, size_t out_size);
 };
@@ -92,5 +97,9 @@ const gw_device_conf_t *gw_binding_lookup_device(const gw_binding_t *binding,
                                                  const gw_baddr_t *addr);
 size_t gw_binding_format_metrics(const gw_binding_t *binding, char *out, size_t out_size);
 void gw_binding_forget_device(gw_binding_t *binding, const gw_baddr_t *addr);
+/* The upstream a device at addr (with entry conf, or NULL) is relayed to under config. */
+const gw_upstream_conf_t *gw_binding_upstream(const gw_binding_t *binding,
+                                              const gw_config_t *config, const gw_baddr_t *addr,
+                                              const gw_device_conf_t *conf);
 
 #endif

@@ -31,6 +31,7 @@
 #define SETTING_PATH_MAX 256
 #define HOST_NAME_MAX_LEN 253
 #define ENDPOINT_MAX_LEN 127
+#define MQTT_PREFIX_MAX_LEN 64
 #define PSK_KEY_FILE_MAX 4096
 
 typedef struct {
@@ -52,7 +53,7 @@ static const char *const device_keys[] = {
     "endpoint",    "upstream",     "msisdn",       "ue_address", "external_id", "psk_identity",
     "psk_key_hex", "psk_key_file", "cert_file",    "key_file",   "queue_mode",
     "sms_security", "sms_psk_identity", "sms_psk_key_hex", "sms_psk_key_file",
-    "sms_key_params_hex", "sms_secret_key_hex", "sms_secret_key_file", NULL};
+    "sms_key_params_hex", "sms_secret_key_hex", "sms_secret_key_file", "mqtt_prefix", NULL};
 static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
 static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
 static const char *const sgi_keys[] = {"listen", NULL};
@@ -62,6 +63,11 @@ static const char *const sms_keys[] = {
     "send_interval_ms",   "sweep_interval_ms",        "wake_queued", "dtls_cookies",
     "dtls_handshake_min_ms", "dtls_handshake_max_ms", "dtls_mtu", NULL};
 static const char *const storage_names[] = {"SM", "ME", "MT", NULL};
+static const char *const mqtt_keys[] = {
+    "enabled", "broker",    "client_id", "username", "password",     "password_file",
+    "ca_file", "cert_file", "key_file",  "qos",      "mqtt_version", "keepalive",
+    "accept_unknown", "prefix", "upstream", "bootstrap", "prefixes", NULL};
+static const char *const mqtt_prefix_keys[] = {"prefix", "upstream", "bootstrap", NULL};
 
 /* ---- messages ---- */
 
@@ -971,6 +977,44 @@ static int load_device_sms_security(load_ctx_t *ctx, const config_setting_t *e,
   return 0;
 }
 
+/* Transport 8.2: PREFIX is part of an MQTT topic name: UTF-8 (checked by the broker), no
+ * wildcards ('+', '#'), not starting with '$' (broker topics) and without a '/' at either end,
+ * which would make an empty topic level. "" means topics without a prefix. */
+static const char *mqtt_prefix_reason(const char *prefix) {
+  size_t len = strlen(prefix);
+  if (len > MQTT_PREFIX_MAX_LEN)
+    return "longer than 64 bytes";
+  if (strpbrk(prefix, "+#"))
+    return "contains an MQTT wildcard ('+' or '#')";
+  if (prefix[0] == '$')
+    return "starts with '$' (reserved for broker topics)";
+  if (len && (prefix[0] == '/' || prefix[len - 1] == '/'))
+    return "starts or ends with '/'";
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)prefix[i] < 0x20 || prefix[i] == 0x7f)
+      return "contains a control character";
+  return NULL;
+}
+
+/* Like get_string, but "" is a valid value (an MQTT prefix may be empty). */
+static int get_mqtt_prefix(load_ctx_t *ctx, const config_setting_t *group,
+                           const char *group_path, const char *name, char **out) {
+  const config_setting_t *s = member(group, name);
+  if (!s)
+    return 0;
+  char path[SETTING_PATH_MAX];
+  path_member(path, group_path, name);
+  if (config_setting_type(s) != CONFIG_TYPE_STRING)
+    return fail(ctx, s, path, "expected the MQTT topic prefix in double quotes (\"\" for none), got %s",
+                type_name(s));
+  const char *v = config_setting_get_string(s);
+  const char *reason = mqtt_prefix_reason(v);
+  if (reason)
+    return fail(ctx, s, path, "expected an MQTT topic prefix such as \"tenant-a\", but it %s",
+                reason);
+  return dup_string(ctx, v, out);
+}
+
 static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                        const gw_config_t *config, gw_device_conf_t *dev) {
   int rc;
@@ -1033,6 +1077,9 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
     if ((rc = dup_string(ctx, value, &dev->external_id)) != 0)
       return rc;
   }
+
+  if ((rc = get_mqtt_prefix(ctx, e, epath, "mqtt_prefix", &dev->mqtt_prefix)) != 0)
+    return rc;
 
   /* Credentials toward the upstream server. */
   const config_setting_t *identity_s;
@@ -1268,6 +1315,25 @@ static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_con
   return 0;
 }
 
+/* The first line of a small secret file (a PIN, a password), without trailing whitespace, into
+ * buf (check_secret_file is left to the caller, which knows the setting). */
+static int read_secret_line(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                            const char *file, char *buf, size_t size) {
+  int rc = check_readable(ctx, s, path, file);
+  if (rc != 0)
+    return rc;
+  FILE *f = fopen(file, "r");
+  size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = 0;
+  n = strcspn(buf, "\r\n");
+  while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+    n--;
+  buf[n] = 0;
+  return 0;
+}
+
 /* 27.007 +CPIN: 4 to 8 digits; from pin or, to keep it out of the main file, pin_file. */
 static int load_sms_pin(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *sms) {
   const config_setting_t *s, *file_s;
@@ -1281,14 +1347,8 @@ static int load_sms_pin(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_
     return fail(ctx, file_s, "bindings.sms.pin_file", "give either pin or pin_file, not both");
   char buf[32] = "";
   if (file) {
-    if ((rc = check_readable(ctx, file_s, "bindings.sms.pin_file", file)) != 0)
+    if ((rc = read_secret_line(ctx, file_s, "bindings.sms.pin_file", file, buf, sizeof(buf))))
       return rc;
-    FILE *f = fopen(file, "r");
-    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f)
-      fclose(f);
-    buf[n] = 0;
-    buf[strcspn(buf, " \t\r\n")] = 0;
     pin = buf;
     s = file_s;
   }
@@ -1358,6 +1418,195 @@ static int load_sms(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *s
   return load_sms_allow(ctx, g, sms);
 }
 
+/* An upstream named by a binding setting must exist; *out gets a copy of its name. */
+static int get_upstream_ref(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                            const char *name, const gw_config_t *config, char **out) {
+  const config_setting_t *s;
+  const char *value;
+  int rc = get_string(ctx, g, gpath, name, false, "the name of an upstream", &s, &value);
+  if (rc != 0 || !value)
+    return rc;
+  if (!gw_config_find_upstream(config, value)) {
+    char path[SETTING_PATH_MAX];
+    path_member(path, gpath, name);
+    return fail(ctx, s, path, "no upstream is named \"%.64s\"", value);
+  }
+  return dup_string(ctx, value, out);
+}
+
+/* One prefix: { prefix = "tenant-a"; upstream = "leshan"; bootstrap = "bs"; }. */
+static int load_mqtt_tenant(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                            const gw_config_t *config, gw_mqtt_tenant_conf_t *t) {
+  int rc;
+  if ((rc = get_mqtt_prefix(ctx, g, gpath, "prefix", &t->prefix)) != 0 ||
+      (rc = get_upstream_ref(ctx, g, gpath, "upstream", config, &t->upstream)) != 0 ||
+      (rc = get_upstream_ref(ctx, g, gpath, "bootstrap", config, &t->bootstrap)) != 0)
+    return rc;
+  return t->prefix ? 0 : dup_string(ctx, "", &t->prefix);
+}
+
+static int check_mqtt_prefixes_unique(load_ctx_t *ctx, const config_setting_t *list,
+                                      const gw_mqtt_conf_t *mqtt) {
+  for (size_t i = 0; i < mqtt->tenant_count; i++)
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(mqtt->tenants[i].prefix, mqtt->tenants[j].prefix) == 0) {
+        char path[SETTING_PATH_MAX];
+        path_index(path, "bindings.mqtt.prefixes", i);
+        return fail(ctx, config_setting_get_elem(list, (unsigned)i), path,
+                    "prefix \"%s\" is already given by bindings.mqtt.prefixes.[%zu]",
+                    mqtt->tenants[i].prefix, j);
+      }
+  return 0;
+}
+
+/* Either one prefix (prefix, upstream, bootstrap in bindings.mqtt) or a list of them. */
+static int load_mqtt_tenants(load_ctx_t *ctx, const config_setting_t *g,
+                             const gw_config_t *config, gw_mqtt_conf_t *mqtt) {
+  static const char *const P = "bindings.mqtt";
+  const config_setting_t *list = member(g, "prefixes");
+  size_t n = 1;
+  if (list) {
+    const config_setting_t *single = member(g, "prefix") ? member(g, "prefix")
+                                     : member(g, "upstream") ? member(g, "upstream")
+                                                             : member(g, "bootstrap");
+    if (single)
+      return fail(ctx, single, P,
+                  "give either prefix (with upstream, bootstrap) or a prefixes list, not both");
+    int rc = check_list(ctx, list, "bindings.mqtt.prefixes",
+                        "a list ( { prefix = \"tenant-a\"; upstream = \"...\"; }, ... )");
+    if (rc != 0)
+      return rc;
+    if (config_setting_length(list) <= 0)
+      return fail(ctx, list, "bindings.mqtt.prefixes", "expected at least one prefix");
+    n = (size_t)config_setting_length(list);
+  }
+  mqtt->tenants = calloc(n, sizeof(*mqtt->tenants));
+  if (!mqtt->tenants)
+    return nomem(ctx);
+  for (size_t i = 0; i < n; i++) {
+    char epath[SETTING_PATH_MAX];
+    const config_setting_t *e = list ? config_setting_get_elem(list, (unsigned)i) : g;
+    snprintf(epath, sizeof(epath), "%s", P);
+    int rc = 0;
+    if (list) {
+      path_index(epath, "bindings.mqtt.prefixes", i);
+      rc = check_list_entry(ctx, e, epath, "{ prefix = \"...\"; upstream = \"...\"; }",
+                            mqtt_prefix_keys);
+    }
+    if (rc == 0)
+      rc = load_mqtt_tenant(ctx, e, epath, config, &mqtt->tenants[i]);
+    mqtt->tenant_count++;
+    if (rc != 0)
+      return rc;
+  }
+  return list ? check_mqtt_prefixes_unique(ctx, list, mqtt) : 0;
+}
+
+/* The broker password, inline (the file must then be private) or from password_file. */
+static int load_mqtt_password(load_ctx_t *ctx, const config_setting_t *g, gw_mqtt_conf_t *mqtt) {
+  const config_setting_t *s, *file_s;
+  const char *password, *file;
+  int rc;
+  if ((rc = get_string(ctx, g, "bindings.mqtt", "password", false, "the broker password", &s,
+                       &password)) != 0 ||
+      (rc = get_string(ctx, g, "bindings.mqtt", "password_file", false,
+                       "a file holding the broker password", &file_s, &file)) != 0)
+    return rc;
+  if (password && file)
+    return fail(ctx, file_s, "bindings.mqtt.password_file",
+                "give either password or password_file, not both");
+  if (!password && !file)
+    return 0;
+  char buf[256] = "";
+  char *resolved = NULL;
+  if (file) {
+    if ((rc = resolve_path(ctx, file, &resolved)) != 0)
+      return rc;
+    rc = read_secret_line(ctx, file_s, "bindings.mqtt.password_file", resolved, buf, sizeof(buf));
+    password = buf;
+  }
+  if (rc == 0)
+    rc = check_secret_file(ctx, file ? file_s : s,
+                           file ? "bindings.mqtt.password_file" : "bindings.mqtt.password",
+                           resolved);
+  if (rc == 0)
+    rc = dup_string(ctx, password, &mqtt->password);
+  explicit_bzero(buf, sizeof(buf));
+  free(resolved);
+  return rc;
+}
+
+static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
+                     gw_mqtt_conf_t *mqtt) {
+  static const char *const P = "bindings.mqtt";
+  const config_setting_t *s;
+  const char *value;
+  int rc;
+  if ((rc = check_known(ctx, g, P, mqtt_keys)) != 0 ||
+      (rc = get_bool(ctx, g, P, "enabled", NULL, &mqtt->enabled)) != 0 ||
+      (rc = get_bool(ctx, g, P, "accept_unknown", NULL, &mqtt->accept_unknown)) != 0 ||
+      (rc = get_uint(ctx, g, P, "qos", 0, 2, " (MQTT QoS)", NULL, &mqtt->qos)) != 0 ||
+      (rc = get_uint(ctx, g, P, "mqtt_version", 4, 5, " (4 = MQTT 3.1.1, 5 = MQTT 5)", NULL,
+                     &mqtt->mqtt_version)) != 0 ||
+      (rc = get_uint(ctx, g, P, "keepalive", 5, 3600, " seconds", NULL, &mqtt->keepalive_s)))
+    return rc;
+#ifndef GW_HAVE_MQTT
+  if (mqtt->enabled)
+    return fail(ctx, member(g, "enabled"), "bindings.mqtt.enabled",
+                "binding 'mqtt' is not available in this build (built without WITH_MQTT)");
+#endif
+  if ((rc = get_string(ctx, g, P, "broker", mqtt->enabled,
+                       "the broker URI, e.g. \"tcp://127.0.0.1:1883\" or \"ssl://host:8883\"",
+                       &s, &value)) != 0)
+    return rc;
+  if (value && !(strncmp(value, "tcp://", 6) == 0 || strncmp(value, "mqtt://", 7) == 0 ||
+                 strncmp(value, "ssl://", 6) == 0 || strncmp(value, "mqtts://", 8) == 0 ||
+                 strncmp(value, "ws://", 5) == 0 || strncmp(value, "wss://", 6) == 0))
+    return fail(ctx, s, "bindings.mqtt.broker",
+                "expected a tcp://, mqtt://, ssl://, mqtts://, ws:// or wss:// URI, got \"%.64s\"",
+                value);
+  if ((rc = dup_string(ctx, value, &mqtt->broker)) != 0 ||
+      (rc = get_string(ctx, g, P, "client_id", false, "an MQTT client identifier", &s,
+                       &value)) != 0 ||
+      (rc = dup_string(ctx, value, &mqtt->client_id)) != 0 ||
+      (rc = get_string(ctx, g, P, "username", false, "the broker user name", &s, &value)) != 0 ||
+      (rc = dup_string(ctx, value, &mqtt->username)) != 0 ||
+      (rc = load_mqtt_password(ctx, g, mqtt)) != 0)
+    return rc;
+  const config_setting_t *cert_s = member(g, "cert_file"), *key_s = member(g, "key_file");
+  if ((rc = check_cert_pair(ctx, P, cert_s, key_s)) != 0 ||
+      (rc = get_file(ctx, g, P, "ca_file", &s, &mqtt->ca_file)) != 0 ||
+      (rc = get_file(ctx, g, P, "cert_file", &s, &mqtt->cert_file)) != 0 ||
+      (rc = get_file(ctx, g, P, "key_file", &s, &mqtt->key_file)) != 0 ||
+      (mqtt->key_file &&
+       (rc = check_secret_file(ctx, s, "bindings.mqtt.key_file", mqtt->key_file)) != 0))
+    return rc;
+  return load_mqtt_tenants(ctx, g, config, mqtt);
+}
+
+/* A device entry with mqtt_prefix must name a prefix the binding serves. */
+static int check_mqtt_devices(load_ctx_t *ctx, const config_setting_t *root,
+                              const gw_config_t *config) {
+  const gw_mqtt_conf_t *mqtt = &config->bindings.mqtt;
+  if (!mqtt->enabled)
+    return 0;
+  for (size_t i = 0; i < config->device_count; i++) {
+    const char *p = config->devices[i].mqtt_prefix;
+    bool served = p == NULL;
+    for (size_t t = 0; !served && t < mqtt->tenant_count; t++)
+      served = strcmp(mqtt->tenants[t].prefix, p) == 0;
+    if (served)
+      continue;
+    char epath[SETTING_PATH_MAX], path[SETTING_PATH_MAX];
+    path_index(epath, "devices", i);
+    path_member(path, epath, "mqtt_prefix");
+    const config_setting_t *e = config_setting_get_elem(member(root, "devices"), (unsigned)i);
+    return fail(ctx, member(e, "mqtt_prefix"), path,
+                "prefix \"%s\" is not one of bindings.mqtt's prefixes", p);
+  }
+  return 0;
+}
+
 static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_config_t *config) {
   const config_setting_t *b;
   int rc = get_group(ctx, root, "", "bindings", "{ nidd = { enabled = true; ... }; }", &b);
@@ -1384,6 +1633,11 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
         return rc;
       continue;
     }
+    if (strcmp(name, "mqtt") == 0) {
+      if ((rc = load_mqtt(ctx, s, config, &config->bindings.mqtt)) != 0)
+        return rc;
+      continue;
+    }
     /* Not built yet: their own settings are accepted unchecked while they stay disabled. */
     const config_setting_t *enabled_s;
     bool enabled = false;
@@ -1395,7 +1649,10 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
       return fail(ctx, enabled_s, epath, "binding '%s' is not available in this build", name);
     }
   }
-  if (!config->bindings.nidd.enabled && !config->bindings.sms.enabled)
+  if ((rc = check_mqtt_devices(ctx, root, config)) != 0)
+    return rc;
+  if (!config->bindings.nidd.enabled && !config->bindings.sms.enabled &&
+      !config->bindings.mqtt.enabled)
     return fail(ctx, b ? b : root, "bindings",
                 "no binding is enabled (this build has: %s); set "
                 "bindings.<name>.enabled = true", GW_BUILT_BINDINGS);
@@ -1426,6 +1683,11 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   sms->dtls_handshake_min_ms = 10000;
   sms->dtls_handshake_max_ms = 300000;
   sms->dtls_mtu = 1024;
+  gw_mqtt_conf_t *mqtt = &config->bindings.mqtt;
+  mqtt->qos = 1;
+  mqtt->mqtt_version = 4;
+  mqtt->keepalive_s = 30;
+  mqtt->accept_unknown = true;
 
   int rc;
   if ((rc = check_known(ctx, root, "", top_level_keys)) != 0 ||
@@ -1523,6 +1785,24 @@ int gw_config_load_string(const char *text, gw_config_t *out_config, char *err, 
   return rc;
 }
 
+static void gw_mqtt_conf_free(gw_mqtt_conf_t *mqtt) {
+  free(mqtt->broker);
+  free(mqtt->client_id);
+  free(mqtt->username);
+  if (mqtt->password)
+    explicit_bzero(mqtt->password, strlen(mqtt->password));
+  free(mqtt->password);
+  free(mqtt->ca_file);
+  free(mqtt->cert_file);
+  free(mqtt->key_file);
+  for (size_t i = 0; i < mqtt->tenant_count; i++) {
+    free(mqtt->tenants[i].prefix);
+    free(mqtt->tenants[i].upstream);
+    free(mqtt->tenants[i].bootstrap);
+  }
+  free(mqtt->tenants);
+}
+
 void gw_config_free(gw_config_t *config) {
   if (!config)
     return;
@@ -1546,6 +1826,7 @@ void gw_config_free(gw_config_t *config) {
     free(d->msisdn);
     free(d->ue_address);
     free(d->external_id);
+    free(d->mqtt_prefix);
     free(d->psk_identity);
     free(d->cert_file);
     free(d->key_file);
@@ -1566,6 +1847,7 @@ void gw_config_free(gw_config_t *config) {
   for (size_t i = 0; i < sms->allow_count; i++)
     free(sms->allow[i]);
   free(sms->allow);
+  gw_mqtt_conf_free(&config->bindings.mqtt);
   memset(config, 0, sizeof(*config));
 }
 

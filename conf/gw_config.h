@@ -59,6 +59,8 @@ typedef struct {
   char *msisdn;       /* SMS binding address, optional */
   char *ue_address;   /* NIDD SGi: "ip" or "ip:port" of the UE, optional */
   char *external_id;  /* NIDD SCEF external identifier, optional */
+  char *mqtt_prefix;  /* MQTT: the device's topic prefix ("" = none), optional; the topic's
+                         ENDPOINT is the endpoint name (Transport 8.2) */
   char *psk_identity; /* DTLS PSK toward the upstream server, optional */
   uint8_t psk_key[GW_PSK_KEY_MAX];
   size_t psk_key_len; /* from psk_key_hex or psk_key_file (hex text) */
@@ -109,6 +111,30 @@ typedef struct {
                                      default false: each costs an SMS */
 } gw_sms_conf_t;
 
+/* One MQTT topic prefix (Transport 8.2 PREFIX: a tenant) and where its devices are relayed. */
+typedef struct {
+  char *prefix;    /* "" = topics without a prefix: lwm2m/rd/EP */
+  char *upstream;  /* upstream name for the rd interface; NULL = the default upstream */
+  char *bootstrap; /* upstream name of the bootstrap server for the bs interface; NULL = the
+                      bs topics of this prefix are not subscribed */
+} gw_mqtt_tenant_conf_t;
+
+/* bindings.mqtt (Transport 8): one broker connection, one or more prefixes. */
+typedef struct {
+  bool enabled;
+  char *broker;       /* tcp://, mqtt://, ssl://, mqtts://, ws://, wss:// URI; required */
+  char *client_id;    /* optional; default lwm2m-gw-<hostname>-<pid> */
+  char *username;     /* optional */
+  char *password;     /* optional, from password or password_file */
+  char *ca_file, *cert_file, *key_file; /* TLS, optional */
+  uint32_t qos;          /* 0..2; default 1 */
+  uint32_t mqtt_version; /* 4 (3.1.1, default) or 5 */
+  uint32_t keepalive_s;  /* default 30 */
+  bool accept_unknown;   /* endpoints not listed in devices are served; default true */
+  gw_mqtt_tenant_conf_t *tenants;
+  size_t tenant_count;   /* >= 1 after loading */
+} gw_mqtt_conf_t;
+
 typedef struct {
   char *path; /* the file it came from */
   gw_gateway_conf_t gateway;
@@ -119,6 +145,7 @@ typedef struct {
   struct {
     gw_nidd_conf_t nidd;
     gw_sms_conf_t sms;
+    gw_mqtt_conf_t mqtt;
   } bindings;
 } gw_config_t;
 

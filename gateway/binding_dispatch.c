@@ -34,3 +34,11 @@ void gw_binding_forget_device(gw_binding_t *binding, const gw_baddr_t *addr) {
   if (binding->ops->forget_device)
     binding->ops->forget_device(binding, addr);
 }
+
+const gw_upstream_conf_t *gw_binding_upstream(const gw_binding_t *binding,
+                                              const gw_config_t *config, const gw_baddr_t *addr,
+                                              const gw_device_conf_t *conf) {
+  const char *name =
+      binding->ops->upstream_name ? binding->ops->upstream_name(binding, addr, conf) : NULL;
+  return name ? gw_config_find_upstream(config, name) : gw_config_device_upstream(config, conf);
+}

@@ -156,8 +156,10 @@ static void reload_device(gw_device_t *dev, void *arg) {
     changed = next != dev->conf && dev->upstream != NULL;
   else
     changed = gw_device_conf_session_changed(dev->conf, next);
-  changed = changed || upstream_conf_changed(gw_config_device_upstream(&r->gw->config, dev->conf),
-                                             gw_config_device_upstream(r->next, next));
+  changed = changed ||
+            upstream_conf_changed(
+                gw_binding_upstream(dev->binding, &r->gw->config, &dev->addr, dev->conf),
+                gw_binding_upstream(dev->binding, r->next, &dev->addr, next));
   if (changed && dev->upstream) {
     GW_NOTICE(MOD, "%s: settings changed; the upstream session is renewed", dev->endpoint);
     drop_session(r->gw, dev);
@@ -177,6 +179,8 @@ static void warn_restart_needed(const gw_config_t *old, const gw_config_t *next)
   if (!same_string(old->bindings.nidd.sgi_listen, next->bindings.nidd.sgi_listen) ||
       old->bindings.nidd.enabled != next->bindings.nidd.enabled ||
       old->bindings.sms.enabled != next->bindings.sms.enabled ||
+      old->bindings.mqtt.enabled != next->bindings.mqtt.enabled ||
+      !same_string(old->bindings.mqtt.broker, next->bindings.mqtt.broker) ||
       !same_string(old->bindings.sms.modem, next->bindings.sms.modem) ||
       !same_string(old->bindings.sms.pin, next->bindings.sms.pin) ||
       !same_string(old->gateway.metrics, next->gateway.metrics) ||
@@ -203,6 +207,7 @@ int gw_gateway_reload(gw_gateway_t *gw, gw_config_t *next) {
   SWAP(old.gateway.state_dir, next->gateway.state_dir);
   SWAP(old.bindings.nidd, next->bindings.nidd);
   SWAP(old.bindings.sms, next->bindings.sms);
+  SWAP(old.bindings.mqtt, next->bindings.mqtt);
   /* The SMS allow-list is like the devices list: it takes effect at once. */
   SWAP(old.bindings.sms.allow, next->bindings.sms.allow);
   SWAP(old.bindings.sms.allow_count, next->bindings.sms.allow_count);

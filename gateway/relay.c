@@ -568,7 +568,7 @@ static int rewrite_registration(gw_gateway_t *gw, gw_device_t *dev, gw_coap_msg_
   if (params.queue_mode)
     dev->queue_mode = true;
   const gw_upstream_conf_t *uconf =
-      gw_config_device_upstream(&gw->config, dev->conf);
+      gw_binding_upstream(dev->binding, &gw->config, &dev->addr, dev->conf);
   gw_rewrite_rules_t rules = {
       .profile = uconf ? uconf->profile : GW_PROFILE_LWM2M11,
       .sleepy = dev->queue_mode,

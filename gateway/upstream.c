@@ -399,7 +399,8 @@ int gw_upstream_open(gw_upstream_t *up, gw_device_t *dev) {
   }
   if (dev->upstream)
     return GW_OK;
-  const gw_upstream_conf_t *uconf = gw_config_device_upstream(&up->gw->config, dev->conf);
+  const gw_upstream_conf_t *uconf =
+      gw_binding_upstream(dev->binding, &up->gw->config, &dev->addr, dev->conf);
   if (!uconf)
     return GW_ERR_CONFIG;
   gw_upstream_session_t *us = calloc(1, sizeof(*us));

@@ -976,7 +976,7 @@ static void test_bindings(void **state) {
            "<string>:3: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = { };\n", "<string>:2: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = ( );\n", "<string>:2: bindings: expected a group", "got a list");
-  static const char *const unavailable[] = {"mqtt", "http", "lorawan"};
+  static const char *const unavailable[] = {"http", "lorawan"};
   char text[1024], prefix[128], detail[128];
   for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++) {
     snprintf(text, sizeof(text),
@@ -1000,10 +1000,84 @@ static void test_bindings(void **state) {
   /* disabled bindings keep their own settings unchecked */
   load_ok(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
              "  sms = { modem = \"/dev/ttyUSB2\"; pin = \"1234\"; allow = [ \"1415\" ]; };\n"
-             "  mqtt = { enabled = false; broker = \"tcp://127.0.0.1:1883\"; x = { y = 1; }; }; };\n");
+             "  http = { enabled = false; listen = \"0.0.0.0:80\"; x = { y = 1; }; }; };\n");
   load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
               "  coap = { enabled = false; }; };\n",
            "<string>:3: bindings.coap: unknown binding", "nidd, sms, mqtt, http or lorawan");
+}
+
+#define MQTT_ON(extra) "bindings = { mqtt = { enabled = true; broker = \"tcp://127.0.0.1:1883\"; " extra " }; };\n"
+
+static void test_mqtt(void **state) {
+  (void)state;
+  load_ok(UP MQTT_ON(""));
+  assert_true(cfg.bindings.mqtt.enabled);
+  assert_int_equal(cfg.bindings.mqtt.qos, 1);
+  assert_int_equal(cfg.bindings.mqtt.mqtt_version, 4);
+  assert_int_equal(cfg.bindings.mqtt.keepalive_s, 30);
+  assert_true(cfg.bindings.mqtt.accept_unknown);
+  assert_int_equal(cfg.bindings.mqtt.tenant_count, 1);
+  assert_string_equal(cfg.bindings.mqtt.tenants[0].prefix, "");
+  assert_null(cfg.bindings.mqtt.tenants[0].upstream);
+  assert_null(cfg.bindings.mqtt.tenants[0].bootstrap);
+
+  load_ok("upstream = ( { name = \"default\"; uri = \"coap://h\"; }, { name = \"bs\"; uri = "
+          "\"coap://b\"; } );\n" MQTT_ON("prefix = \"t/a\"; bootstrap = \"bs\"; qos = 2; "
+                                         "mqtt_version = 5; keepalive = 60; client_id = \"gw-1\"; "
+                                         "username = \"u\"; password = \"p\";"));
+  assert_string_equal(cfg.bindings.mqtt.tenants[0].prefix, "t/a");
+  assert_string_equal(cfg.bindings.mqtt.tenants[0].bootstrap, "bs");
+  assert_int_equal(cfg.bindings.mqtt.qos, 2);
+  assert_int_equal(cfg.bindings.mqtt.mqtt_version, 5);
+  assert_string_equal(cfg.bindings.mqtt.password, "p");
+
+  load_ok("upstream = ( { name = \"default\"; uri = \"coap://h\"; }, { name = \"b\"; uri = "
+          "\"coap://b\"; } );\n"
+          "devices = ( { endpoint = \"m1\"; mqtt_prefix = \"tenant-b\"; } );\n"
+          MQTT_ON("prefixes = ( { prefix = \"tenant-a\"; }, { prefix = \"tenant-b\"; "
+                  "upstream = \"b\"; } );"));
+  assert_int_equal(cfg.bindings.mqtt.tenant_count, 2);
+  assert_string_equal(cfg.bindings.mqtt.tenants[1].upstream, "b");
+  assert_string_equal(cfg.devices[0].mqtt_prefix, "tenant-b");
+
+  load_err(UP "bindings = { mqtt = { enabled = true; }; };\n",
+           "<string>:2: bindings.mqtt.broker: missing", "broker URI");
+  load_err(UP "bindings = { mqtt = { enabled = true; broker = \"http://x\"; }; };\n",
+           "<string>:2: bindings.mqtt.broker: expected a tcp://", "got \"http://x\"");
+  load_err(UP MQTT_ON("prefix = \"a/#\";"), "<string>:2: bindings.mqtt.prefix: ", "wildcard");
+  load_err(UP MQTT_ON("prefix = \"$SYS\";"), "<string>:2: bindings.mqtt.prefix: ", "'$'");
+  load_err(UP MQTT_ON("prefix = \"a/\";"), "<string>:2: bindings.mqtt.prefix: ", "ends with '/'");
+  load_err(UP MQTT_ON("prefix = 1;"), "<string>:2: bindings.mqtt.prefix: ", "got an integer");
+  load_err(UP MQTT_ON("upstream = \"nope\";"), "<string>:2: bindings.mqtt.upstream: ",
+           "no upstream is named \"nope\"");
+  load_err(UP MQTT_ON("qos = 3;"), "<string>:2: bindings.mqtt.qos: ", "from 0 to 2");
+  load_err(UP MQTT_ON("mqtt_version = 3;"), "<string>:2: bindings.mqtt.mqtt_version: ",
+           "4 = MQTT 3.1.1");
+  load_err(UP MQTT_ON("cert_file = \"/etc/hostname\";"), "<string>:2: bindings.mqtt.cert_file: ",
+           "needs key_file");
+  load_err(UP MQTT_ON("prefix = \"a\"; prefixes = ( { prefix = \"b\"; } );"),
+           "<string>:2: bindings.mqtt: ", "not both");
+  load_err(UP MQTT_ON("prefixes = ( );"), "<string>:2: bindings.mqtt.prefixes: ", "at least one");
+  load_err(UP MQTT_ON("prefixes = ( { prefix = \"a\"; }, { prefix = \"a\"; } );"),
+           "<string>:2: bindings.mqtt.prefixes.[1]: ", "already given by bindings.mqtt.prefixes.[0]");
+  load_err(UP MQTT_ON("prefixes = ( { prefix = \"a\"; bogus = 1; } );"),
+           "<string>:2: bindings.mqtt.prefixes.[0].bogus: unknown setting", NULL);
+  load_err(UP MQTT_ON("password = \"x\"; password_file = \"/etc/hostname\";"),
+           "<string>:2: bindings.mqtt.password_file: ", "not both");
+  load_err(UP "devices = ( { endpoint = \"m1\"; mqtt_prefix = \"c\"; } );\n"
+              MQTT_ON("prefix = \"a\";"),
+           "<string>:2: devices.[0].mqtt_prefix: ", "not one of bindings.mqtt's prefixes");
+  load_err(UP "devices = ( { endpoint = \"m1\"; mqtt_prefix = \"c+\"; } );\n" NIDD,
+           "<string>:2: devices.[0].mqtt_prefix: ", "wildcard");
+
+  /* The password from a private file; a world-readable one is refused. */
+  char path[128], text[512];
+  write_file("mqtt-password", "s3cret\n", path, sizeof(path));
+  snprintf(text, sizeof(text), UP MQTT_ON("password_file = \"%s\";"), path);
+  load_ok(text);
+  assert_string_equal(cfg.bindings.mqtt.password, "s3cret");
+  assert_int_equal(chmod(path, 0644), 0);
+  load_err(text, "<string>:2: bindings.mqtt.password_file: ", "every user can read it");
 }
 
 static void test_nidd(void **state) {
@@ -1301,7 +1375,7 @@ int main(void) {
       cmocka_unit_test(test_secret_files_must_not_be_world_readable),
       cmocka_unit_test(test_device_sms_security),
       cmocka_unit_test(test_device_sms_secured_packet),
-      cmocka_unit_test(test_nidd),
+      cmocka_unit_test(test_nidd),             cmocka_unit_test(test_mqtt),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
       cmocka_unit_test(test_config_free),             cmocka_unit_test(test_error_buffer),
