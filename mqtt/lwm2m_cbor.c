@@ -502,7 +502,8 @@ long mqtt_cbor_encode(const mqtt_cbor_msg_t *msg, uint8_t *out, size_t out_size)
       if (b->len && !b->ptr)
         return MQTT_CBOR_ERR_INVAL;
       put_head(&w, key_kinds[key] == VAL_TSTR ? 3 : 2, b->len);
-      if (w.pos <= w.size && b->len <= w.size - w.pos)
+      /* out may be NULL (sizing) and ptr NULL for an empty string: memcpy wants neither. */
+      if (b->len && w.pos <= w.size && b->len <= w.size - w.pos)
         memcpy(w.out + w.pos, b->ptr, b->len);
       w.pos += b->len;
       break;
