@@ -9,6 +9,9 @@ extern const gw_binding_ops_t gw_nidd_sgi_binding;
 #ifdef WITH_SMS
 extern const gw_binding_ops_t gw_sms_binding;
 #endif
+#ifdef WITH_MQTT
+extern const gw_binding_ops_t gw_mqtt_binding;
+#endif
 
 static const gw_binding_ops_t *const registry[] = {
 #ifdef WITH_NIDD
@@ -16,6 +19,9 @@ static const gw_binding_ops_t *const registry[] = {
 #endif
 #ifdef WITH_SMS
     &gw_sms_binding,
+#endif
+#ifdef WITH_MQTT
+    &gw_mqtt_binding,
 #endif
     NULL};
 

@@ -322,6 +322,23 @@ static void paho_publish_fail5(void *context, MQTTAsync_failureData5 *r) {
               r ? (r->reasonCode ? (int)r->reasonCode : r->code) : -1);
 }
 
+/* What a failed connect means to an operator: the CONNACK return code (MQTT 3.1.1 3.2.2.3),
+ * the MQTT 5 reason code (3.2.2.2), or Paho's own (negative) error. */
+static const char *connect_failure_reason(int code) {
+  switch (code) {
+  case 1: case 0x84: return "refused: unacceptable protocol version";
+  case 2: case 0x85: return "refused: client identifier rejected";
+  case 3: case 0x88: return "refused: server unavailable";
+  case 4: case 0x86: return "refused: bad user name or password";
+  case 5: case 0x87: return "refused: not authorised";
+  case 0x8A: return "refused: banned";
+  default: break;
+  }
+  if (code < 0)
+    return MQTTAsync_strerror(code);
+  return "refused by the broker";
+}
+
 /* Paho's log, routed into ours (set once per process; Paho's trace is global). Paho opens its
  * trace with a banner (version, OpenSSL build) between "=====" lines: not an error, skipped. */
 static void paho_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message) {
@@ -534,7 +551,8 @@ static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
   case EV_CONNECT_FAILED:
     if (c->state != STATE_CONNECTING)
       break;
-    GW_WARN(MOD, "%s: connect failed (%d)", c->uri, e->code);
+    GW_WARN(MOD, "%s: connect failed: %s (%d)", c->uri, connect_failure_reason(e->code),
+            e->code);
     schedule_reconnect(c);
     break;
   case EV_LOST: {

@@ -15,6 +15,8 @@ packages=(
   curl openssl
   # MQTT: Paho MQTT C, and mosquitto as the broker the tests start on loopback
   libpaho-mqtt-dev mosquitto
+  # the MQTT test device and the MQTT benchmark (Debian's /usr/bin/python3)
+  python3-paho-mqtt python3-cbor2
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from lwm2m_peers import (DEVICE_BIN, GATEWAY_BIN, SERVER_BIN, Device, Gateway, TestServer,
-                         VModem)
+from lwm2m_peers import (DEVICE_BIN, GATEWAY_BIN, SERVER_BIN, Device, Gateway, Mosquitto,
+                         MqttDevice, TestServer, VModem)
 
 
 @pytest.fixture
@@ -41,6 +41,16 @@ def peers(tmp_path):
             m = VModem(str(tmp_path), phones, **kw)
             started.append(m)
             return m
+
+        def broker(self, **kw):
+            b = Mosquitto(str(tmp_path), **kw)
+            started.append(b)
+            return b
+
+        def mqtt_device(self, broker, ep, **kw):
+            d = MqttDevice(str(tmp_path), broker, ep, **kw)
+            started.append(d)
+            return d
 
     yield Factory()
     failures = []

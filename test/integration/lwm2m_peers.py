@@ -6,6 +6,7 @@ integration tests (conftest.py) and by the demo (scripts/demo).
 """
 import json
 import os
+import pwd
 import queue
 import signal
 import socket
@@ -21,6 +22,7 @@ GATEWAY_BIN = os.path.join(BUILD, "gateway", "lwm2m-gw")
 SERVER_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-server")
 DEVICE_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-device")
 VMODEM_BIN = os.path.join(ROOT, "scripts", "vmodem")
+MQTT_DEVICE = os.path.join(ROOT, "test", "peers", "lwm2m_mqtt_device.py")
 
 
 def free_port(kind=socket.SOCK_DGRAM):
@@ -148,7 +150,8 @@ class Gateway:
     """lwm2m-gw with a configuration written for the test, on free loopback ports."""
 
     def __init__(self, tmp_path, upstream_uri, devices="", gateway_extra="", nidd_extra="",
-                 name="gateway", upstream_extra="", sms=None, device_timeout_ms=3000):
+                 name="gateway", upstream_extra="", sms=None, device_timeout_ms=3000,
+                 mqtt=None, more_upstreams=""):
         self.tmp_path = tmp_path
         self.sgi_port = free_port()
         self.metrics_port = free_port(socket.SOCK_STREAM)
@@ -159,17 +162,24 @@ class Gateway:
         self.nidd_extra = nidd_extra
         # bindings.sms settings (without enabled), e.g. 'modem = "/tmp/x/modem";'
         self.sms = sms
+        # bindings.mqtt settings (without enabled), e.g. 'broker = "tcp://127.0.0.1:1883";'
+        self.mqtt = mqtt
+        # further upstream list entries, e.g. '{ name = "bs"; uri = "coap://..."; }'
+        self.more_upstreams = more_upstreams
         self.write_config(devices, upstream_extra)
         self.peer = Peer(name, [GATEWAY_BIN, "-c", self.config_path, "-l", "debug"], tmp_path)
         self._wait_ready()
 
     def write_config(self, devices, upstream_extra=""):
         sms_group = f"sms = {{ enabled = true; {self.sms} }};" if self.sms is not None else ""
+        if self.mqtt is not None:
+            sms_group += f"mqtt = {{ enabled = true; {self.mqtt} }};"
+        more = f", {self.more_upstreams}" if self.more_upstreams else ""
         text = f"""
 gateway = {{ log_level = "debug"; metrics = "127.0.0.1:{self.metrics_port}";
             piggyback_window_ms = 1000; device_timeout_ms = {self.device_timeout_ms};
             {self.gateway_extra} }};
-upstream = ( {{ name = "default"; uri = "{self.upstream_uri}"; {upstream_extra} }} );
+upstream = ( {{ name = "default"; uri = "{self.upstream_uri}"; {upstream_extra} }}{more} );
 devices = ( {devices} );
 bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_port}"; }};
              {self.nidd_extra} }};
@@ -206,6 +216,15 @@ bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_p
                 name, value = line.rsplit(" ", 1)
                 values[name.replace("lwm2m_gw_", "")] = int(value)
         return values
+
+    def wait_metric(self, name, value, timeout=10.0):
+        """Waits until metric `name` (without the lwm2m_gw_ prefix) equals value."""
+        deadline = time.monotonic() + timeout
+        while self.metrics().get(name) != value:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gateway: {name} != {value} after {timeout}s:\n"
+                                     + self.peer.log_text()[-3000:])
+            time.sleep(0.05)
 
     def reload(self):
         self.peer.proc.send_signal(signal.SIGHUP)
@@ -245,3 +264,64 @@ class Device(Peer):
                 "--local-port", str(self.local_port)] + list(extra)
         super().__init__(f"device-{ep}", argv, log_dir)
         self.ep = ep
+
+
+class Mosquitto:
+    """A mosquitto broker on a free loopback port (or a given one, to restart it)."""
+
+    def __init__(self, log_dir, port=None, listeners=""):
+        """listeners: more mosquitto.conf listener blocks (TLS, WebSockets), after the plain
+        anonymous listener on `port`; each block sets its own allow_anonymous."""
+        self.port = port or free_port(socket.SOCK_STREAM)
+        self.conf = os.path.join(log_dir, f"mosquitto-{self.port}.conf")
+        with open(self.conf, "w") as f:
+            # Run as the invoking user, so it can read the test's private key files.
+            f.write(f"per_listener_settings true\nuser {pwd.getpwuid(os.getuid()).pw_name}\n"
+                    "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+                    f"log_type notice\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                    + listeners)
+        self.log_path = os.path.join(log_dir, f"mosquitto-{self.port}.log")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self._log,
+                                     stderr=self._log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise AssertionError(f"mosquitto did not start on port {self.port}")
+
+    @property
+    def uri(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._log.close()
+        return 0
+
+
+class MqttDevice(Peer):
+    """test/peers/lwm2m_mqtt_device.py: an LwM2M client over MQTT with CBOR payloads."""
+
+    def __init__(self, log_dir, broker, ep, prefix="", extra=()):
+        argv = ["/usr/bin/python3", MQTT_DEVICE, "--broker", f"127.0.0.1:{broker.port}",
+                "--prefix", prefix, "--ep", ep] + list(extra)
+        super().__init__(f"mqtt-device-{ep}", argv, log_dir)
+        self.ep = ep
+        self.prefix = prefix

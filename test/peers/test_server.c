@@ -54,6 +54,7 @@ typedef struct server_t {
   client_cert_t *client_certs;
   unsigned next_registration_id;
   coap_pdu_type_t request_type; /* CON unless the test said "non" */
+  bool quiet;                   /* --quiet: no send and update events (benchmarks) */
   char *psk_identity;
   coap_bin_const_t psk_key;
 } server_t;
@@ -297,6 +298,10 @@ static void handle_update(server_t *srv, registration_t *reg, coap_session_t *se
   /* An Update may come from a new address (Core 6.2.2); requests follow the device. */
   registration_set_session(reg, session);
   coap_pdu_set_code(response, COAP_RESPONSE_CODE_CHANGED);
+  if (srv->quiet) {
+    peer_free_strings(queries);
+    return;
+  }
   json_begin(&ev, "update");
   json_add_str(&ev, "ep", reg->ep);
   json_add_int_text(&ev, "lt", query_value(queries, "lt"));
@@ -330,6 +335,8 @@ static void handle_send(server_t *srv, coap_session_t *session, const coap_pdu_t
   json_buf_t ev;
 
   coap_pdu_set_code(response, COAP_RESPONSE_CODE_CHANGED);
+  if (srv->quiet)
+    return;
   json_begin(&ev, "send");
   json_add_str(&ev, "ep", reg ? reg->ep : NULL);
   if (content_format >= 0)
@@ -342,13 +349,38 @@ static void handle_send(server_t *srv, coap_session_t *session, const coap_pdu_t
 }
 
 /* Bootstrap-Request (Core 6.1.5.1): only acknowledged, this is not a Bootstrap-Server. */
-static void handle_bootstrap_request(coap_session_t *session, const coap_pdu_t *request,
-                                     coap_pdu_t *response) {
+/* Bootstrap-Request (Core 6.1.3): the endpoint's later commands (Bootstrap-Write, -Discover,
+ * -Finish as "execute ID EP /bs") go out on the session it came from. */
+static void handle_bootstrap_request(server_t *srv, coap_session_t *session,
+                                     const coap_pdu_t *request, coap_pdu_t *response) {
   char **queries = peer_uri_queries(request, NULL);
+  const char *ep = query_value(queries, "ep");
   json_buf_t ev;
 
   coap_pdu_set_code(response, COAP_RESPONSE_CODE_CHANGED);
+  if (ep)
+    registration_replace(srv, ep, session);
   json_begin(&ev, "bootstrap-request");
+  json_add_str(&ev, "ep", ep);
+  json_add_queries(&ev, queries);
+  json_add_peer(&ev, session);
+  json_emit(&ev);
+  peer_free_strings(queries);
+}
+
+/* Bootstrap-Pack-Request (Core 6.1.7.9): GET /bspack?ep= answered with a fixed pack. */
+static void handle_bootstrap_pack(coap_session_t *session, const coap_pdu_t *request,
+                                  coap_pdu_t *response) {
+  static const uint8_t pack[] = "bootstrap-pack";
+  char **queries = peer_uri_queries(request, NULL);
+  json_buf_t ev;
+  uint8_t cf[4];
+
+  coap_pdu_set_code(response, COAP_RESPONSE_CODE_CONTENT);
+  coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                  coap_encode_var_safe(cf, sizeof(cf), COAP_MEDIATYPE_TEXT_PLAIN), cf);
+  coap_add_data(response, sizeof(pack) - 1, pack);
+  json_begin(&ev, "bootstrap-pack-request");
   json_add_str(&ev, "ep", query_value(queries, "ep"));
   json_add_queries(&ev, queries);
   json_add_peer(&ev, session);
@@ -389,7 +421,9 @@ static void on_request(coap_resource_t *resource, coap_session_t *session,
   else if (strcmp(path, "/dp") == 0 && method == COAP_REQUEST_CODE_POST)
     handle_send(srv, session, request, response);
   else if (strcmp(path, "/bs") == 0 && method == COAP_REQUEST_CODE_POST)
-    handle_bootstrap_request(session, request, response);
+    handle_bootstrap_request(srv, session, request, response);
+  else if (strcmp(path, "/bspack") == 0 && method == COAP_REQUEST_CODE_GET)
+    handle_bootstrap_pack(session, request, response);
   else
     coap_pdu_set_code(response, COAP_RESPONSE_CODE_NOT_FOUND);
   peer_log(LOG_INFO, "%s %s -> %d.%02d", peer_method_str(method), path,
@@ -891,13 +925,14 @@ typedef struct server_options_t {
   const char *ca_file;
   int log_level;
   bool stay;
+  bool quiet;
 } server_options_t;
 
 static void usage(void) {
   fprintf(stderr,
           "usage: lwm2m-test-server --listen HOST:PORT [--dtls-listen HOST:PORT\n"
           "         [--psk-identity ID --psk-key HEX] [--cert FILE --key FILE --ca FILE]]\n"
-          "         [--log-level N] [--stay]\n");
+          "         [--log-level N] [--stay] [--quiet]\n");
 }
 
 static bool parse_options(int argc, char **argv, server_options_t *out) {
@@ -911,6 +946,7 @@ static bool parse_options(int argc, char **argv, server_options_t *out) {
       {"ca", required_argument, NULL, 'a'},
       {"log-level", required_argument, NULL, 'v'},
       {"stay", no_argument, NULL, 's'},
+      {"quiet", no_argument, NULL, 'q'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -931,6 +967,7 @@ static bool parse_options(int argc, char **argv, server_options_t *out) {
     case 'j': out->key_file = optarg; break;
     case 'a': out->ca_file = optarg; break;
     case 's': out->stay = true; break;
+    case 'q': out->quiet = true; break;
     case 'v':
       if (!peer_parse_long(optarg, 0, COAP_LOG_CIPHERS, &level))
         return false;
@@ -1137,6 +1174,7 @@ int main(int argc, char **argv) {
     usage();
     return 2;
   }
+  srv.quiet = opts.quiet;
   coap_startup();
   peer_log_init("lwm2m-test-server", opts.log_level);
   if (server_start(&srv, &opts)) {

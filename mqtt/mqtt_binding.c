@@ -1,0 +1,826 @@
+/* lwm2m-gw: the `mqtt` binding (LwM2M Transport 1.2.1 section 8).
+ *
+ * The gateway plays the LwM2M Server (and Bootstrap-Server) on MQTT: it subscribes to
+ * "{PREFIX}/lwm2m/rd/#" (and ".../bs/#" where a bootstrap upstream is configured) and publishes
+ * to "{PREFIX}/lwm2m/{rd|bs}/{ENDPOINT}" (8.3). A device is its topic; the bs topic of an
+ * endpoint is a device of its own, relayed to the prefix's bootstrap upstream.
+ *
+ * Each CBOR operation becomes one CoAP message for the core (mqtt_coap.c) and back:
+ *  - device requests (Register, Update, De-register, Send, Bootstrap-Request...) become CON
+ *    requests whose CoAP token is the MQTT token, so the core's answer carries it back; the
+ *    Location of the Register is kept here for Update and De-register (8.3.2);
+ *  - server requests get a fresh MQTT token; the device's result becomes a piggybacked answer
+ *    (the core turns a late one into a separate response);
+ *  - Observe / Notify / Cancel-Observe: an observation maps the server's CoAP token to the MQTT
+ *    token of the Observe; Notify becomes a CON notification whose ACK is answered with 205.
+ * With MQTT 3.1.1 the gateway receives its own publishes on the shared topic (8.3): they are
+ * told apart by direction (server-to-client operations) and token (results nobody waits for).
+ * MQTT 5 subscribes with no-local instead.
+ *
+ * Link policy: QoS 1 already delivers at least once, so the core sends no CoAP retransmissions
+ * toward MQTT devices; duplicates from QoS redelivery keep their message ID here (same token)
+ * and are answered from the core's cache.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "binding.h"
+#include "gw_error.h"
+#include "gw_log.h"
+#include "gw_text.h"
+#include "mqtt_client.h"
+#include "mqtt_coap.h"
+
+#define MOD "mqtt"
+
+#define MQTT_MTU 65000           /* a CoAP message in one MQTT publish; the core's buffer bound */
+#define MQTT_UPLINK_SLOTS 16      /* recent device requests per topic (dedup, answers) */
+#define MQTT_DOWNLINK_SLOTS 16    /* server requests waiting for the device's result */
+#define MQTT_OBSERVATION_SLOTS 16 /* observations per device */
+#define MQTT_LOCAL_ANSWERS 64     /* answers the binding itself gives the core, per loop turn */
+#define MQTT_PUBLISH_MAX 66000
+
+#define MQTT_METRICS(X)                                                                        \
+  X(messages_in, "MQTT messages received on LwM2M topics")                                     \
+  X(messages_out, "MQTT messages published to devices")                                        \
+  X(bad_topics, "messages on topics without a valid endpoint name (Transport 8.2)")            \
+  X(malformed, "messages that were no valid LwM2M CBOR (answered 400 when a token was readable)") \
+  X(unknown_operations, "operations answered 501 (not defined for the interface)")             \
+  X(refused, "device operations answered with an error by the gateway (400, 404, 503)")        \
+  X(echoes, "own publishes received back on the shared topic (MQTT 3.1.1), ignored")           \
+  X(unmatched_results, "results whose token matched no request in flight, ignored")            \
+  X(unknown_notifications, "Notify for no known observation, answered with Cancel-Observe")    \
+  X(server_refused, "server requests the binding answered itself (not translatable)")          \
+  X(publish_failures, "publishes the MQTT client could not queue")
+
+typedef struct {
+#define MQTT_METRIC_FIELD(name, help) uint64_t name;
+  MQTT_METRICS(MQTT_METRIC_FIELD)
+#undef MQTT_METRIC_FIELD
+} mqtt_metrics_t;
+
+typedef struct {
+  char *prefix, *upstream, *bootstrap;
+} mqtt_tenant_t;
+
+/* A device request or Notify relayed as CoAP (mid) until its answer was published. For a
+ * Notify, token is the observation's. */
+typedef struct {
+  bool used;
+  uint64_t token;
+  uint64_t op;
+  uint16_t mid;
+} mqtt_uplink_t;
+
+/* A server request published with a fresh MQTT token, until the device's result. */
+typedef struct {
+  bool used;
+  uint64_t token;
+  uint64_t op;
+  uint16_t mid;
+  uint8_t coap_token[GW_COAP_MAX_TOKEN];
+  uint8_t coap_token_len;
+} mqtt_downlink_t;
+
+/* Transport 8.3.4: the MQTT token of the Observe names the observation in Notify and
+ * Cancel-Observe; the server knows it by its CoAP token. */
+typedef struct {
+  bool used;
+  bool established; /* the device answered the Observe with success */
+  uint64_t token;
+  uint8_t coap_token[GW_COAP_MAX_TOKEN];
+  uint8_t coap_token_len;
+  uint32_t seq; /* Observe option value of the last notification (RFC 7641 3.4) */
+} mqtt_observation_t;
+
+typedef struct mqtt_endpoint {
+  struct mqtt_endpoint *next; /* hash chain */
+  gw_baddr_t topic;           /* the device's binding address */
+  size_t tenant;
+  mqtt_cbor_iface_t iface;
+  char ep[MQTT_EP_MAX + 1];
+  char location[128]; /* "/rd/5a3f" from the Register's 2.01; "" when not registered */
+  uint16_t next_mid;
+  size_t uplink_next; /* ring position */
+  mqtt_uplink_t uplink[MQTT_UPLINK_SLOTS];
+  size_t downlink_next;
+  mqtt_downlink_t downlink[MQTT_DOWNLINK_SLOTS];
+  mqtt_observation_t obs[MQTT_OBSERVATION_SLOTS];
+} mqtt_endpoint_t;
+
+/* A CoAP answer the binding gives the core for a server request it cannot forward. Delivered
+ * from a timer: the core is inside its own send call when the binding decides. */
+typedef struct {
+  gw_baddr_t to;
+  uint8_t data[64];
+  size_t len;
+} mqtt_local_answer_t;
+
+typedef struct {
+  gw_binding_t base;
+  gw_binding_env_t env;
+  const gw_config_t *config;
+  mqtt_client_t *client;
+  mqtt_tenant_t *tenants;
+  size_t tenant_count;
+  const char **prefixes; /* tenants[i].prefix, for mqtt_topic_parse */
+  mqtt_endpoint_t **buckets;
+  size_t bucket_count, endpoint_count, max_endpoints;
+  uint64_t next_token;
+  gw_link_policy_t policy;
+  mqtt_metrics_t metrics;
+  mqtt_local_answer_t local[MQTT_LOCAL_ANSWERS];
+  size_t local_count;
+  gw_timer_t local_timer;
+  uint8_t coap_buf[GW_COAP_MAX_TOKEN + MQTT_PUBLISH_MAX];
+  uint8_t publish_buf[MQTT_PUBLISH_MAX];
+} mqtt_binding_t;
+
+static const gw_binding_ops_t *ops_self(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* endpoints                                                                                   */
+
+static size_t topic_hash(const char *topic) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  return (size_t)h;
+}
+
+static mqtt_endpoint_t *endpoint_find(const mqtt_binding_t *b, const char *topic) {
+  for (mqtt_endpoint_t *e = b->buckets[topic_hash(topic) & (b->bucket_count - 1)]; e;
+       e = e->next)
+    if (strcmp(e->topic.text, topic) == 0)
+      return e;
+  return NULL;
+}
+
+static mqtt_endpoint_t *endpoint_add(mqtt_binding_t *b, const char *topic, size_t tenant,
+                                     mqtt_cbor_iface_t iface, const char *ep, size_t ep_len) {
+  if (b->endpoint_count >= b->max_endpoints || strlen(topic) >= GW_BADDR_MAX)
+    return NULL;
+  mqtt_endpoint_t *e = calloc(1, sizeof(*e));
+  if (!e)
+    return NULL;
+  snprintf(e->topic.text, sizeof(e->topic.text), "%s", topic);
+  e->tenant = tenant;
+  e->iface = iface;
+  memcpy(e->ep, ep, ep_len);
+  e->next_mid = (uint16_t)random();
+  size_t i = topic_hash(topic) & (b->bucket_count - 1);
+  e->next = b->buckets[i];
+  b->buckets[i] = e;
+  b->endpoint_count++;
+  return e;
+}
+
+static uint64_t fresh_token(mqtt_binding_t *b) { return b->next_token++; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* publishing                                                                                  */
+
+static int publish_msg(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+  long len = mqtt_cbor_encode(m, b->publish_buf, sizeof(b->publish_buf));
+  int rc = len < 0 ? GW_ERR_TOOBIG
+                   : mqtt_client_publish(b->client, e->topic.text, b->publish_buf, (size_t)len);
+  if (rc != GW_OK) {
+    b->metrics.publish_failures++;
+    GW_WARN(MOD, "%s: publish failed: %s", e->topic.text,
+            len < 0 ? mqtt_cbor_strerror((int)len) : gw_strerror(rc));
+    return rc;
+  }
+  b->metrics.messages_out++;
+  return GW_OK;
+}
+
+/* Transport 8.4: {result, token}, the generic response without content. */
+static int publish_result(mqtt_binding_t *b, const mqtt_endpoint_t *e, uint64_t token,
+                          uint16_t result) {
+  mqtt_cbor_msg_t m = {.present = MQTT_CBOR_BIT(MQTT_CBOR_KEY_RESULT) |
+                                  MQTT_CBOR_BIT(MQTT_CBOR_KEY_TOKEN),
+                       .result = result,
+                       .token = token};
+  return publish_msg(b, e, &m);
+}
+
+/* Transport 8.3.4: the server's way to end an observation; the MQTT form of an RST. */
+static void publish_cancel_observe(mqtt_binding_t *b, const mqtt_endpoint_t *e, uint64_t token) {
+  mqtt_cbor_msg_t m = {.present = MQTT_CBOR_BIT(MQTT_CBOR_KEY_OPERATION) |
+                                  MQTT_CBOR_BIT(MQTT_CBOR_KEY_TOKEN),
+                       .operation = MQTT_CBOR_OP_CANCEL_OBSERVE,
+                       .token = token};
+  publish_msg(b, e, &m);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* handing CoAP to the core                                                                    */
+
+static void deliver(mqtt_binding_t *b, const mqtt_endpoint_t *e, const gw_coap_msg_t *m) {
+  size_t len = gw_coap_serialize(m, b->coap_buf, sizeof(b->coap_buf));
+  if (len == 0) {
+    GW_WARN(MOD, "%s: translated message does not fit; dropped", e->topic.text);
+    b->env.on_rejected(b->env.core, &b->base, &e->topic, "translated CoAP message too large");
+    return;
+  }
+  b->env.on_message(b->env.core, &b->base, &e->topic, b->coap_buf, len);
+}
+
+static void local_answers_due(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  mqtt_binding_t *b = arg;
+  /* Copy out first: delivering may make the core send again, which may queue more. */
+  size_t n = b->local_count;
+  mqtt_local_answer_t batch[MQTT_LOCAL_ANSWERS];
+  memcpy(batch, b->local, n * sizeof(batch[0]));
+  b->local_count = 0;
+  for (size_t i = 0; i < n; i++)
+    b->env.on_message(b->env.core, &b->base, &batch[i].to, batch[i].data, batch[i].len);
+}
+
+/* Answers a server request (mid, token) with a bare code, from the loop's next turn. */
+static int answer_server_later(mqtt_binding_t *b, const gw_baddr_t *to,
+                               const gw_coap_msg_t *req, uint8_t code) {
+  b->metrics.server_refused++;
+  if (b->local_count == MQTT_LOCAL_ANSWERS)
+    return GW_ERR_FULL; /* the core then answers 5.03 itself */
+  mqtt_local_answer_t *a = &b->local[b->local_count];
+  gw_coap_msg_t m;
+  gw_coap_msg_init(&m, req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON, code, req->mid);
+  gw_coap_set_token(&m, req->token, req->token_len);
+  a->len = gw_coap_serialize(&m, a->data, sizeof(a->data));
+  a->to = *to;
+  b->local_count++;
+  gw_timer_start(b->env.loop, &b->local_timer, 0);
+  return GW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* uplink: what devices publish                                                                */
+
+static mqtt_uplink_t *uplink_find_token(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
+  for (size_t i = 0; i < MQTT_UPLINK_SLOTS; i++)
+    if (e->uplink[i].used && e->uplink[i].token == token && e->uplink[i].op == op)
+      return &e->uplink[i];
+  return NULL;
+}
+
+static mqtt_uplink_t *uplink_find_mid(mqtt_endpoint_t *e, uint16_t mid) {
+  for (size_t i = 0; i < MQTT_UPLINK_SLOTS; i++)
+    if (e->uplink[i].used && e->uplink[i].mid == mid)
+      return &e->uplink[i];
+  return NULL;
+}
+
+static uint16_t uplink_record(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
+  mqtt_uplink_t *u = &e->uplink[e->uplink_next];
+  e->uplink_next = (e->uplink_next + 1) % MQTT_UPLINK_SLOTS;
+  *u = (mqtt_uplink_t){.used = true, .token = token, .op = op, .mid = e->next_mid++};
+  return u->mid;
+}
+
+/* The message ID for a device request: a QoS 1 redelivery (same token and operation) keeps
+ * the first one's, so the core answers it from its cache instead of relaying it twice. */
+static uint16_t uplink_mid(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
+  mqtt_uplink_t *u = uplink_find_token(e, token, op);
+  return u ? u->mid : uplink_record(e, token, op);
+}
+
+static mqtt_observation_t *observation_by_token(mqtt_endpoint_t *e, uint64_t token) {
+  for (size_t i = 0; i < MQTT_OBSERVATION_SLOTS; i++)
+    if (e->obs[i].used && e->obs[i].token == token)
+      return &e->obs[i];
+  return NULL;
+}
+
+static mqtt_observation_t *observation_by_coap_token(mqtt_endpoint_t *e, const uint8_t *tok,
+                                                     size_t len) {
+  for (size_t i = 0; i < MQTT_OBSERVATION_SLOTS; i++)
+    if (e->obs[i].used && e->obs[i].coap_token_len == len &&
+        memcmp(e->obs[i].coap_token, tok, len) == 0)
+      return &e->obs[i];
+  return NULL;
+}
+
+/* Notify (23) -> CON 2.05 notification on the server's observation (RFC 7641 4.2). */
+static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+  mqtt_observation_t *o = observation_by_token(e, m->token);
+  if (!o || !o->established) {
+    /* RFC 7641 3.6 would answer RST; the MQTT form is Cancel-Observe. */
+    b->metrics.unknown_notifications++;
+    GW_INFO(MOD, "%s: Notify for unknown observation %" PRIu64 "; cancelled", e->topic.text,
+            m->token);
+    publish_cancel_observe(b, e, m->token);
+    return;
+  }
+  mqtt_coap_scratch_t scratch = {.used = 0};
+  gw_coap_msg_t n;
+  /* Every Notify carries the observation's token, so each is a new message. */
+  uint16_t mid = uplink_record(e, m->token, MQTT_CBOR_OP_NOTIFY);
+  o->seq = (o->seq + 1) & 0xFFFFFF;
+  if (mqtt_coap_notification(m, o->coap_token, o->coap_token_len, o->seq, mid, &n,
+                             &scratch) != 0) {
+    b->metrics.refused++;
+    publish_result(b, e, m->token, 400);
+    return;
+  }
+  deliver(b, e, &n);
+}
+
+static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+  if (m->operation == MQTT_CBOR_OP_NOTIFY && e->iface == MQTT_CBOR_IFACE_RD) {
+    device_notify(b, e, m);
+    return;
+  }
+  mqtt_coap_uplink_ctx_t ctx = {.endpoint = e->ep, .location = e->location[0] ? e->location
+                                                                               : NULL};
+  mqtt_coap_scratch_t scratch = {.used = 0};
+  gw_coap_msg_t req;
+  int result = mqtt_coap_uplink_request(m, e->iface, &ctx, uplink_mid(e, m->token, m->operation),
+                                        &req, &scratch);
+  if (result != 0) {
+    if (result == 501)
+      b->metrics.unknown_operations++;
+    else
+      b->metrics.refused++;
+    GW_NOTICE(MOD, "%s: %s refused with %d", e->topic.text,
+              mqtt_cbor_op_name(e->iface, m->operation), result);
+    publish_result(b, e, m->token, (uint16_t)result);
+    return;
+  }
+  deliver(b, e, &req);
+}
+
+static mqtt_downlink_t *downlink_find_token(mqtt_endpoint_t *e, uint64_t token) {
+  for (size_t i = 0; i < MQTT_DOWNLINK_SLOTS; i++)
+    if (e->downlink[i].used && e->downlink[i].token == token)
+      return &e->downlink[i];
+  return NULL;
+}
+
+/* The device's result for a server request: the piggybacked CoAP answer (8.4, 8.5). */
+static void device_result(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+  mqtt_downlink_t *d = downlink_find_token(e, m->token);
+  if (!d) {
+    /* Our own answer to a device request coming back (3.1.1), or a result after the core
+     * gave up on the request. */
+    b->metrics.unmatched_results++;
+    GW_DEBUG(MOD, "%s: result %" PRIu64 " for token %" PRIu64 " matches no request; ignored",
+             e->topic.text, m->result, m->token);
+    return;
+  }
+  mqtt_observation_t *o = NULL;
+  if (d->op == MQTT_CBOR_OP_OBSERVE || d->op == MQTT_CBOR_OP_OBSERVE_COMPOSITE)
+    o = observation_by_token(e, d->token);
+  bool success = m->result >= 200 && m->result < 300;
+  if (o && success)
+    o->established = true;
+  else if (o)
+    o->used = false;
+  if (!mqtt_cbor_result_allowed(e->iface, d->op, m->result))
+    GW_INFO(MOD, "%s: result %" PRIu64 " is not listed for %s (Transport 8.5); relayed",
+            e->topic.text, m->result, mqtt_cbor_op_name(e->iface, d->op));
+  mqtt_coap_scratch_t scratch = {.used = 0};
+  gw_coap_msg_t resp;
+  if (mqtt_coap_response_from_mqtt(m, d->mid, d->coap_token, d->coap_token_len,
+                                   o && success ? &o->seq : NULL, &resp, &scratch) != 0)
+    GW_WARN(MOD, "%s: result %" PRIu64 " has no CoAP code; answered 5.00", e->topic.text,
+            m->result);
+  d->used = false;
+  deliver(b, e, &resp);
+}
+
+/* Tells our own publishes apart on the shared topic (Transport 8.3): operations that only a
+ * server sends. */
+static bool is_server_operation(mqtt_cbor_iface_t iface, uint64_t op) {
+  if (iface == MQTT_CBOR_IFACE_BS)
+    return op >= MQTT_CBOR_OP_BOOTSTRAP_WRITE && op <= MQTT_CBOR_OP_BOOTSTRAP_FINISH;
+  return op >= MQTT_CBOR_OP_READ && op <= MQTT_CBOR_OP_CANCEL_OBSERVE &&
+         mqtt_cbor_op_name(iface, op) != NULL; /* 19 is not assigned */
+}
+
+/* Decode or validation failed: answer 400 / 501 to a readable token (8.5), else drop. */
+static void device_bad_message(mqtt_binding_t *b, mqtt_endpoint_t *e,
+                               const mqtt_cbor_msg_t *m, int err) {
+  uint16_t result = mqtt_cbor_err_result(err);
+  if (result == 501)
+    b->metrics.unknown_operations++;
+  else
+    b->metrics.malformed++;
+  bool has_token = m->present & MQTT_CBOR_BIT(MQTT_CBOR_KEY_TOKEN);
+  bool is_result = m->present & MQTT_CBOR_BIT(MQTT_CBOR_KEY_RESULT);
+  GW_WARN(MOD, "%s: %s; %s", e->topic.text, mqtt_cbor_strerror(err),
+          has_token && !is_result ? "answered" : "dropped");
+  if (has_token && !is_result)
+    publish_result(b, e, m->token, result);
+  else
+    b->env.on_rejected(b->env.core, &b->base, &e->topic, mqtt_cbor_strerror(err));
+}
+
+static mqtt_endpoint_t *endpoint_for_topic(mqtt_binding_t *b, const char *topic) {
+  mqtt_endpoint_t *e = endpoint_find(b, topic);
+  if (e)
+    return e;
+  size_t tenant;
+  mqtt_cbor_iface_t iface;
+  const char *ep;
+  size_t ep_len;
+  int rc = mqtt_topic_parse(topic, b->prefixes, b->tenant_count, &tenant, &iface, &ep, &ep_len);
+  gw_baddr_t shown;
+  snprintf(shown.text, sizeof(shown.text), "%s", topic);
+  if (rc != 0 || (iface == MQTT_CBOR_IFACE_BS && !b->tenants[tenant].bootstrap)) {
+    b->metrics.bad_topics++;
+    b->env.on_rejected(b->env.core, &b->base, &shown,
+                       rc == -2 ? "invalid endpoint name in the topic (Transport 8.2)"
+                                : "topic of no configured prefix");
+    return NULL;
+  }
+  e = endpoint_add(b, topic, tenant, iface, ep, ep_len);
+  if (!e)
+    b->env.on_rejected(b->env.core, &b->base, &shown, "too many MQTT endpoints");
+  return e;
+}
+
+static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload, size_t len) {
+  mqtt_binding_t *b = arg;
+  b->metrics.messages_in++;
+  mqtt_endpoint_t *e = endpoint_for_topic(b, topic);
+  if (!e)
+    return;
+  mqtt_cbor_msg_t m;
+  int err = mqtt_cbor_decode(payload, len, &m);
+  if (err == MQTT_CBOR_OK)
+    err = mqtt_cbor_validate(&m, e->iface, NULL);
+  bool is_result = m.present & MQTT_CBOR_BIT(MQTT_CBOR_KEY_RESULT);
+  if (err == MQTT_CBOR_OK && is_result) {
+    device_result(b, e, &m);
+  } else if (err == MQTT_CBOR_OK && is_server_operation(e->iface, m.operation)) {
+    b->metrics.echoes++;
+  } else if (err == MQTT_CBOR_OK) {
+    device_request(b, e, &m);
+  } else {
+    device_bad_message(b, e, &m, err);
+  }
+}
+
+static void on_mqtt_state(void *arg, bool connected) {
+  mqtt_binding_t *b = arg;
+  if (connected)
+    GW_NOTICE(MOD, "connected to %s; %zu device topics known", b->config->bindings.mqtt.broker,
+              b->endpoint_count);
+  else
+    GW_WARN(MOD, "connection to %s lost; reconnecting (publishes are kept)",
+            b->config->bindings.mqtt.broker);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* downlink: what the core sends to a device                                                   */
+
+static mqtt_downlink_t *downlink_slot(mqtt_endpoint_t *e) {
+  for (size_t i = 0; i < MQTT_DOWNLINK_SLOTS; i++)
+    if (!e->downlink[i].used)
+      return &e->downlink[i];
+  /* All taken: the oldest was long answered 5.04 by the core (device_timeout_ms). */
+  mqtt_downlink_t *d = &e->downlink[e->downlink_next];
+  e->downlink_next = (e->downlink_next + 1) % MQTT_DOWNLINK_SLOTS;
+  return d;
+}
+
+static mqtt_observation_t *observation_slot(mqtt_endpoint_t *e) {
+  for (size_t i = 0; i < MQTT_OBSERVATION_SLOTS; i++)
+    if (!e->obs[i].used)
+      return &e->obs[i];
+  return NULL;
+}
+
+/* The MQTT token for a server request: fresh, or the observation's for Cancel-Observe. */
+static int token_for_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const gw_coap_msg_t *req,
+                             uint64_t *op, uint64_t *out_token) {
+  if (*op == MQTT_CBOR_OP_CANCEL_OBSERVE) {
+    mqtt_observation_t *o = observation_by_coap_token(e, req->token, req->token_len);
+    if (!o) {
+      /* RFC 7641 3.6: Observe=1 for an unknown observation is a plain GET. */
+      *op = req->code == GW_COAP_FETCH ? MQTT_CBOR_OP_READ_COMPOSITE : MQTT_CBOR_OP_READ;
+      *out_token = fresh_token(b);
+      return GW_OK;
+    }
+    *out_token = o->token;
+    o->used = false;
+    return GW_OK;
+  }
+  *out_token = fresh_token(b);
+  if (*op != MQTT_CBOR_OP_OBSERVE && *op != MQTT_CBOR_OP_OBSERVE_COMPOSITE)
+    return GW_OK;
+  mqtt_observation_t *o = observation_by_coap_token(e, req->token, req->token_len);
+  if (!o)
+    o = observation_slot(e);
+  if (!o)
+    return GW_ERR_FULL;
+  *o = (mqtt_observation_t){.used = true, .token = *out_token, .seq = 1,
+                            .coap_token_len = req->token_len};
+  memcpy(o->coap_token, req->token, req->token_len);
+  return GW_OK;
+}
+
+static int send_server_request(mqtt_binding_t *b, mqtt_endpoint_t *e,
+                               const gw_coap_msg_t *req) {
+  uint64_t op;
+  int code = mqtt_coap_downlink_op(req, e->iface, &op);
+  if (code != 0)
+    return answer_server_later(b, &e->topic, req, (uint8_t)code);
+  uint64_t token;
+  if (token_for_request(b, e, req, &op, &token) != GW_OK)
+    return answer_server_later(b, &e->topic, req, GW_COAP_SERVICE_UNAVAILABLE);
+  mqtt_cbor_msg_t m;
+  mqtt_coap_scratch_t scratch = {.used = 0};
+  code = mqtt_coap_downlink_request(req, op, token, &m, &scratch);
+  if (code != 0)
+    return answer_server_later(b, &e->topic, req, (uint8_t)code);
+  mqtt_downlink_t *d = downlink_slot(e);
+  *d = (mqtt_downlink_t){.used = true, .token = token, .op = op, .mid = req->mid,
+                         .coap_token_len = req->token_len};
+  memcpy(d->coap_token, req->token, req->token_len);
+  int rc = publish_msg(b, e, &m);
+  if (rc != GW_OK)
+    d->used = false;
+  return rc;
+}
+
+/* The core's answer to a device request: the 8.4 generic response with the device's token. */
+static int send_device_answer(mqtt_binding_t *b, mqtt_endpoint_t *e, const gw_coap_msg_t *resp) {
+  uint64_t token = mqtt_coap_token_to_u64(resp->token, resp->token_len);
+  mqtt_uplink_t *u = uplink_find_mid(e, resp->mid);
+  if (u && u->op == MQTT_CBOR_OP_REGISTER && e->iface == MQTT_CBOR_IFACE_RD &&
+      resp->code == GW_COAP_CREATED)
+    gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, e->location, sizeof(e->location));
+  else if (u && u->op == MQTT_CBOR_OP_DEREGISTER && GW_COAP_CODE_CLASS(resp->code) == 2)
+    e->location[0] = 0;
+  mqtt_cbor_msg_t m;
+  if (mqtt_coap_response_to_mqtt(resp, token, &m) != 0) {
+    char c[8];
+    GW_INFO(MOD, "%s: server answered %s, which Transport 8.5 does not list; sent as 500",
+            e->topic.text, gw_coap_code_str(resp->code, c));
+  }
+  return publish_msg(b, e, &m);
+}
+
+/* An empty ACK or RST for one of our CON notifications. */
+static int send_notification_verdict(mqtt_binding_t *b, mqtt_endpoint_t *e,
+                                     const gw_coap_msg_t *m) {
+  mqtt_uplink_t *u = uplink_find_mid(e, m->mid);
+  if (!u || u->op != MQTT_CBOR_OP_NOTIFY)
+    return GW_OK; /* an RST for a device request: the device gets its answer anyway */
+  mqtt_observation_t *o = observation_by_token(e, u->token);
+  if (!o)
+    return GW_OK;
+  if (m->type == GW_COAP_RST) {
+    /* RFC 7641 3.6: the server forgot the observation. */
+    publish_cancel_observe(b, e, o->token);
+    o->used = false;
+    return GW_OK;
+  }
+  return publish_result(b, e, o->token, 205); /* Table 8.5-4: Notify completed */
+}
+
+static int mqtt_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
+                     size_t len) {
+  mqtt_binding_t *b = (mqtt_binding_t *)binding;
+  mqtt_endpoint_t *e = endpoint_find(b, to->text);
+  gw_coap_msg_t m;
+  if (!e || gw_coap_parse(data, len, &m) != GW_COAP_PARSE_OK)
+    return GW_ERR_INVAL;
+  if (gw_coap_is_request(&m))
+    return send_server_request(b, e, &m);
+  if (gw_coap_is_response(&m))
+    return send_device_answer(b, e, &m);
+  return send_notification_verdict(b, e, &m);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* lifecycle                                                                                   */
+
+static bool mqtt_enabled(const gw_config_t *config) { return config->bindings.mqtt.enabled; }
+
+static int copy_tenants(mqtt_binding_t *b, const gw_mqtt_conf_t *conf) {
+  b->tenants = calloc(conf->tenant_count, sizeof(*b->tenants));
+  b->prefixes = calloc(conf->tenant_count, sizeof(*b->prefixes));
+  if (!b->tenants || !b->prefixes)
+    return GW_ERR_NOMEM;
+  b->tenant_count = conf->tenant_count;
+  for (size_t i = 0; i < conf->tenant_count; i++) {
+    const gw_mqtt_tenant_conf_t *t = &conf->tenants[i];
+    b->tenants[i].prefix = strdup(t->prefix);
+    b->tenants[i].upstream = t->upstream ? strdup(t->upstream) : NULL;
+    b->tenants[i].bootstrap = t->bootstrap ? strdup(t->bootstrap) : NULL;
+    if (!b->tenants[i].prefix || (t->upstream && !b->tenants[i].upstream) ||
+        (t->bootstrap && !b->tenants[i].bootstrap))
+      return GW_ERR_NOMEM;
+    b->prefixes[i] = b->tenants[i].prefix;
+  }
+  return GW_OK;
+}
+
+static int new_client(mqtt_binding_t *b, const gw_mqtt_conf_t *conf) {
+  mqtt_client_conf_t cc;
+  mqtt_client_conf_init(&cc);
+  cc.uri = conf->broker;
+  cc.client_id = conf->client_id;
+  cc.username = conf->username;
+  cc.password = conf->password;
+  cc.ca_file = conf->ca_file;
+  cc.cert_file = conf->cert_file;
+  cc.key_file = conf->key_file;
+  cc.mqtt_version = (int)conf->mqtt_version;
+  cc.keepalive_s = (int)conf->keepalive_s;
+  cc.qos = (int)conf->qos;
+  mqtt_client_callbacks_t cb = {.arg = b, .on_message = on_mqtt_message,
+                                .on_state = on_mqtt_state};
+  return mqtt_client_new(b->env.loop, &cc, &cb, &b->client);
+}
+
+static void mqtt_free(gw_binding_t **binding);
+
+static int mqtt_create(const gw_config_t *config, const gw_binding_env_t *env,
+                       gw_binding_t **out_binding) {
+  mqtt_binding_t *b = calloc(1, sizeof(*b));
+  if (!b)
+    return GW_ERR_NOMEM;
+  b->base.ops = ops_self();
+  b->env = *env;
+  b->config = config;
+  gw_timer_init(&b->local_timer, local_answers_due, b);
+  /* rd and bs topics of every device */
+  b->max_endpoints = 2 * (size_t)config->gateway.max_devices;
+  b->bucket_count = 64;
+  while (b->bucket_count < b->max_endpoints && b->bucket_count < (1u << 20))
+    b->bucket_count <<= 1;
+  b->buckets = calloc(b->bucket_count, sizeof(*b->buckets));
+  if (getrandom(&b->next_token, sizeof(b->next_token), 0) != sizeof(b->next_token))
+    b->next_token = ((uint64_t)random() << 32) ^ (uint64_t)random();
+  const gw_mqtt_conf_t *conf = &config->bindings.mqtt;
+  b->policy = (gw_link_policy_t){.max_retransmit = 0, /* QoS 1 delivers; see above */
+                                 .ack_timeout_ms = 2000,
+                                 .mtu = MQTT_MTU,
+                                 .sleepy = false,
+                                 .accept_unknown = conf->accept_unknown,
+                                 .binding_letter = 'M'};
+  int rc = b->buckets ? copy_tenants(b, conf) : GW_ERR_NOMEM;
+  if (rc == GW_OK)
+    rc = new_client(b, conf);
+  if (rc != GW_OK) {
+    gw_binding_t *base = &b->base;
+    mqtt_free(&base);
+    return rc;
+  }
+  *out_binding = &b->base;
+  return GW_OK;
+}
+
+static int mqtt_start(gw_binding_t *binding) {
+  mqtt_binding_t *b = (mqtt_binding_t *)binding;
+  for (size_t i = 0; i < b->tenant_count; i++) {
+    char filter[GW_BADDR_MAX];
+    if (mqtt_topic_filter(b->tenants[i].prefix, MQTT_CBOR_IFACE_RD, filter, sizeof(filter)) == 0 ||
+        mqtt_client_subscribe(b->client, filter) != GW_OK)
+      return GW_ERR_CONFIG;
+    GW_INFO(MOD, "serving %s (upstream %s)", filter,
+            b->tenants[i].upstream ? b->tenants[i].upstream : "default");
+    if (!b->tenants[i].bootstrap)
+      continue;
+    if (mqtt_topic_filter(b->tenants[i].prefix, MQTT_CBOR_IFACE_BS, filter, sizeof(filter)) == 0 ||
+        mqtt_client_subscribe(b->client, filter) != GW_OK)
+      return GW_ERR_CONFIG;
+    GW_INFO(MOD, "serving %s (bootstrap upstream %s)", filter, b->tenants[i].bootstrap);
+  }
+  return mqtt_client_start(b->client);
+}
+
+static void mqtt_stop(gw_binding_t *binding) {
+  mqtt_binding_t *b = (mqtt_binding_t *)binding;
+  gw_timer_stop(b->env.loop, &b->local_timer);
+  mqtt_client_free(&b->client);
+}
+
+static void mqtt_free(gw_binding_t **binding) {
+  mqtt_binding_t *b = (mqtt_binding_t *)*binding;
+  if (!b)
+    return;
+  mqtt_stop(*binding);
+  for (size_t i = 0; b->buckets && i < b->bucket_count; i++) {
+    for (mqtt_endpoint_t *e = b->buckets[i], *next; e; e = next) {
+      next = e->next;
+      free(e);
+    }
+  }
+  free(b->buckets);
+  for (size_t i = 0; b->tenants && i < b->tenant_count; i++) {
+    free(b->tenants[i].prefix);
+    free(b->tenants[i].upstream);
+    free(b->tenants[i].bootstrap);
+  }
+  free(b->tenants);
+  free(b->prefixes);
+  free(b);
+  *binding = NULL;
+}
+
+static const gw_link_policy_t *mqtt_policy(const gw_binding_t *binding) {
+  return &((const mqtt_binding_t *)binding)->policy;
+}
+
+/* The topic of addr split into prefix index, interface and endpoint name (NUL-terminated). */
+static bool parse_addr(const mqtt_binding_t *b, const gw_baddr_t *addr, size_t *tenant,
+                       mqtt_cbor_iface_t *iface, char ep[MQTT_EP_MAX + 1]) {
+  const char *p;
+  size_t len;
+  if (mqtt_topic_parse(addr->text, b->prefixes, b->tenant_count, tenant, iface, &p, &len) != 0)
+    return false;
+  memcpy(ep, p, len);
+  ep[len] = 0;
+  return true;
+}
+
+/* A devices entry is an MQTT device of a prefix when its mqtt_prefix names it; the topic's
+ * endpoint is its endpoint name (8.2). */
+static const gw_device_conf_t *mqtt_lookup(const gw_binding_t *binding, const gw_config_t *config,
+                                           const gw_baddr_t *addr) {
+  const mqtt_binding_t *b = (const mqtt_binding_t *)binding;
+  size_t tenant;
+  mqtt_cbor_iface_t iface;
+  char ep[MQTT_EP_MAX + 1];
+  if (!parse_addr(b, addr, &tenant, &iface, ep))
+    return NULL;
+  for (size_t i = 0; i < config->device_count; i++) {
+    const gw_device_conf_t *d = &config->devices[i];
+    if (d->mqtt_prefix && strcmp(d->mqtt_prefix, b->tenants[tenant].prefix) == 0 &&
+        strcmp(d->endpoint, ep) == 0)
+      return d;
+  }
+  return NULL;
+}
+
+/* bs topics go to the prefix's bootstrap server; rd topics to the device entry's upstream if
+ * it names one, else to the prefix's. */
+static const char *mqtt_upstream_name(const gw_binding_t *binding, const gw_baddr_t *addr,
+                                      const gw_device_conf_t *conf) {
+  const mqtt_binding_t *b = (const mqtt_binding_t *)binding;
+  size_t tenant;
+  mqtt_cbor_iface_t iface;
+  char ep[MQTT_EP_MAX + 1];
+  if (!parse_addr(b, addr, &tenant, &iface, ep))
+    return NULL;
+  if (iface == MQTT_CBOR_IFACE_BS)
+    return b->tenants[tenant].bootstrap;
+  if (conf && conf->upstream)
+    return NULL;
+  return b->tenants[tenant].upstream;
+}
+
+static void mqtt_forget(gw_binding_t *binding, const gw_baddr_t *addr) {
+  mqtt_binding_t *b = (mqtt_binding_t *)binding;
+  mqtt_endpoint_t *e = endpoint_find(b, addr->text);
+  if (!e)
+    return;
+  e->location[0] = 0;
+  memset(e->downlink, 0, sizeof(e->downlink));
+  memset(e->obs, 0, sizeof(e->obs));
+}
+
+static size_t mqtt_format_metrics(const gw_binding_t *binding, char *out, size_t out_size) {
+  const mqtt_binding_t *b = (const mqtt_binding_t *)binding;
+  size_t used = 0;
+#define APPEND(...) gw_appendf(out, out_size, &used, __VA_ARGS__)
+#define MQTT_METRIC_TEXT(name, help)                                                           \
+  APPEND("# HELP lwm2m_gw_mqtt_" #name "_total " help "\nlwm2m_gw_mqtt_" #name "_total %llu\n", \
+         (unsigned long long)b->metrics.name);
+  MQTT_METRICS(MQTT_METRIC_TEXT)
+  const mqtt_client_status_t *st = mqtt_client_status(b->client);
+  APPEND("lwm2m_gw_mqtt_connected %d\n", st->connected);
+  APPEND("lwm2m_gw_mqtt_reconnects_total %llu\n", (unsigned long long)st->reconnects);
+  APPEND("lwm2m_gw_mqtt_publishes_acknowledged_total %llu\n", (unsigned long long)st->published);
+  APPEND("lwm2m_gw_mqtt_publishes_dropped_total %llu\n", (unsigned long long)st->dropped);
+  APPEND("lwm2m_gw_mqtt_endpoints %zu\n", b->endpoint_count);
+#undef MQTT_METRIC_TEXT
+#undef APPEND
+  return used;
+}
+
+const gw_binding_ops_t gw_mqtt_binding = {
+    .name = "mqtt",
+    .enabled = mqtt_enabled,
+    .create = mqtt_create,
+    .start = mqtt_start,
+    .send = mqtt_send,
+    .stop = mqtt_stop,
+    .free = mqtt_free,
+    .policy = mqtt_policy,
+    .lookup_device = mqtt_lookup,
+    .forget_device = mqtt_forget,
+    .upstream_name = mqtt_upstream_name,
+    .format_metrics = mqtt_format_metrics,
+};
+
+static const gw_binding_ops_t *ops_self(void) { return &gw_mqtt_binding; }
