@@ -731,15 +731,22 @@ static const gw_link_policy_t *mqtt_policy(const gw_binding_t *binding) {
   return &((const mqtt_binding_t *)binding)->policy;
 }
 
-/* The topic of addr split into prefix index, interface and endpoint name (NUL-terminated). */
-static bool parse_addr(const mqtt_binding_t *b, const gw_baddr_t *addr, size_t *tenant,
-                       mqtt_cbor_iface_t *iface, char ep[MQTT_EP_MAX + 1]) {
+/* A binding address (a topic) split into its prefix, interface and endpoint name. */
+typedef struct {
+  const mqtt_tenant_t *tenant;
+  mqtt_cbor_iface_t iface;
+  char ep[MQTT_EP_MAX + 1];
+} mqtt_addr_t;
+
+static bool parse_addr(const mqtt_binding_t *b, const gw_baddr_t *addr, mqtt_addr_t *out) {
   const char *p;
-  size_t len;
-  if (mqtt_topic_parse(addr->text, b->prefixes, b->tenant_count, tenant, iface, &p, &len) != 0)
+  size_t len, tenant;
+  if (mqtt_topic_parse(addr->text, b->prefixes, b->tenant_count, &tenant, &out->iface, &p,
+                       &len) != 0)
     return false;
-  memcpy(ep, p, len);
-  ep[len] = 0;
+  out->tenant = &b->tenants[tenant];
+  memcpy(out->ep, p, len);
+  out->ep[len] = 0;
   return true;
 }
 
@@ -747,16 +754,13 @@ static bool parse_addr(const mqtt_binding_t *b, const gw_baddr_t *addr, size_t *
  * endpoint is its endpoint name (8.2). */
 static const gw_device_conf_t *mqtt_lookup(const gw_binding_t *binding, const gw_config_t *config,
                                            const gw_baddr_t *addr) {
-  const mqtt_binding_t *b = (const mqtt_binding_t *)binding;
-  size_t tenant;
-  mqtt_cbor_iface_t iface;
-  char ep[MQTT_EP_MAX + 1];
-  if (!parse_addr(b, addr, &tenant, &iface, ep))
+  mqtt_addr_t a;
+  if (!parse_addr((const mqtt_binding_t *)binding, addr, &a))
     return NULL;
   for (size_t i = 0; i < config->device_count; i++) {
     const gw_device_conf_t *d = &config->devices[i];
-    if (d->mqtt_prefix && strcmp(d->mqtt_prefix, b->tenants[tenant].prefix) == 0 &&
-        strcmp(d->endpoint, ep) == 0)
+    if (d->mqtt_prefix && strcmp(d->mqtt_prefix, a.tenant->prefix) == 0 &&
+        strcmp(d->endpoint, a.ep) == 0)
       return d;
   }
   return NULL;
@@ -766,17 +770,12 @@ static const gw_device_conf_t *mqtt_lookup(const gw_binding_t *binding, const gw
  * it names one, else to the prefix's. */
 static const char *mqtt_upstream_name(const gw_binding_t *binding, const gw_baddr_t *addr,
                                       const gw_device_conf_t *conf) {
-  const mqtt_binding_t *b = (const mqtt_binding_t *)binding;
-  size_t tenant;
-  mqtt_cbor_iface_t iface;
-  char ep[MQTT_EP_MAX + 1];
-  if (!parse_addr(b, addr, &tenant, &iface, ep))
+  mqtt_addr_t a;
+  if (!parse_addr((const mqtt_binding_t *)binding, addr, &a))
     return NULL;
-  if (iface == MQTT_CBOR_IFACE_BS)
-    return b->tenants[tenant].bootstrap;
-  if (conf && conf->upstream)
-    return NULL;
-  return b->tenants[tenant].upstream;
+  if (a.iface == MQTT_CBOR_IFACE_BS)
+    return a.tenant->bootstrap;
+  return conf && conf->upstream ? NULL : a.tenant->upstream;
 }
 
 static void mqtt_forget(gw_binding_t *binding, const gw_baddr_t *addr) {

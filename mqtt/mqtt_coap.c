@@ -697,20 +697,12 @@ static int take_uri(const gw_coap_msg_t *req, mqtt_cbor_msg_t *out, mqtt_coap_sc
   for (uint16_t i = 0; i < req->option_count; i++)
     if (req->options[i].number == GW_COAP_OPT_URI_PATH)
       len += 1 + req->options[i].length;
-  uint8_t *uri = scratch_take(s, len ? len : 1);
+  /* gw_coap_path_str writes "/" for no segments and a terminating NUL (not part of uri). */
+  char *uri = (char *)scratch_take(s, (len ? len : 1) + 1);
   if (!uri)
     return CODE_INTERNAL_ERROR;
-  size_t pos = 0;
-  uri[0] = '/';
-  for (uint16_t i = 0; i < req->option_count; i++) {
-    const gw_coap_option_t *opt = &req->options[i];
-    if (opt->number != GW_COAP_OPT_URI_PATH)
-      continue;
-    uri[pos++] = '/';
-    memcpy(uri + pos, opt->value, opt->length);
-    pos += opt->length;
-  }
-  out->uri = (mqtt_cbor_bytes_t){uri, len ? len : 1};
+  gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, uri, (len ? len : 1) + 1);
+  out->uri = (mqtt_cbor_bytes_t){(const uint8_t *)uri, len ? len : 1};
   out->present |= BIT(URI);
   return 0;
 }

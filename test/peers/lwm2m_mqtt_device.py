@@ -494,17 +494,25 @@ class Device:
         else:
             self.answer(iface, op, token, 205, CT_LINK, self.model.links(ids, depth))
 
-    def op_rd_12(self, iface, op, token, msg):  # Write Replace
+    def resource_with(self, access, iface, op, token, msg):
+        """The ids of the request's resource if it allows `access` (W or E); otherwise
+        answers 400 / 404 / 405 (in the C test device's order) and returns None."""
         ids = Model.parse(msg[K_URI])
         if ids is None:
             self.answer(iface, op, token, 400)
-            return
+            return None
         if not ids or not self.model.exists(ids):
             self.answer(iface, op, token, 404 if ids else 405)
-            return
+            return None
         rdef = self.model.resource_def(ids)
-        if not rdef or not rdef[0] & W:
+        if not rdef or not rdef[0] & access:
             self.answer(iface, op, token, 405)
+            return None
+        return ids
+
+    def op_rd_12(self, iface, op, token, msg):  # Write Replace
+        ids = self.resource_with(W, iface, op, token, msg)
+        if ids is None:
             return
         if msg[K_CT] != CT_TEXT:
             self.answer(iface, op, token, 415)
@@ -537,16 +545,7 @@ class Device:
         self.answer(iface, op, token, 204)
 
     def op_rd_16(self, iface, op, token, msg):  # Execute
-        ids = Model.parse(msg[K_URI])
-        if ids is None:
-            self.answer(iface, op, token, 400)
-            return
-        if not ids or not self.model.exists(ids):
-            self.answer(iface, op, token, 404 if ids else 405)
-            return
-        rdef = self.model.resource_def(ids)
-        if not rdef or not rdef[0] & E:
-            self.answer(iface, op, token, 405)
+        if self.resource_with(E, iface, op, token, msg) is None:
             return
         args = msg.get(K_PAYLOAD, b"")
         if not isinstance(args, bytes):

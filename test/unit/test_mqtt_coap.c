@@ -965,7 +965,10 @@ static void test_downlink_request_errors(void **state) {
   scratch.used = sizeof scratch.buf - 3;
   assert_int_equal(mqtt_coap_downlink_request(&r.msg, MQTT_CBOR_OP_READ, 1, &out, &scratch),
                    GW_COAP_CODE(5, 0));
-  scratch.used = sizeof scratch.buf - 6;
+  scratch.used = sizeof scratch.buf - 6; /* "/3/0/1" fits, its terminating NUL does not */
+  assert_int_equal(mqtt_coap_downlink_request(&r.msg, MQTT_CBOR_OP_READ, 1, &out, &scratch),
+                   GW_COAP_CODE(5, 0));
+  scratch.used = sizeof scratch.buf - 7;
   assert_int_equal(mqtt_coap_downlink_request(&r.msg, MQTT_CBOR_OP_READ, 1, &out, &scratch), 0);
   assert_int_equal(scratch.used, sizeof scratch.buf);
   assert_bytes_str(&out.uri, "/3/0/1");
