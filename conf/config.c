@@ -9,6 +9,7 @@
 #include "gw_config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -1315,6 +1316,33 @@ static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_con
   return 0;
 }
 
+#ifdef GW_HAVE_SMS
+#define GW_BUILT_SMS true
+#else
+#define GW_BUILT_SMS false
+#endif
+#ifdef GW_HAVE_MQTT
+#define GW_BUILT_MQTT true
+#else
+#define GW_BUILT_MQTT false
+#endif
+
+/* An enabled binding this build left out (WITH_<NAME>=OFF) is a configuration error. */
+static int refuse_unbuilt(load_ctx_t *ctx, const config_setting_t *g, const char *name,
+                          bool built) {
+  if (built)
+    return 0;
+  char path[SETTING_PATH_MAX], option[16];
+  snprintf(path, sizeof(path), "bindings.%s.enabled", name);
+  size_t n = 0;
+  for (; name[n] && n + 1 < sizeof(option); n++)
+    option[n] = (char)toupper((unsigned char)name[n]);
+  option[n] = 0;
+  return fail(ctx, member(g, "enabled"), path,
+              "binding '%s' is not available in this build (built without WITH_%s)", name,
+              option);
+}
+
 /* The first line of a small secret file (a PIN, a password), without trailing whitespace, into
  * buf (check_secret_file is left to the caller, which knows the setting). */
 static int read_secret_line(load_ctx_t *ctx, const config_setting_t *s, const char *path,
@@ -1389,11 +1417,8 @@ static int load_sms(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *s
       (rc = get_uint(ctx, g, P, "sweep_interval_ms", 1000, 3600000, "", NULL,
                      &sms->sweep_interval_ms)) != 0)
     return rc;
-#ifndef GW_HAVE_SMS
-  if (sms->enabled)
-    return fail(ctx, member(g, "enabled"), "bindings.sms.enabled",
-                "binding 'sms' is not available in this build (built without WITH_SMS)");
-#endif
+  if (sms->enabled && (rc = refuse_unbuilt(ctx, g, "sms", GW_BUILT_SMS)) != 0)
+    return rc;
   if ((rc = get_string(ctx, g, P, "modem", sms->enabled,
                        "the modem's serial port, e.g. \"/dev/serial/by-id/usb-...-if02-port0\"",
                        &s, &value)) != 0 ||
@@ -1550,11 +1575,8 @@ static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config
                      &mqtt->mqtt_version)) != 0 ||
       (rc = get_uint(ctx, g, P, "keepalive", 5, 3600, " seconds", NULL, &mqtt->keepalive_s)))
     return rc;
-#ifndef GW_HAVE_MQTT
-  if (mqtt->enabled)
-    return fail(ctx, member(g, "enabled"), "bindings.mqtt.enabled",
-                "binding 'mqtt' is not available in this build (built without WITH_MQTT)");
-#endif
+  if (mqtt->enabled && (rc = refuse_unbuilt(ctx, g, "mqtt", GW_BUILT_MQTT)) != 0)
+    return rc;
   if ((rc = get_string(ctx, g, P, "broker", mqtt->enabled,
                        "the broker URI, e.g. \"tcp://127.0.0.1:1883\" or \"ssl://host:8883\"",
                        &s, &value)) != 0)
