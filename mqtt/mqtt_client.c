@@ -6,7 +6,10 @@
  * timer, so the client's state, its subscriptions and its outgoing queue change in one thread. */
 #include "mqtt_client.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <MQTTAsync.h>
@@ -82,6 +86,7 @@ struct mqtt_client {
   mqtt_client_callbacks_t cb;
 
   char *uri, *client_id, *username, *password, *ca_file, *cert_file, *key_file;
+  uint16_t broker_port; /* from uri, for disable_nagle() */
   bool tls;
   int version; /* 4 or 5 */
   int keepalive_s, qos;
@@ -105,6 +110,8 @@ struct mqtt_client {
   msg_list_t outgoing, in_flight;
   mqtt_client_status_t status;
 };
+
+static void disable_nagle(const mqtt_client_t *c);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -546,6 +553,7 @@ static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
       c->status.reconnects++;
     c->ever_connected = true;
     c->backoff_ms = c->reconnect_min_ms;
+    disable_nagle(c);
     subscribe_all(c);
     break;
   case EV_CONNECT_FAILED:
@@ -633,6 +641,54 @@ void mqtt_client_conf_init(mqtt_client_conf_t *conf) {
   conf->max_queued = DEFAULT_MAX_QUEUED;
 }
 
+/* The TCP port of a broker URI: the one given, else the scheme's (MQTT 1883 / 8883,
+ * WebSockets 80 / 443). */
+static uint16_t uri_port(const char *uri, bool tls) {
+  const char *host = strstr(uri, "://") + 3;
+  size_t host_len = strcspn(host, "/");
+  const char *colon = NULL;
+  for (size_t i = 0; i < host_len; i++)
+    if (host[i] == ':')
+      colon = host + i;
+    else if (host[i] == ']')
+      colon = NULL; /* a colon inside [v6] is no port separator */
+  if (colon)
+    return (uint16_t)strtoul(colon + 1, NULL, 10);
+  bool ws = strncasecmp(uri, "ws", 2) == 0;
+  return ws ? (tls ? 443 : 80) : (tls ? 8883 : 1883);
+}
+
+/* Paho 1.3 never sets TCP_NODELAY and gives no access to its socket (eclipse-paho/paho.mqtt.c
+ * issue 530): Nagle then holds a small publish until the broker acknowledges the previous write,
+ * 40 ms with delayed ACKs, on every answer that follows a PUBACK. Set it on every TCP socket of
+ * this process connected to the broker's port; a socket of another client to that port only
+ * gets the same, harmless, option. Linux: the sockets are found in /proc/self/fd. */
+static void disable_nagle(const mqtt_client_t *c) {
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir)
+    return;
+  int one = 1, set = 0;
+  for (struct dirent *d; (d = readdir(dir)) != NULL;) {
+    int fd = atoi(d->d_name);
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    int type = 0;
+    socklen_t type_len = sizeof(type);
+    if (fd <= 2 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 ||
+        type != SOCK_STREAM || getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
+      continue;
+    uint16_t port = peer.ss_family == AF_INET
+                        ? ntohs(((struct sockaddr_in *)&peer)->sin_port)
+                        : peer.ss_family == AF_INET6
+                              ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port) : 0;
+    if (port == c->broker_port &&
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+      set++;
+  }
+  closedir(dir);
+  GW_DEBUG(MOD, "%s: TCP_NODELAY set on %d socket(s)", c->uri, set);
+}
+
 /* Returns whether uri has a scheme Paho speaks and a host; sets *tls. */
 static bool uri_ok(const char *uri, bool *tls) {
   static const struct {
@@ -698,6 +754,7 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
 
   bool failed = false;
   c->uri = dup_opt(conf->uri, &failed);
+  c->broker_port = uri_port(conf->uri, tls);
   c->username = dup_opt(conf->username, &failed);
   c->password = dup_opt(conf->password, &failed);
   c->ca_file = dup_opt(conf->ca_file, &failed);
