@@ -60,3 +60,22 @@ int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size) {
   out[2 * len] = '\0';
   return GW_OK;
 }
+
+size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp) {
+  static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+  uint8_t b = s[0];
+  size_t len = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
+             : (b & 0xf8) == 0xf0 ? 4 : 0;
+  if (len == 0 || len > n)
+    return 0;
+  uint32_t cp = len == 1 ? b : (uint32_t)(b & (0x7f >> len));
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (s[i] & 0x3f);
+  }
+  if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  *out_cp = cp;
+  return len;
+}

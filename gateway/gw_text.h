@@ -23,4 +23,7 @@ int gw_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_size
 /* Writes len bytes as upper-case hex and a NUL into out. GW_OK, or GW_ERR_TOOBIG (out then holds
  * an empty string when out_size > 0). */
 int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
+/* Length of the well-formed UTF-8 sequence at s[0..n) (n > 0) and its code point in *out_cp;
+ * 0 when ill-formed: truncated, overlong, a surrogate or above U+10FFFF (RFC 3629 4). */
+size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp);
 #endif

@@ -2,6 +2,8 @@
  * See mqtt_coap.h. Stateless, no allocation: built strings go into the caller's scratch. */
 #include "mqtt_coap.h"
 
+#include "gw_text.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -43,29 +45,6 @@ static const char *iface_name(mqtt_cbor_iface_t iface) {
   return iface == MQTT_CBOR_IFACE_BS ? "bs" : "rd";
 }
 
-/* ---- UTF-8 (RFC 3629) ------------------------------------------------------------------- */
-
-/* Length of the well-formed UTF-8 sequence at s[0..n) and its code point; 0 when ill-formed:
- * truncated, overlong, a surrogate or above U+10FFFF (RFC 3629 4, the UTF8-octets ABNF). */
-static size_t utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp) {
-  static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-  uint8_t b = s[0];
-  size_t len = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
-             : (b & 0xf8) == 0xf0 ? 4 : 0;
-  if (len == 0 || len > n)
-    return 0;
-  uint32_t cp = len == 1 ? b : (uint32_t)(b & (0x7f >> len));
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    cp = cp << 6 | (s[i] & 0x3f);
-  }
-  if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  *out_cp = cp;
-  return len;
-}
-
 /* ---- topics (8.2) ----------------------------------------------------------------------- */
 
 /* ENDPOINT is UTF8-octets (8.2); it is one topic level, so no '/', and no MQTT wildcard
@@ -75,7 +54,7 @@ static bool endpoint_valid(const char *ep, size_t len) {
     return false;
   for (size_t i = 0; i < len;) {
     uint32_t cp;
-    size_t n = utf8_next((const uint8_t *)ep + i, len - i, &cp);
+    size_t n = gw_utf8_next((const uint8_t *)ep + i, len - i, &cp);
     if (n == 0 || cp < 0x20 || cp == 0x7f || cp == '/' || cp == '+' || cp == '#')
       return false;
     i += n;
