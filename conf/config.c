@@ -54,7 +54,8 @@ static const char *const device_keys[] = {
     "endpoint",    "upstream",     "msisdn",       "ue_address", "external_id", "psk_identity",
     "psk_key_hex", "psk_key_file", "cert_file",    "key_file",   "queue_mode",
     "sms_security", "sms_psk_identity", "sms_psk_key_hex", "sms_psk_key_file",
-    "sms_key_params_hex", "sms_secret_key_hex", "sms_secret_key_file", "mqtt_prefix", NULL};
+    "sms_key_params_hex", "sms_secret_key_hex", "sms_secret_key_file", "mqtt_prefix",
+    "http_url", "http_password", "http_password_file", "http_token", "http_token_file", NULL};
 static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
 static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
 static const char *const sgi_keys[] = {"listen", NULL};
@@ -68,6 +69,10 @@ static const char *const mqtt_keys[] = {
     "enabled", "broker",    "client_id", "username", "password",     "password_file",
     "ca_file", "cert_file", "key_file",  "qos",      "mqtt_version", "keepalive",
     "accept_unknown", "prefix", "upstream", "bootstrap", "prefixes", NULL};
+static const char *const http_keys[] = {
+    "enabled",   "listen",         "cert_file",        "key_file",        "client_ca_file",
+    "upstream",  "bootstrap",      "device_ca_file",   "device_cert_file", "device_key_file",
+    "accept_unknown", "max_body", NULL};
 static const char *const mqtt_prefix_keys[] = {"prefix", "upstream", "bootstrap", NULL};
 
 /* ---- messages ---- */
@@ -346,6 +351,24 @@ int gw_parse_host_port(const char *text, struct sockaddr_storage *out_addr, unsi
 }
 
 /* "coap://host[:port]" or "coaps://host[:port]", an optional lone trailing '/'. */
+/* A "host:port" / "[ipv6]:port" to listen on; *out stays NULL when absent and optional. */
+static int get_listen(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                      const char *name, bool required, const char *what, char **out) {
+  const config_setting_t *s;
+  const char *value;
+  int rc = get_string(ctx, g, gpath, name, required, what, &s, &value);
+  if (rc != 0 || !value)
+    return rc;
+  const char *reason = host_port_reason(value, NULL, NULL);
+  if (reason) {
+    char path[SETTING_PATH_MAX];
+    path_member(path, gpath, name);
+    return fail(ctx, s, path, "expected \"host:port\" or \"[ipv6]:port\" to listen on: %s",
+                reason);
+  }
+  return dup_string(ctx, value, out);
+}
+
 static const char *parse_coap_uri(const char *uri, bool *out_secure, char *host_buf,
                                   size_t host_size, uint16_t *out_port) {
   const char *p;
@@ -488,6 +511,37 @@ static bool valid_external_id(const char *id) {
 }
 
 /* Never quotes the text: it is a secret. */
+/* A device's base URL for the HTTP binding: http:// or https://, a host, an optional port and
+ * path; no query, fragment, user info or whitespace (the gateway appends /O/I/R?query). */
+static const char *http_url_reason(const char *url) {
+  size_t scheme = strncmp(url, "http://", 7) == 0 ? 7 : strncmp(url, "https://", 8) == 0 ? 8 : 0;
+  if (scheme == 0)
+    return "expected an http:// or https:// URL";
+  if (strlen(url) > 512)
+    return "longer than 512 characters";
+  for (const char *p = url; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c <= 0x20 || c >= 0x7f)
+      return "contains a space or a character outside printable ASCII";
+    if (c == '?' || c == '#')
+      return "must not have a query or fragment (the gateway adds the LwM2M path and query)";
+  }
+  const char *host = url + scheme;
+  size_t authority = strcspn(host, "/");
+  if (memchr(host, '@', authority))
+    return "must not carry user information (use http_password or http_token)";
+  if (authority == 0 || host[0] == ':')
+    return "has no host";
+  const char *port = host[0] == '[' ? memchr(host, ']', authority) : host;
+  if (!port)
+    return "has an unterminated [IPv6] host";
+  const char *colon = memchr(port, ':', authority - (size_t)(port - host));
+  uint16_t number;
+  if (colon && parse_port(colon + 1, authority - (size_t)(colon + 1 - host), &number) != 0)
+    return "has an invalid port";
+  return NULL;
+}
+
 static const char *parse_hex_key(const char *text, size_t len, uint8_t *out, size_t *out_len) {
   if (len == 0)
     return "it is empty";
@@ -639,16 +693,8 @@ static int load_gateway(load_ctx_t *ctx, const config_setting_t *root, gw_gatewa
       return fail(ctx, s, "gateway.log_target", "expected \"stderr\" or \"syslog\"");
   }
 
-  if ((rc = get_string(ctx, g, "gateway", "metrics", false, "\"host:port\"", &s, &value)))
+  if ((rc = get_listen(ctx, g, "gateway", "metrics", false, "\"host:port\"", &gw->metrics)))
     return rc;
-  if (value) {
-    const char *reason = host_port_reason(value, NULL, NULL);
-    if (reason)
-      return fail(ctx, s, "gateway.metrics",
-                  "expected \"host:port\" or \"[ipv6]:port\" to listen on: %s", reason);
-    if ((rc = dup_string(ctx, value, &gw->metrics)) != 0)
-      return rc;
-  }
 
   const config_setting_t *piggyback_s, *timeout_s;
   if ((rc = get_uint(ctx, g, "gateway", "piggyback_window_ms", 0, COAP_ACK_TIMEOUT_MS - 1,
@@ -1016,6 +1062,43 @@ static int get_mqtt_prefix(load_ctx_t *ctx, const config_setting_t *group,
   return dup_string(ctx, v, out);
 }
 
+static int load_secret(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                       const char *name, const char *what, char **out);
+
+/* http_url (its trailing '/' dropped), and one credential: Basic or Bearer (Transport 7). */
+static int load_device_http(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                            gw_device_conf_t *dev) {
+  const config_setting_t *s;
+  const char *value;
+  char path[SETTING_PATH_MAX];
+  int rc = get_string(ctx, e, epath, "http_url", false, "the device's HTTP base URL", &s, &value);
+  if (rc != 0)
+    return rc;
+  if (value) {
+    const char *reason = http_url_reason(value);
+    path_member(path, epath, "http_url");
+    if (reason)
+      return fail(ctx, s, path, "%s, got \"%.80s\"", reason, value);
+    if ((rc = dup_string(ctx, value, &dev->http_url)) != 0)
+      return rc;
+    size_t n = strlen(dev->http_url);
+    while (n > 0 && dev->http_url[n - 1] == '/')
+      dev->http_url[--n] = 0;
+  }
+  if ((rc = load_secret(ctx, e, epath, "http_password", "the device's HTTP Basic password",
+                        &dev->http_password)) != 0 ||
+      (rc = load_secret(ctx, e, epath, "http_token", "the device's HTTP Bearer token",
+                        &dev->http_token)) != 0)
+    return rc;
+  if (dev->http_password && dev->http_token) {
+    path_member(path, epath, "http_token");
+    return fail(ctx, member(e, member(e, "http_token") ? "http_token" : "http_token_file"), path,
+                "a device authenticates with either http_password (Basic) or http_token "
+                "(Bearer), not both");
+  }
+  return 0;
+}
+
 static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                        const gw_config_t *config, gw_device_conf_t *dev) {
   int rc;
@@ -1124,7 +1207,8 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
                 "(here or on the upstream)",
                 up->name);
 
-  if ((rc = get_bool(ctx, e, epath, "queue_mode", NULL, &dev->queue_mode)) != 0)
+  if ((rc = get_bool(ctx, e, epath, "queue_mode", NULL, &dev->queue_mode)) != 0 ||
+      (rc = load_device_http(ctx, e, epath, dev)) != 0)
     return rc;
   return load_device_sms_security(ctx, e, epath, dev);
 }
@@ -1272,20 +1356,10 @@ static int load_nidd(load_ctx_t *ctx, const config_setting_t *g, gw_nidd_conf_t 
                   "(the SGi UDP tunnel address)");
     return 0;
   }
-  const config_setting_t *s;
-  const char *value;
   if ((rc = check_known(ctx, sgi, "bindings.nidd.sgi", sgi_keys)) != 0)
     return rc;
-  if ((rc = get_string(ctx, sgi, "bindings.nidd.sgi", "listen", nidd->enabled,
-                       "\"host:port\" to receive the SGi UDP tunnel on", &s, &value)))
-    return rc;
-  if (!value)
-    return 0;
-  const char *reason = host_port_reason(value, NULL, NULL);
-  if (reason)
-    return fail(ctx, s, "bindings.nidd.sgi.listen",
-                "expected \"host:port\" or \"[ipv6]:port\" to listen on: %s", reason);
-  return dup_string(ctx, value, &nidd->sgi_listen);
+  return get_listen(ctx, sgi, "bindings.nidd.sgi", "listen", nidd->enabled,
+                    "\"host:port\" to receive the SGi UDP tunnel on", &nidd->sgi_listen);
 }
 
 static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *sms) {
@@ -1527,35 +1601,39 @@ static int load_mqtt_tenants(load_ctx_t *ctx, const config_setting_t *g,
   return list ? check_mqtt_prefixes_unique(ctx, list, mqtt) : 0;
 }
 
-/* The broker password, inline (the file must then be private) or from password_file. */
-static int load_mqtt_password(load_ctx_t *ctx, const config_setting_t *g, gw_mqtt_conf_t *mqtt) {
+/* A secret given inline as `name` (the configuration file must then be private) or as the
+ * first line of `name`_file; *out stays NULL when neither is set. */
+static int load_secret(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                       const char *name, const char *what, char **out) {
+  char file_name[64], path[SETTING_PATH_MAX], file_path[SETTING_PATH_MAX], what_file[96];
+  snprintf(file_name, sizeof(file_name), "%s_file", name);
+  snprintf(what_file, sizeof(what_file), "a file holding %s", what);
+  path_member(path, gpath, name);
+  path_member(file_path, gpath, file_name);
   const config_setting_t *s, *file_s;
-  const char *password, *file;
+  const char *value, *file;
   int rc;
-  if ((rc = get_string(ctx, g, "bindings.mqtt", "password", false, "the broker password", &s,
-                       &password)) != 0 ||
-      (rc = get_string(ctx, g, "bindings.mqtt", "password_file", false,
-                       "a file holding the broker password", &file_s, &file)) != 0)
+  if ((rc = get_string(ctx, g, gpath, name, false, what, &s, &value)) != 0 ||
+      (rc = get_string(ctx, g, gpath, file_name, false, what_file, &file_s, &file)) != 0)
     return rc;
-  if (password && file)
-    return fail(ctx, file_s, "bindings.mqtt.password_file",
-                "give either password or password_file, not both");
-  if (!password && !file)
+  if (value && file)
+    return fail(ctx, file_s, file_path, "give either %s or %s, not both", name, file_name);
+  if (!value && !file)
     return 0;
   char buf[256] = "";
   char *resolved = NULL;
   if (file) {
     if ((rc = resolve_path(ctx, file, &resolved)) != 0)
       return rc;
-    rc = read_secret_line(ctx, file_s, "bindings.mqtt.password_file", resolved, buf, sizeof(buf));
-    password = buf;
+    rc = read_secret_line(ctx, file_s, file_path, resolved, buf, sizeof(buf));
+    value = buf;
   }
+  if (rc == 0 && value[0] == 0)
+    rc = fail(ctx, file ? file_s : s, file ? file_path : path, "%s is empty", what);
   if (rc == 0)
-    rc = check_secret_file(ctx, file ? file_s : s,
-                           file ? "bindings.mqtt.password_file" : "bindings.mqtt.password",
-                           resolved);
+    rc = check_secret_file(ctx, file ? file_s : s, file ? file_path : path, resolved);
   if (rc == 0)
-    rc = dup_string(ctx, password, &mqtt->password);
+    rc = dup_string(ctx, value, out);
   explicit_bzero(buf, sizeof(buf));
   free(resolved);
   return rc;
@@ -1593,7 +1671,7 @@ static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config
       (rc = dup_string(ctx, value, &mqtt->client_id)) != 0 ||
       (rc = get_string(ctx, g, P, "username", false, "the broker user name", &s, &value)) != 0 ||
       (rc = dup_string(ctx, value, &mqtt->username)) != 0 ||
-      (rc = load_mqtt_password(ctx, g, mqtt)) != 0)
+      (rc = load_secret(ctx, g, P, "password", "the broker password", &mqtt->password)) != 0)
     return rc;
   const config_setting_t *cert_s = member(g, "cert_file"), *key_s = member(g, "key_file");
   if ((rc = check_cert_pair(ctx, P, cert_s, key_s)) != 0 ||
@@ -1604,6 +1682,62 @@ static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config
        (rc = check_secret_file(ctx, s, "bindings.mqtt.key_file", mqtt->key_file)) != 0))
     return rc;
   return load_mqtt_tenants(ctx, g, config, mqtt);
+}
+
+#ifdef GW_HAVE_HTTP
+#define GW_BUILT_HTTP true
+#else
+#define GW_BUILT_HTTP false
+#endif
+
+/* The listener's TLS files and the client's, each key private. */
+static int load_http_files(load_ctx_t *ctx, const config_setting_t *g, gw_http_conf_t *http) {
+  static const char *const P = "bindings.http";
+  const config_setting_t *s;
+  int rc;
+  if ((rc = check_cert_pair(ctx, P, member(g, "cert_file"), member(g, "key_file"))) != 0 ||
+      (rc = get_file(ctx, g, P, "cert_file", &s, &http->cert_file)) != 0 ||
+      (rc = get_file(ctx, g, P, "key_file", &s, &http->key_file)) != 0 ||
+      (http->key_file &&
+       (rc = check_secret_file(ctx, s, "bindings.http.key_file", http->key_file)) != 0) ||
+      (rc = get_file(ctx, g, P, "client_ca_file", &s, &http->client_ca_file)) != 0)
+    return rc;
+  if (http->client_ca_file && !http->cert_file)
+    return fail(ctx, s, "bindings.http.client_ca_file",
+                "client certificates need TLS: set cert_file and key_file too");
+  const config_setting_t *dcert = member(g, "device_cert_file"), *dkey = member(g, "device_key_file");
+  if (dcert && !dkey)
+    return fail(ctx, dcert, "bindings.http.device_cert_file", "needs device_key_file too");
+  if (dkey && !dcert)
+    return fail(ctx, dkey, "bindings.http.device_key_file", "needs device_cert_file too");
+  if ((rc = get_file(ctx, g, P, "device_ca_file", &s, &http->device_ca_file)) != 0 ||
+      (rc = get_file(ctx, g, P, "device_cert_file", &s, &http->device_cert_file)) != 0 ||
+      (rc = get_file(ctx, g, P, "device_key_file", &s, &http->device_key_file)) != 0 ||
+      (http->device_key_file &&
+       (rc = check_secret_file(ctx, s, "bindings.http.device_key_file",
+                               http->device_key_file)) != 0))
+    return rc;
+  return 0;
+}
+
+static int load_http(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
+                     gw_http_conf_t *http) {
+  static const char *const P = "bindings.http";
+  int rc;
+  if ((rc = check_known(ctx, g, P, http_keys)) != 0 ||
+      (rc = get_bool(ctx, g, P, "enabled", NULL, &http->enabled)) != 0 ||
+      (rc = get_bool(ctx, g, P, "accept_unknown", NULL, &http->accept_unknown)) != 0 ||
+      (rc = get_uint(ctx, g, P, "max_body", 1024, 16u << 20, " bytes", NULL, &http->max_body)))
+    return rc;
+  if (http->enabled && (rc = refuse_unbuilt(ctx, g, "http", GW_BUILT_HTTP)) != 0)
+    return rc;
+  if ((rc = get_listen(ctx, g, P, "listen", http->enabled,
+                       "\"host:port\" to serve devices on, e.g. \"0.0.0.0:8080\"",
+                       &http->listen)) != 0 ||
+      (rc = get_upstream_ref(ctx, g, P, "upstream", config, &http->upstream)) != 0 ||
+      (rc = get_upstream_ref(ctx, g, P, "bootstrap", config, &http->bootstrap)) != 0)
+    return rc;
+  return load_http_files(ctx, g, http);
 }
 
 /* A device entry with mqtt_prefix must name a prefix the binding serves. */
@@ -1660,6 +1794,11 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
         return rc;
       continue;
     }
+    if (strcmp(name, "http") == 0) {
+      if ((rc = load_http(ctx, s, config, &config->bindings.http)) != 0)
+        return rc;
+      continue;
+    }
     /* Not built yet: their own settings are accepted unchecked while they stay disabled. */
     const config_setting_t *enabled_s;
     bool enabled = false;
@@ -1674,7 +1813,7 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
   if ((rc = check_mqtt_devices(ctx, root, config)) != 0)
     return rc;
   if (!config->bindings.nidd.enabled && !config->bindings.sms.enabled &&
-      !config->bindings.mqtt.enabled)
+      !config->bindings.mqtt.enabled && !config->bindings.http.enabled)
     return fail(ctx, b ? b : root, "bindings",
                 "no binding is enabled (this build has: %s); set "
                 "bindings.<name>.enabled = true", GW_BUILT_BINDINGS);
@@ -1710,6 +1849,8 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   mqtt->mqtt_version = 4;
   mqtt->keepalive_s = 30;
   mqtt->accept_unknown = true;
+  config->bindings.http.max_body = 65536;
+  config->bindings.http.accept_unknown = false;
 
   int rc;
   if ((rc = check_known(ctx, root, "", top_level_keys)) != 0 ||
@@ -1807,13 +1948,17 @@ int gw_config_load_string(const char *text, gw_config_t *out_config, char *err, 
   return rc;
 }
 
+static void free_secret(char *s) {
+  if (s)
+    explicit_bzero(s, strlen(s));
+  free(s);
+}
+
 static void gw_mqtt_conf_free(gw_mqtt_conf_t *mqtt) {
   free(mqtt->broker);
   free(mqtt->client_id);
   free(mqtt->username);
-  if (mqtt->password)
-    explicit_bzero(mqtt->password, strlen(mqtt->password));
-  free(mqtt->password);
+  free_secret(mqtt->password);
   free(mqtt->ca_file);
   free(mqtt->cert_file);
   free(mqtt->key_file);
@@ -1823,6 +1968,18 @@ static void gw_mqtt_conf_free(gw_mqtt_conf_t *mqtt) {
     free(mqtt->tenants[i].bootstrap);
   }
   free(mqtt->tenants);
+}
+
+static void gw_http_conf_free(gw_http_conf_t *http) {
+  free(http->listen);
+  free(http->cert_file);
+  free(http->key_file);
+  free(http->client_ca_file);
+  free(http->upstream);
+  free(http->bootstrap);
+  free(http->device_ca_file);
+  free(http->device_cert_file);
+  free(http->device_key_file);
 }
 
 void gw_config_free(gw_config_t *config) {
@@ -1849,6 +2006,9 @@ void gw_config_free(gw_config_t *config) {
     free(d->ue_address);
     free(d->external_id);
     free(d->mqtt_prefix);
+    free(d->http_url);
+    free_secret(d->http_password);
+    free_secret(d->http_token);
     free(d->psk_identity);
     free(d->cert_file);
     free(d->key_file);
@@ -1870,6 +2030,7 @@ void gw_config_free(gw_config_t *config) {
     free(sms->allow[i]);
   free(sms->allow);
   gw_mqtt_conf_free(&config->bindings.mqtt);
+  gw_http_conf_free(&config->bindings.http);
   memset(config, 0, sizeof(*config));
 }
 

@@ -67,6 +67,13 @@ typedef struct {
   char *cert_file;    /* X.509 client certificate for this device, optional */
   char *key_file;
   bool queue_mode;    /* sleepy device: downlink waits in its queue */
+  /* HTTP binding (Transport 7): the device's own HTTP server for the server's requests
+   * ("http://10.0.0.5:8080", "https://dev.example/lwm2m"; no query, no trailing '/'), and the
+   * credential it must present to the gateway: HTTP Basic (user = endpoint name, http_password
+   * or http_password_file) or Bearer (http_token or http_token_file). All optional. */
+  char *http_url;
+  char *http_password;
+  char *http_token;
   gw_sms_security_t sms_security; /* Transport 5.3.2 on the SMS path; default none */
   gw_psk_t sms_psk;   /* DTLS over SMS: sms_psk_identity with sms_psk_key_hex or _file */
   /* Secured packets (5.3.2.1.3): "SMS Binding Key Parameters" KIc, KID, SPI (2), TAR (3) from
@@ -135,6 +142,22 @@ typedef struct {
   size_t tenant_count;   /* >= 1 after loading */
 } gw_mqtt_conf_t;
 
+/* bindings.http (Transport 7): the gateway's HTTP server for devices, and its client toward
+ * the devices' own HTTP servers. */
+typedef struct {
+  bool enabled;
+  char *listen;          /* "host:port", required when enabled */
+  char *cert_file, *key_file; /* TLS for the listener (https), optional, both or neither */
+  char *client_ca_file;  /* devices' client certificates are verified against it; optional */
+  char *upstream;        /* upstream name for the rd interface; NULL = the device's or default */
+  char *bootstrap;       /* upstream name of the bootstrap server for POST /bs; NULL = 404 */
+  char *device_ca_file;  /* trust anchor for https:// device URLs; NULL = the system's */
+  char *device_cert_file, *device_key_file; /* the gateway's client certificate toward
+                                               devices, optional */
+  bool accept_unknown;   /* endpoints not listed in devices are served; default false */
+  uint32_t max_body;     /* largest request body accepted, bytes; default 65536 */
+} gw_http_conf_t;
+
 typedef struct {
   char *path; /* the file it came from */
   gw_gateway_conf_t gateway;
@@ -146,6 +169,7 @@ typedef struct {
     gw_nidd_conf_t nidd;
     gw_sms_conf_t sms;
     gw_mqtt_conf_t mqtt;
+    gw_http_conf_t http;
   } bindings;
 } gw_config_t;
 

@@ -181,6 +181,8 @@ static void warn_restart_needed(const gw_config_t *old, const gw_config_t *next)
       old->bindings.sms.enabled != next->bindings.sms.enabled ||
       old->bindings.mqtt.enabled != next->bindings.mqtt.enabled ||
       !same_string(old->bindings.mqtt.broker, next->bindings.mqtt.broker) ||
+      old->bindings.http.enabled != next->bindings.http.enabled ||
+      !same_string(old->bindings.http.listen, next->bindings.http.listen) ||
       !same_string(old->bindings.sms.modem, next->bindings.sms.modem) ||
       !same_string(old->bindings.sms.pin, next->bindings.sms.pin) ||
       !same_string(old->gateway.metrics, next->gateway.metrics) ||
@@ -208,6 +210,7 @@ int gw_gateway_reload(gw_gateway_t *gw, gw_config_t *next) {
   SWAP(old.bindings.nidd, next->bindings.nidd);
   SWAP(old.bindings.sms, next->bindings.sms);
   SWAP(old.bindings.mqtt, next->bindings.mqtt);
+  SWAP(old.bindings.http, next->bindings.http);
   /* The SMS allow-list is like the devices list: it takes effect at once. */
   SWAP(old.bindings.sms.allow, next->bindings.sms.allow);
   SWAP(old.bindings.sms.allow_count, next->bindings.sms.allow_count);

@@ -976,7 +976,7 @@ static void test_bindings(void **state) {
            "<string>:3: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = { };\n", "<string>:2: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = ( );\n", "<string>:2: bindings: expected a group", "got a list");
-  static const char *const unavailable[] = {"http", "lorawan"};
+  static const char *const unavailable[] = {"lorawan"};
   char text[1024], prefix[128], detail[128];
   for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++) {
     snprintf(text, sizeof(text),
@@ -1000,10 +1000,82 @@ static void test_bindings(void **state) {
   /* disabled bindings keep their own settings unchecked */
   load_ok(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
              "  sms = { modem = \"/dev/ttyUSB2\"; pin = \"1234\"; allow = [ \"1415\" ]; };\n"
-             "  http = { enabled = false; listen = \"0.0.0.0:80\"; x = { y = 1; }; }; };\n");
+             "  lorawan = { enabled = false; region = \"EU868\"; x = { y = 1; }; }; };\n");
   load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
               "  coap = { enabled = false; }; };\n",
            "<string>:3: bindings.coap: unknown binding", "nidd, sms, mqtt, http or lorawan");
+}
+
+#define HTTP_ON(extra) "bindings = { http = { enabled = true; listen = \"127.0.0.1:8080\"; " extra " }; };\n"
+
+/* bindings.http and the devices' http_* settings (Transport 7). */
+static void test_http(void **state) {
+  (void)state;
+  load_ok(UP HTTP_ON(""));
+  assert_true(cfg.bindings.http.enabled);
+  assert_string_equal(cfg.bindings.http.listen, "127.0.0.1:8080");
+  assert_false(cfg.bindings.http.accept_unknown);
+  assert_int_equal(cfg.bindings.http.max_body, 65536);
+  assert_null(cfg.bindings.http.cert_file);
+  assert_null(cfg.bindings.http.bootstrap);
+
+  load_ok("upstream = ( { name = \"default\"; uri = \"coap://h\"; }, { name = \"bs\"; uri = "
+          "\"coap://b\"; } );\n"
+          "devices = ( { endpoint = \"h1\"; http_url = \"http://10.0.0.5:8080/lwm2m//\"; "
+          "http_password = \"pw\"; },\n"
+          "  { endpoint = \"h2\"; http_url = \"https://[::1]:8443\"; http_token = \"t0k\"; } );\n"
+          HTTP_ON("bootstrap = \"bs\"; accept_unknown = true; max_body = 2048;"));
+  assert_string_equal(cfg.bindings.http.bootstrap, "bs");
+  assert_true(cfg.bindings.http.accept_unknown);
+  assert_int_equal(cfg.bindings.http.max_body, 2048);
+  assert_string_equal(cfg.devices[0].http_url, "http://10.0.0.5:8080/lwm2m");
+  assert_string_equal(cfg.devices[0].http_password, "pw");
+  assert_null(cfg.devices[0].http_token);
+  assert_string_equal(cfg.devices[1].http_url, "https://[::1]:8443");
+  assert_string_equal(cfg.devices[1].http_token, "t0k");
+
+  load_err(UP "bindings = { http = { enabled = true; }; };\n",
+           "<string>:2: bindings.http.listen: missing", "host:port");
+  load_err(UP "bindings = { http = { enabled = true; listen = \"nowhere\"; }; };\n",
+           "<string>:2: bindings.http.listen: ", "to listen on");
+  load_err(UP HTTP_ON("bootstrap = \"nope\";"), "<string>:2: bindings.http.bootstrap: ",
+           "no upstream is named \"nope\"");
+  load_err(UP HTTP_ON("cert_file = \"/etc/hostname\";"), "<string>:2: bindings.http.cert_file: ",
+           "needs key_file");
+  load_err(UP HTTP_ON("client_ca_file = \"/etc/hostname\";"),
+           "<string>:2: bindings.http.client_ca_file: ", "need TLS");
+  load_err(UP HTTP_ON("device_cert_file = \"/etc/hostname\";"),
+           "<string>:2: bindings.http.device_cert_file: ", "device_key_file");
+  load_err(UP HTTP_ON("max_body = 10;"), "<string>:2: bindings.http.max_body: ", "1024");
+  load_err(UP HTTP_ON("realm = \"x\";"), "<string>:2: bindings.http.realm: ", "unknown");
+
+  static const struct {
+    const char *url, *reason;
+  } bad_urls[] = {
+      {"ftp://h", "http:// or https://"},
+      {"http://", "no host"},
+      {"http://:80", "no host"},
+      {"http://h:99999", "invalid port"},
+      {"http://h:x", "invalid port"},
+      {"http://[::1", "unterminated"},
+      {"http://h/a?b=1", "query"},
+      {"http://h/#x", "fragment"},
+      {"http://u:p@h", "user information"},
+      {"http://h/a b", "space"},
+  };
+  char text[512];
+  for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+    snprintf(text, sizeof(text),
+             UP "devices = ( { endpoint = \"h1\"; http_url = \"%s\"; } );\n" HTTP_ON(""),
+             bad_urls[i].url);
+    load_err(text, "<string>:2: devices.[0].http_url: ", bad_urls[i].reason);
+  }
+  load_err(UP "devices = ( { endpoint = \"h1\"; http_password = \"a\"; http_token = \"b\"; } );\n"
+           HTTP_ON(""), "<string>:2: devices.[0].http_token: ", "not both");
+  load_err(UP "devices = ( { endpoint = \"h1\"; http_password = \"\"; } );\n" HTTP_ON(""),
+           "<string>:2: devices.[0].http_password: ", "empty string");
+  load_err(UP "devices = ( { endpoint = \"h1\"; http_token = \"a\"; http_token_file = \"/x\"; "
+           "} );\n" HTTP_ON(""), "<string>:2: devices.[0].http_token_file: ", "not both");
 }
 
 #define MQTT_ON(extra) "bindings = { mqtt = { enabled = true; broker = \"tcp://127.0.0.1:1883\"; " extra " }; };\n"
@@ -1376,6 +1448,7 @@ int main(void) {
       cmocka_unit_test(test_device_sms_security),
       cmocka_unit_test(test_device_sms_secured_packet),
       cmocka_unit_test(test_nidd),             cmocka_unit_test(test_mqtt),
+      cmocka_unit_test(test_http),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
       cmocka_unit_test(test_config_free),             cmocka_unit_test(test_error_buffer),
