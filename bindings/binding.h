@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coap_msg.h"
 #include "gw_config.h"
 #include "loop.h"
 
@@ -102,4 +103,30 @@ const gw_upstream_conf_t *gw_binding_upstream(const gw_binding_t *binding,
                                               const gw_config_t *config, const gw_baddr_t *addr,
                                               const gw_device_conf_t *conf);
 
+
+/* A binding's own answers to server requests it cannot forward (untranslatable, no address),
+ * handed to the core from the loop's next turn: the core is inside its send call when the
+ * binding decides, and must not be re-entered. Lives inside the binding instance. */
+#define GW_LOCAL_ANSWERS_MAX 64
+typedef struct {
+  gw_baddr_t to;
+  uint8_t data[64];
+  size_t len;
+} gw_local_answer_t;
+
+typedef struct {
+  gw_binding_t *binding;
+  gw_binding_env_t env;
+  gw_timer_t timer;
+  size_t count;
+  gw_local_answer_t items[GW_LOCAL_ANSWERS_MAX];
+} gw_local_answers_t;
+
+void gw_local_answers_init(gw_local_answers_t *a, gw_binding_t *binding,
+                           const gw_binding_env_t *env);
+/* Queues the bare answer `code` (ACK for a CON request, else NON; the request's message ID and
+ * token) to req from device `to`. GW_OK, or GW_ERR_FULL (the core then answers 5.03 itself). */
+int gw_local_answer(gw_local_answers_t *a, const gw_baddr_t *to, const gw_coap_msg_t *req,
+                    uint8_t code);
+void gw_local_answers_stop(gw_local_answers_t *a);
 #endif

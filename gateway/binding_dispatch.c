@@ -3,6 +3,8 @@
 #include "binding.h"
 #include "gw_error.h"
 
+#include <string.h>
+
 static const gw_link_policy_t default_policy = {
     .max_retransmit = 0, .ack_timeout_ms = 2000, .mtu = 1152, .sleepy = false,
     .accept_unknown = true, .binding_letter = 'U'};
@@ -41,4 +43,47 @@ const gw_upstream_conf_t *gw_binding_upstream(const gw_binding_t *binding,
   const char *name =
       binding->ops->upstream_name ? binding->ops->upstream_name(binding, addr, conf) : NULL;
   return name ? gw_config_find_upstream(config, name) : gw_config_device_upstream(config, conf);
+}
+
+/* ---- answers a binding gives itself (binding.h) ---- */
+
+static void local_answers_due(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  gw_local_answers_t *a = arg;
+  /* Copy out first: delivering may make the core send again, which may queue more. */
+  size_t n = a->count;
+  gw_local_answer_t batch[GW_LOCAL_ANSWERS_MAX];
+  memcpy(batch, a->items, n * sizeof(batch[0]));
+  a->count = 0;
+  for (size_t i = 0; i < n; i++)
+    a->env.on_message(a->env.core, a->binding, &batch[i].to, batch[i].data, batch[i].len);
+}
+
+void gw_local_answers_init(gw_local_answers_t *a, gw_binding_t *binding,
+                           const gw_binding_env_t *env) {
+  a->binding = binding;
+  a->env = *env;
+  a->count = 0;
+  gw_timer_init(&a->timer, local_answers_due, a);
+}
+
+int gw_local_answer(gw_local_answers_t *a, const gw_baddr_t *to, const gw_coap_msg_t *req,
+                    uint8_t code) {
+  if (a->count == GW_LOCAL_ANSWERS_MAX)
+    return GW_ERR_FULL;
+  gw_local_answer_t *item = &a->items[a->count];
+  gw_coap_msg_t m;
+  gw_coap_msg_init(&m, req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON, code, req->mid);
+  gw_coap_set_token(&m, req->token, req->token_len);
+  item->len = gw_coap_serialize(&m, item->data, sizeof(item->data));
+  item->to = *to;
+  a->count++;
+  gw_timer_start(a->env.loop, &a->timer, 0);
+  return GW_OK;
+}
+
+void gw_local_answers_stop(gw_local_answers_t *a) {
+  if (a->env.loop)
+    gw_timer_stop(a->env.loop, &a->timer);
+  a->count = 0;
 }

@@ -2,6 +2,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "gw_error.h"
 
@@ -78,4 +80,26 @@ size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp) {
     return 0;
   *out_cp = cp;
   return len;
+}
+
+size_t gw_hash_str(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  return (size_t)h;
+}
+
+void gw_append_counter(char *out, size_t out_size, size_t *used, const char *binding,
+                       const char *name, const char *help, uint64_t value) {
+  gw_appendf(out, out_size, used, "# HELP lwm2m_gw_%s_%s_total %s\nlwm2m_gw_%s_%s_total %llu\n",
+             binding, name, help, binding, name, (unsigned long long)value);
+}
+
+char *gw_strdup_opt(const char *s, bool *failed) {
+  if (!s)
+    return NULL;
+  char *d = strdup(s);
+  if (!d)
+    *failed = true;
+  return d;
 }

@@ -2,6 +2,7 @@
 #ifndef GW_TEXT_H
 #define GW_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Appends to out[*used..out_size), keeping out NUL-terminated and *used below out_size; output
@@ -26,4 +27,15 @@ int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
 /* Length of the well-formed UTF-8 sequence at s[0..n) (n > 0) and its code point in *out_cp;
  * 0 when ill-formed: truncated, overlong, a surrogate or above U+10FFFF (RFC 3629 4). */
 size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp);
+/* FNV-1a of a NUL-terminated string: hash tables keyed by binding addresses. */
+size_t gw_hash_str(const char *s);
+
+/* One Prometheus counter of a binding, with its help line:
+ * "# HELP lwm2m_gw_<binding>_<name>_total <help>\nlwm2m_gw_<binding>_<name>_total <value>\n". */
+void gw_append_counter(char *out, size_t out_size, size_t *used, const char *binding,
+                       const char *name, const char *help, uint64_t value);
+
+/* strdup(s), or NULL for NULL; sets *failed when out of memory (several copies, one check). */
+char *gw_strdup_opt(const char *s, bool *failed);
+
 #endif

@@ -40,7 +40,6 @@
 #define MQTT_UPLINK_SLOTS 16      /* recent device requests per topic (dedup, answers) */
 #define MQTT_DOWNLINK_SLOTS 16    /* server requests waiting for the device's result */
 #define MQTT_OBSERVATION_SLOTS 16 /* observations per device */
-#define MQTT_LOCAL_ANSWERS 64     /* answers the binding itself gives the core, per loop turn */
 #define MQTT_PUBLISH_MAX 66000
 
 #define MQTT_METRICS(X)                                                                        \
@@ -111,14 +110,6 @@ typedef struct mqtt_endpoint {
   mqtt_observation_t obs[MQTT_OBSERVATION_SLOTS];
 } mqtt_endpoint_t;
 
-/* A CoAP answer the binding gives the core for a server request it cannot forward. Delivered
- * from a timer: the core is inside its own send call when the binding decides. */
-typedef struct {
-  gw_baddr_t to;
-  uint8_t data[64];
-  size_t len;
-} mqtt_local_answer_t;
-
 typedef struct {
   gw_binding_t base;
   gw_binding_env_t env;
@@ -132,9 +123,7 @@ typedef struct {
   uint64_t next_token;
   gw_link_policy_t policy;
   mqtt_metrics_t metrics;
-  mqtt_local_answer_t local[MQTT_LOCAL_ANSWERS];
-  size_t local_count;
-  gw_timer_t local_timer;
+  gw_local_answers_t local;
   uint8_t coap_buf[GW_COAP_MAX_TOKEN + MQTT_PUBLISH_MAX];
   uint8_t publish_buf[MQTT_PUBLISH_MAX];
 } mqtt_binding_t;
@@ -144,15 +133,9 @@ static const gw_binding_ops_t *ops_self(void);
 /* ------------------------------------------------------------------------------------------ */
 /* endpoints                                                                                   */
 
-static size_t topic_hash(const char *topic) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
-    h = (h ^ *p) * 1099511628211ull;
-  return (size_t)h;
-}
 
 static mqtt_endpoint_t *endpoint_find(const mqtt_binding_t *b, const char *topic) {
-  for (mqtt_endpoint_t *e = b->buckets[topic_hash(topic) & (b->bucket_count - 1)]; e;
+  for (mqtt_endpoint_t *e = b->buckets[gw_hash_str(topic) & (b->bucket_count - 1)]; e;
        e = e->next)
     if (strcmp(e->topic.text, topic) == 0)
       return e;
@@ -171,7 +154,7 @@ static mqtt_endpoint_t *endpoint_add(mqtt_binding_t *b, const char *topic, size_
   e->iface = iface;
   memcpy(e->ep, ep, ep_len);
   e->next_mid = (uint16_t)random();
-  size_t i = topic_hash(topic) & (b->bucket_count - 1);
+  size_t i = gw_hash_str(topic) & (b->bucket_count - 1);
   e->next = b->buckets[i];
   b->buckets[i] = e;
   b->endpoint_count++;
@@ -229,33 +212,11 @@ static void deliver(mqtt_binding_t *b, const mqtt_endpoint_t *e, const gw_coap_m
   b->env.on_message(b->env.core, &b->base, &e->topic, b->coap_buf, len);
 }
 
-static void local_answers_due(gw_loop_t *loop, void *arg) {
-  (void)loop;
-  mqtt_binding_t *b = arg;
-  /* Copy out first: delivering may make the core send again, which may queue more. */
-  size_t n = b->local_count;
-  mqtt_local_answer_t batch[MQTT_LOCAL_ANSWERS];
-  memcpy(batch, b->local, n * sizeof(batch[0]));
-  b->local_count = 0;
-  for (size_t i = 0; i < n; i++)
-    b->env.on_message(b->env.core, &b->base, &batch[i].to, batch[i].data, batch[i].len);
-}
-
 /* Answers a server request (mid, token) with a bare code, from the loop's next turn. */
 static int answer_server_later(mqtt_binding_t *b, const gw_baddr_t *to,
                                const gw_coap_msg_t *req, uint8_t code) {
   b->metrics.server_refused++;
-  if (b->local_count == MQTT_LOCAL_ANSWERS)
-    return GW_ERR_FULL; /* the core then answers 5.03 itself */
-  mqtt_local_answer_t *a = &b->local[b->local_count];
-  gw_coap_msg_t m;
-  gw_coap_msg_init(&m, req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON, code, req->mid);
-  gw_coap_set_token(&m, req->token, req->token_len);
-  a->len = gw_coap_serialize(&m, a->data, sizeof(a->data));
-  a->to = *to;
-  b->local_count++;
-  gw_timer_start(b->env.loop, &b->local_timer, 0);
-  return GW_OK;
+  return gw_local_answer(&b->local, to, req, code);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -651,7 +612,7 @@ static int mqtt_create(const gw_config_t *config, const gw_binding_env_t *env,
   b->base.ops = ops_self();
   b->env = *env;
   b->config = config;
-  gw_timer_init(&b->local_timer, local_answers_due, b);
+  gw_local_answers_init(&b->local, &b->base, env);
   /* rd and bs topics of every device */
   b->max_endpoints = 2 * (size_t)config->gateway.max_devices;
   b->bucket_count = 64;
@@ -700,7 +661,7 @@ static int mqtt_start(gw_binding_t *binding) {
 
 static void mqtt_stop(gw_binding_t *binding) {
   mqtt_binding_t *b = (mqtt_binding_t *)binding;
-  gw_timer_stop(b->env.loop, &b->local_timer);
+  gw_local_answers_stop(&b->local);
   mqtt_client_free(&b->client);
 }
 
@@ -792,9 +753,8 @@ static size_t mqtt_format_metrics(const gw_binding_t *binding, char *out, size_t
   const mqtt_binding_t *b = (const mqtt_binding_t *)binding;
   size_t used = 0;
 #define APPEND(...) gw_appendf(out, out_size, &used, __VA_ARGS__)
-#define MQTT_METRIC_TEXT(name, help)                                                           \
-  APPEND("# HELP lwm2m_gw_mqtt_" #name "_total " help "\nlwm2m_gw_mqtt_" #name "_total %llu\n", \
-         (unsigned long long)b->metrics.name);
+#define MQTT_METRIC_TEXT(name, help) \
+  gw_append_counter(out, out_size, &used, "mqtt", #name, help, b->metrics.name);
   MQTT_METRICS(MQTT_METRIC_TEXT)
   const mqtt_client_status_t *st = mqtt_client_status(b->client);
   APPEND("lwm2m_gw_mqtt_connected %d\n", st->connected);

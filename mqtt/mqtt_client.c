@@ -25,6 +25,7 @@
 
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_text.h"
 
 #define MOD "mqtt"
 #define DEFAULT_KEEPALIVE_S 30
@@ -115,14 +116,6 @@ static void disable_nagle(const mqtt_client_t *c);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static char *dup_opt(const char *s, bool *failed) {
-  if (!s)
-    return NULL;
-  char *d = strdup(s);
-  if (!d)
-    *failed = true;
-  return d;
-}
 
 static void list_push_tail(msg_list_t *l, outgoing_msg_t *m) {
   m->next = NULL;
@@ -753,15 +746,15 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
   c->max_queued = conf->max_queued ? conf->max_queued : DEFAULT_MAX_QUEUED;
 
   bool failed = false;
-  c->uri = dup_opt(conf->uri, &failed);
+  c->uri = gw_strdup_opt(conf->uri, &failed);
   c->broker_port = uri_port(conf->uri, tls);
-  c->username = dup_opt(conf->username, &failed);
-  c->password = dup_opt(conf->password, &failed);
-  c->ca_file = dup_opt(conf->ca_file, &failed);
-  c->cert_file = dup_opt(conf->cert_file, &failed);
-  c->key_file = dup_opt(conf->key_file, &failed);
+  c->username = gw_strdup_opt(conf->username, &failed);
+  c->password = gw_strdup_opt(conf->password, &failed);
+  c->ca_file = gw_strdup_opt(conf->ca_file, &failed);
+  c->cert_file = gw_strdup_opt(conf->cert_file, &failed);
+  c->key_file = gw_strdup_opt(conf->key_file, &failed);
   if (conf->client_id && conf->client_id[0]) {
-    c->client_id = dup_opt(conf->client_id, &failed);
+    c->client_id = gw_strdup_opt(conf->client_id, &failed);
   } else {
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
@@ -772,7 +765,7 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
       snprintf(id, sizeof id, "lwm2m-gw-%s-%ld", host, (long)getpid());
     else
       snprintf(id, sizeof id, "lwm2m-gw-%s-%ld-%u", host, (long)getpid(), n);
-    c->client_id = dup_opt(id, &failed);
+    c->client_id = gw_strdup_opt(id, &failed);
   }
   if (failed) {
     mqtt_client_free(&c);

@@ -698,9 +698,8 @@ static size_t sms_format_metrics(const gw_binding_t *binding, char *out, size_t 
   const csms_counters_t *c = &b->reassembly.counters;
   size_t used = 0;
 #define APPEND(...) gw_appendf(out, out_size, &used, __VA_ARGS__)
-#define SMS_METRIC_TEXT(name, help)                                                            \
-  APPEND("# HELP lwm2m_gw_sms_" #name "_total " help "\nlwm2m_gw_sms_" #name "_total %llu\n",  \
-         (unsigned long long)b->metrics.name);
+#define SMS_METRIC_TEXT(name, help) \
+  gw_append_counter(out, out_size, &used, "sms", #name, help, b->metrics.name);
   SMS_METRICS(SMS_METRIC_TEXT)
   APPEND("lwm2m_gw_sms_concat_completed_total %llu\n", (unsigned long long)c->completed);
   APPEND("lwm2m_gw_sms_concat_duplicates_total %llu\n", (unsigned long long)c->duplicates);

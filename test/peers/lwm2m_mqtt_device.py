@@ -22,13 +22,14 @@ import math
 import os
 import random
 import select
-import signal
 import sys
 import time
 
 import cbor2
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from peer_cli import Stop, ignore_signals, setup_logging, stop_on_signals
 
 log = logging.getLogger("lwm2m-mqtt-device")
 
@@ -108,10 +109,6 @@ def payload_fields(ct, payload, key="value"):
         except UnicodeDecodeError:
             pass
     return {"payload_hex": payload.hex()}
-
-
-class Stop(Exception):
-    """Raised by the signal handler to leave the main loop."""
 
 
 # ---------------------------------------------------------------- object model
@@ -816,17 +813,9 @@ def main():
     if args.notify_ms <= 0:
         parser.error("--notify-ms must be > 0")
 
-    level = (logging.DEBUG if args.log_level >= 7 else logging.INFO if args.log_level == 6
-             else logging.WARNING if args.log_level >= 4 else logging.ERROR
-             if args.log_level == 3 else logging.CRITICAL)
-    logging.basicConfig(stream=sys.stderr, level=level,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
 
-    def on_signal(signum, frame):
-        raise Stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals()
 
     device = Device(args)
     try:
@@ -834,8 +823,7 @@ def main():
     except Stop:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_signals()
         device.close()
     return 0
 
