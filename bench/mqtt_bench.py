@@ -34,8 +34,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
                                 "integration"))
-from lwm2m_peers import (GATEWAY_BIN, SERVER_BIN, Gateway, Mosquitto, Peer,  # noqa: E402
-                         TestServer, free_port)
+from lwm2m_peers import (GATEWAY_BIN, SERVER_BIN, Gateway, Mosquitto,  # noqa: E402
+                         TestServer)
 
 PREFIX = "bench"
 WARMUP_S = 1.0
@@ -66,27 +66,6 @@ def percentile(sorted_values, p):
     return sorted_values[min(len(sorted_values), max(1, rank)) - 1]
 
 
-class BenchGateway(Gateway):
-    """Gateway from lwm2m_peers with another -l (the tests' debug logging costs CPU per op)."""
-
-    def __init__(self, tmp_path, upstream_uri, mqtt_settings, device_timeout_ms, log_level):
-        self.tmp_path = tmp_path
-        self.sgi_port = free_port()
-        self.metrics_port = free_port(socket.SOCK_STREAM)
-        self.config_path = os.path.join(tmp_path, "gateway.conf")
-        self.upstream_uri = upstream_uri
-        self.gateway_extra = ""
-        self.device_timeout_ms = device_timeout_ms
-        self.nidd_extra = ""
-        self.sms = None
-        self.mqtt = mqtt_settings
-        self.more_upstreams = ""
-        self.write_config("")
-        self.peer = Peer("gateway", [GATEWAY_BIN, "-c", self.config_path, "-l", log_level],
-                         tmp_path)
-        self._wait_ready()
-
-
 class BenchMosquitto(Mosquitto):
     """Mosquitto from lwm2m_peers, with set_tcp_nodelay unless nagle (mosquitto's default)."""
 
@@ -102,18 +81,6 @@ class BenchMosquitto(Mosquitto):
                 with open(self.conf, "a") as f:
                     f.write("set_tcp_nodelay true\n")
         super().start()
-
-
-class QuietTestServer(TestServer):
-    """The test server with --quiet: no JSON line per Send and Update. Those lines would be read
-    and parsed by a thread of this process, whose CPU the load generator needs."""
-
-    def __init__(self, log_dir):
-        Peer.__init__(self, "server", [SERVER_BIN, "--listen", "127.0.0.1:0", "--quiet"],
-                      log_dir)
-        ready = self.wait_for("listening")
-        self.port = ready["port"]
-        self.dtls_port = ready.get("dtls_port")
 
 
 # ---------------------------------------------------------------- MQTT clients
@@ -460,13 +427,13 @@ class Bench:
     def start(self):
         self.broker = BenchMosquitto(self.logs, self.args.nagle)
         self.started.append(self.broker)
-        self.server = QuietTestServer(self.logs)
+        self.server = TestServer(self.logs, quiet=True)
         self.started.append(self.server)
         a = self.args
         settings = (f'broker = "{self.broker.uri}"; prefix = "{PREFIX}"; qos = {a.qos}; '
                     f'mqtt_version = {a.mqtt_version};')
-        self.gw = BenchGateway(self.logs, f"coap://127.0.0.1:{self.server.port}", settings,
-                               device_timeout_ms=600000, log_level="warning")
+        self.gw = Gateway(self.logs, f"coap://127.0.0.1:{self.server.port}", mqtt=settings,
+                          device_timeout_ms=600000, log_level="warning")
         self.started.append(self.gw)
         deadline = time.monotonic() + 10
         while not self.gw.metrics().get("mqtt_connected"):

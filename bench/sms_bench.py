@@ -21,7 +21,6 @@ import argparse
 import math
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,8 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
                                 "integration"))
-from lwm2m_peers import (GATEWAY_BIN, Device, Gateway, Peer, TestServer, VModem,  # noqa: E402
-                         free_port)
+from lwm2m_peers import Device, Gateway, TestServer, VModem  # noqa: E402
 
 GATEWAY_NUMBER = "12125550178"
 FIRST_PHONE = 14155550100
@@ -66,29 +64,6 @@ def cpu_ns(pid):
     except OSError:
         return None
     return total
-
-
-class BenchGateway(Gateway):
-    """Gateway from lwm2m_peers with another -l (the tests' debug logging costs CPU)."""
-
-    def __init__(self, tmp_path, upstream_uri, devices, sms, device_timeout_ms, log_level):
-        if log_level == "debug":
-            super().__init__(tmp_path, upstream_uri, devices=devices, sms=sms,
-                             device_timeout_ms=device_timeout_ms)
-            return
-        self.tmp_path = tmp_path
-        self.sgi_port = free_port()
-        self.metrics_port = free_port(socket.SOCK_STREAM)
-        self.config_path = os.path.join(tmp_path, "gateway.conf")
-        self.upstream_uri = upstream_uri
-        self.gateway_extra = ""
-        self.device_timeout_ms = device_timeout_ms
-        self.nidd_extra = ""
-        self.sms = sms
-        self.write_config(devices)
-        self.peer = Peer("gateway", [GATEWAY_BIN, "-c", self.config_path, "-l", log_level],
-                         tmp_path)
-        self._wait_ready()
 
 
 class Exchange:
@@ -168,9 +143,9 @@ class Bench:
         self.started.append(self.server)
         devices = ", ".join(f'{{ endpoint = "{ep}"; msisdn = "{n}"; }}'
                             for ep, n in self.regs.values())
-        self.gw = BenchGateway(self.logs, f"coap://127.0.0.1:{self.server.port}", devices,
-                               f'modem = "{self.modem.link}"; msisdn = "{GATEWAY_NUMBER}";',
-                               device_timeout_ms=60000, log_level=self.args.log_level)
+        self.gw = Gateway(self.logs, f"coap://127.0.0.1:{self.server.port}", devices=devices,
+                          sms=f'modem = "{self.modem.link}"; msisdn = "{GATEWAY_NUMBER}";',
+                          device_timeout_ms=60000, log_level=self.args.log_level)
         self.started.append(self.gw)
         deadline = time.monotonic() + 30
         while not self.gw.metrics().get("sms_modem_ready"):

@@ -12,6 +12,9 @@ extern const gw_binding_ops_t gw_sms_binding;
 #ifdef WITH_MQTT
 extern const gw_binding_ops_t gw_mqtt_binding;
 #endif
+#ifdef WITH_HTTP
+extern const gw_binding_ops_t gw_http_binding;
+#endif
 
 static const gw_binding_ops_t *const registry[] = {
 #ifdef WITH_NIDD
@@ -22,6 +25,9 @@ static const gw_binding_ops_t *const registry[] = {
 #endif
 #ifdef WITH_MQTT
     &gw_mqtt_binding,
+#endif
+#ifdef WITH_HTTP
+    &gw_http_binding,
 #endif
     NULL};
 

@@ -156,4 +156,24 @@ typedef struct {
  * not fit. */
 uint8_t http_map_server_request(const gw_coap_msg_t *req, http_map_server_request_t *out);
 
+/* ---- device credentials (RFC 9110 11.6.2) ---- */
+
+typedef enum {
+  HTTP_MAP_AUTH_BASIC = 1, /* RFC 7617: user = the endpoint name, secret = the password */
+  HTTP_MAP_AUTH_BEARER     /* RFC 6750 2.1: secret = the token, user empty */
+} http_map_auth_scheme_t;
+
+typedef struct {
+  http_map_auth_scheme_t scheme;
+  char user[128];
+  char secret[256];
+} http_map_credentials_t;
+
+/* Parses an Authorization field value: scheme name without case, one or more spaces, then
+ * Basic's base64 of "user:password" (RFC 4648 4, padding required; user without ':' or control
+ * characters, password without control characters) or Bearer's b64token (RFC 6750 2.1).
+ * Returns 0, or -1 for an unknown scheme, malformed value, or one too long for out (out is then
+ * zeroed: the caller answers 401). Callers should explicit_bzero out after use. */
+int http_map_credentials(const char *value, http_map_credentials_t *out);
+
 #endif

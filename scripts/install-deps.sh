@@ -17,6 +17,11 @@ packages=(
   libpaho-mqtt-dev mosquitto
   # the MQTT test device and the MQTT benchmark (Debian's /usr/bin/python3)
   python3-paho-mqtt python3-cbor2
+  # HTTP: libmicrohttpd (device-facing server; GnuTLS for client certificates), libcurl
+  # (requests to the devices' own HTTP servers)
+  libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev
+  # the HTTP benchmark's load generator (scripts/bench-http)
+  wrk
 )
 missing=()
 for p in "${packages[@]}"; do

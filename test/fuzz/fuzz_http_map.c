@@ -120,13 +120,29 @@ static void fuzz_media_type(const uint8_t *data, size_t size) {
   }
 }
 
+/* An Authorization value: parsed credentials are NUL-terminated and Basic users carry no ':'. */
+static void fuzz_credentials(const uint8_t *data, size_t size) {
+  char value[600];
+  if (size >= sizeof(value))
+    return;
+  memcpy(value, data, size);
+  value[size] = 0;
+  http_map_credentials_t c;
+  if (http_map_credentials(value, &c) != 0)
+    return;
+  check(memchr(c.user, 0, sizeof(c.user)) && memchr(c.secret, 0, sizeof(c.secret)));
+  check(c.scheme == HTTP_MAP_AUTH_BEARER ? c.user[0] == 0 && c.secret[0] != 0
+                                         : strchr(c.user, ':') == NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0)
     return 0;
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
   case 0: fuzz_device(data + 1, size - 1); break;
   case 1: fuzz_server(data + 1, size - 1); break;
-  default: fuzz_media_type(data + 1, size - 1); break;
+  case 2: fuzz_media_type(data + 1, size - 1); break;
+  default: fuzz_credentials(data + 1, size - 1); break;
   }
   return 0;
 }

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from lwm2m_peers import (DEVICE_BIN, GATEWAY_BIN, SERVER_BIN, Device, Gateway, Mosquitto,
-                         MqttDevice, TestServer, VModem)
+from lwm2m_peers import (DEVICE_BIN, GATEWAY_BIN, SERVER_BIN, Device, Gateway, HttpDevice,
+                         Mosquitto, MqttDevice, TestServer, VModem)
 
 
 @pytest.fixture
@@ -49,6 +49,11 @@ def peers(tmp_path):
 
         def mqtt_device(self, broker, ep, **kw):
             d = MqttDevice(str(tmp_path), broker, ep, **kw)
+            started.append(d)
+            return d
+
+        def http_device(self, gateway_url, ep, **kw):
+            d = HttpDevice(str(tmp_path), gateway_url, ep, **kw)
             started.append(d)
             return d
 

@@ -23,6 +23,7 @@ SERVER_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-server")
 DEVICE_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-device")
 VMODEM_BIN = os.path.join(ROOT, "scripts", "vmodem")
 MQTT_DEVICE = os.path.join(ROOT, "test", "peers", "lwm2m_mqtt_device.py")
+HTTP_DEVICE = os.path.join(ROOT, "test", "peers", "lwm2m_http_device.py")
 
 
 def free_port(kind=socket.SOCK_DGRAM):
@@ -124,10 +125,11 @@ def _matches(event, match):
 
 
 class TestServer(Peer):
-    def __init__(self, log_dir, psk=None, pki=None):
+    def __init__(self, log_dir, psk=None, pki=None, quiet=False):
         """psk=(identity, key_hex) and/or pki=(cert_file, key_file, ca_file) open a DTLS port;
-        with pki the server requires a client certificate that chains to ca_file."""
-        argv = [SERVER_BIN, "--listen", "127.0.0.1:0"]
+        with pki the server requires a client certificate that chains to ca_file. quiet: no
+        event per Send and Update (benchmarks: this process would parse thousands a second)."""
+        argv = [SERVER_BIN, "--listen", "127.0.0.1:0"] + (["--quiet"] if quiet else [])
         if psk or pki:
             argv += ["--dtls-listen", "127.0.0.1:0"]
         if psk:
@@ -151,7 +153,8 @@ class Gateway:
 
     def __init__(self, tmp_path, upstream_uri, devices="", gateway_extra="", nidd_extra="",
                  name="gateway", upstream_extra="", sms=None, device_timeout_ms=3000,
-                 mqtt=None, more_upstreams=""):
+                 mqtt=None, more_upstreams="", http=None, log_level="debug"):
+        """log_level: the daemon's -l (benchmarks lower it: debug logging costs CPU per op)."""
         self.tmp_path = tmp_path
         self.sgi_port = free_port()
         self.metrics_port = free_port(socket.SOCK_STREAM)
@@ -164,16 +167,20 @@ class Gateway:
         self.sms = sms
         # bindings.mqtt settings (without enabled), e.g. 'broker = "tcp://127.0.0.1:1883";'
         self.mqtt = mqtt
+        # bindings.http settings (without enabled), e.g. 'listen = "127.0.0.1:8080";'
+        self.http = http
         # further upstream list entries, e.g. '{ name = "bs"; uri = "coap://..."; }'
         self.more_upstreams = more_upstreams
         self.write_config(devices, upstream_extra)
-        self.peer = Peer(name, [GATEWAY_BIN, "-c", self.config_path, "-l", "debug"], tmp_path)
+        self.peer = Peer(name, [GATEWAY_BIN, "-c", self.config_path, "-l", log_level], tmp_path)
         self._wait_ready()
 
     def write_config(self, devices, upstream_extra=""):
         sms_group = f"sms = {{ enabled = true; {self.sms} }};" if self.sms is not None else ""
         if self.mqtt is not None:
             sms_group += f"mqtt = {{ enabled = true; {self.mqtt} }};"
+        if self.http is not None:
+            sms_group += f"http = {{ enabled = true; {self.http} }};"
         more = f", {self.more_upstreams}" if self.more_upstreams else ""
         text = f"""
 gateway = {{ log_level = "debug"; metrics = "127.0.0.1:{self.metrics_port}";
@@ -314,6 +321,18 @@ class Mosquitto:
         if self.proc:
             self._log.close()
         return 0
+
+
+class HttpDevice(Peer):
+    """test/peers/lwm2m_http_device.py: an LwM2M client over HTTP (Transport 7), with its own
+    HTTP server for the server's requests at self.url."""
+
+    def __init__(self, log_dir, gateway_url, ep, extra=()):
+        argv = ["/usr/bin/python3", HTTP_DEVICE, "--gateway", gateway_url, "--ep", ep,
+                "--listen", "127.0.0.1:0"] + list(extra)
+        super().__init__(f"http-device-{ep}", argv, log_dir)
+        self.ep = ep
+        self.url = self.wait_for("ready")["url"]
 
 
 class MqttDevice(Peer):

@@ -611,6 +611,52 @@ static void test_server_refusals(void **state) {
   assert_int_equal(http_map_server_request(&r.msg, NULL), C(5, 0));
 }
 
+/* RFC 7617 2 and RFC 6750 2.1 examples, RFC 4648 10 padding cases. */
+static void test_credentials(void **state) {
+  (void)state;
+  http_map_credentials_t c;
+  assert_int_equal(http_map_credentials("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", &c), 0);
+  assert_int_equal(c.scheme, HTTP_MAP_AUTH_BASIC);
+  assert_string_equal(c.user, "Aladdin");
+  assert_string_equal(c.secret, "open sesame");
+  assert_int_equal(http_map_credentials("basic   Zm86YmFy", &c), 0); /* "fo:bar", no padding */
+  assert_string_equal(c.user, "fo");
+  assert_string_equal(c.secret, "bar");
+  assert_int_equal(http_map_credentials("Basic Zm9vOmI=", &c), 0); /* "foo:b" */
+  assert_string_equal(c.secret, "b");
+  assert_int_equal(http_map_credentials("Basic Zm9vOg==", &c), 0); /* "foo:" */
+  assert_string_equal(c.user, "foo");
+  assert_string_equal(c.secret, "");
+  assert_int_equal(http_map_credentials("Bearer mF_9.B5f-4.1JqM", &c), 0);
+  assert_int_equal(c.scheme, HTTP_MAP_AUTH_BEARER);
+  assert_string_equal(c.secret, "mF_9.B5f-4.1JqM");
+  assert_string_equal(c.user, "");
+  assert_int_equal(http_map_credentials("BEARER abc==", &c), 0);
+  assert_string_equal(c.secret, "abc==");
+
+  static const char *const bad[] = {
+      "",                     "Basic",           "Basic ",        "Basic QWxhZGRpbg==", /* no ':' */
+      "Basic Zm9vOmI",        "Basic Zm9v=mI=",  "Basic Zg===",   "Basic Zm9v OmI=",
+      "Basic AQID",           /* control characters */
+      "Digest abc",           "Bearer ",         "Bearer a b",    "Bearer a=b",
+      "Bearer abc,def",       "Negotiate",       "Basic Zm9vOmI=\r",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    memset(&c, 0x55, sizeof(c));
+    if (http_map_credentials(bad[i], &c) != -1)
+      fail_msg("accepted \"%s\"", bad[i]);
+    assert_int_equal(c.user[0], 0);
+    assert_int_equal(c.secret[0], 0);
+  }
+  assert_int_equal(http_map_credentials(NULL, &c), -1);
+  assert_int_equal(http_map_credentials("Basic Zm86YmFy", NULL), -1);
+  char long_token[400];
+  memset(long_token, 'a', sizeof(long_token));
+  memcpy(long_token, "Bearer ", 7);
+  long_token[sizeof(long_token) - 1] = 0;
+  assert_int_equal(http_map_credentials(long_token, &c), -1);
+}
+
 static void test_op_names(void **state) {
   (void)state;
   assert_string_equal(http_map_op_name(HTTP_MAP_OP_REGISTER), "Register");
@@ -633,6 +679,7 @@ int main(void) {
       cmocka_unit_test(test_location),
       cmocka_unit_test(test_server_requests),
       cmocka_unit_test(test_server_refusals),
+      cmocka_unit_test(test_credentials),
       cmocka_unit_test(test_op_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
