@@ -614,6 +614,7 @@ static void on_device_answer(void *arg, uint64_t id, const http_client_response_
   gw_coap_msg_init(&m, dl->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON, 0, dl->mid);
   gw_coap_set_token(&m, dl->token, dl->token_len);
   char location[256];
+  uint8_t cf_value[4]; /* the option borrows it until serialized */
   if (resp->status == 0) {
     b->metrics.device_errors++;
     bool timeout = resp->error && strstr(resp->error, "imeout");
@@ -629,8 +630,8 @@ static void on_device_answer(void *arg, uint64_t id, const http_client_response_
     if (resp->body_len && resp->content_type &&
         http_map_content_format(resp->content_type, strlen(resp->content_type), &cf) ==
             HTTP_MAP_OK) {
-      uint8_t v[4];
-      gw_coap_add_option(&m, GW_COAP_OPT_CONTENT_FORMAT, v, gw_coap_encode_uint(v, cf));
+      gw_coap_add_option(&m, GW_COAP_OPT_CONTENT_FORMAT, cf_value,
+                         gw_coap_encode_uint(cf_value, cf));
     } else if (resp->body_len && GW_COAP_CODE_CLASS(code) == 2) {
       GW_WARN(MOD, "%s: answer to %s has Content-Type \"%.60s\", no LwM2M format; sent as 5.02",
               dl->addr.text, http_map_op_name(dl->op),
