@@ -375,3 +375,41 @@ def test_bootstrap_request_and_finish(peers):
     assert bs.request("execute 1 h1 /bs")["code"] == "2.04"
     dev.wait_for("bootstrap-finish")
     assert server.count("register") == 0
+
+
+def test_https_device_server_with_gateway_certificate(peers, tmp_path):
+    """The server's requests to an https:// device: the device's certificate is checked against
+    device_ca_file, and the gateway shows device_cert_file when the device asks for one."""
+    pki = make_pki(str(tmp_path / "pki"))
+    cert, key = pki["server"]
+    gw_cert, gw_key = pki["meter-b"]
+    port = free_port(socket.SOCK_STREAM)
+    dev = peers.http_device(f"http://127.0.0.1:{port}", "h1",
+                            extra=["--tls-cert", cert, "--tls-key", key,
+                                   "--server-ca", pki["ca"]])
+    assert dev.url.startswith("https://127.0.0.1:")
+    server = peers.server()
+    peers.gateway(f"coap://127.0.0.1:{server.port}",
+                  devices=f'{{ endpoint = "h1"; http_url = "{dev.url}"; }}',
+                  http=f'listen = "127.0.0.1:{port}"; device_ca_file = "{pki["ca"]}"; '
+                       f'device_cert_file = "{gw_cert}"; device_key_file = "{gw_key}";')
+    register(dev, server)
+    r = server.request("read 1 h1 /3/0/1")
+    assert (r["code"], r["payload"]) == ("2.05", "http-device")
+    req = dev.wait_for("request", target="/3/0/1")
+    assert req["tls"] is True and req["client_cn"] == "meter-b"
+
+    # A device whose certificate the gateway cannot verify is not talked to: 5.02.
+    other = make_pki(str(tmp_path / "other"), prefix="other-")
+    port2 = free_port(socket.SOCK_STREAM)
+    dev2 = peers.http_device(f"http://127.0.0.1:{port2}", "h2",
+                             extra=["--tls-cert", other["server"][0],
+                                    "--tls-key", other["server"][1]])
+    server2 = peers.server()
+    peers.gateway(f"coap://127.0.0.1:{server2.port}", name="gw2",
+                  devices=f'{{ endpoint = "h2"; http_url = "{dev2.url}"; }}',
+                  http=f'listen = "127.0.0.1:{port2}"; device_ca_file = "{pki["ca"]}";')
+    register(dev2, server2, ep="h2")
+    assert server2.request("read 2 h2 /3/0/1")["code"] == "5.02"
+    dev2.drain()
+    assert dev2.count("request") == 0
