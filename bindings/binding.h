@@ -110,7 +110,7 @@ const gw_upstream_conf_t *gw_binding_upstream(const gw_binding_t *binding,
 #define GW_LOCAL_ANSWERS_MAX 64
 typedef struct {
   gw_baddr_t to;
-  uint8_t data[64];
+  uint8_t data[GW_COAP_MAX_TOKEN + 8 + 96]; /* header, token, marker, diagnostic */
   size_t len;
 } gw_local_answer_t;
 
@@ -124,9 +124,11 @@ typedef struct {
 
 void gw_local_answers_init(gw_local_answers_t *a, gw_binding_t *binding,
                            const gw_binding_env_t *env);
-/* Queues the bare answer `code` (ACK for a CON request, else NON; the request's message ID and
- * token) to req from device `to`. GW_OK, or GW_ERR_FULL (the core then answers 5.03 itself). */
+/* Queues the answer `code` (ACK for a CON request, else NON; the request's message ID and
+ * token) to req from device `to`, with `diagnostic` (NULL: none; cut at 96 bytes) as its
+ * diagnostic payload (RFC 7252 5.5.2) so the server's operator reads why. GW_OK, or
+ * GW_ERR_FULL (the core then answers 5.03 itself). */
 int gw_local_answer(gw_local_answers_t *a, const gw_baddr_t *to, const gw_coap_msg_t *req,
-                    uint8_t code);
+                    uint8_t code, const char *diagnostic);
 void gw_local_answers_stop(gw_local_answers_t *a);
 #endif

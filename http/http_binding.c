@@ -660,7 +660,7 @@ static int answer_server(http_binding_t *b, const http_device_t *d, const gw_coa
   b->metrics.server_refused++;
   GW_INFO(MOD, "%s: server request answered %s by the gateway: %s", d->addr.text,
           gw_coap_code_str(code, c), reason);
-  return gw_local_answer(&b->local, &d->addr, req, code);
+  return gw_local_answer(&b->local, &d->addr, req, code, reason);
 }
 
 static int send_server_request(http_binding_t *b, http_device_t *d, const gw_coap_msg_t *req) {

@@ -216,7 +216,7 @@ static void deliver(mqtt_binding_t *b, const mqtt_endpoint_t *e, const gw_coap_m
 static int answer_server_later(mqtt_binding_t *b, const gw_baddr_t *to,
                                const gw_coap_msg_t *req, uint8_t code) {
   b->metrics.server_refused++;
-  return gw_local_answer(&b->local, to, req, code);
+  return gw_local_answer(&b->local, to, req, code, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------ */

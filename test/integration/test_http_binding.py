@@ -166,9 +166,12 @@ def test_composites_and_observe_get_a_clear_coap_error(peers):
     server, gw, dev = with_device(peers)
     register(dev, server)
     # 7.1.4: no Read-/Write-Composite over HTTP; 7.1.5: only Send of Information Reporting.
-    assert server.request("fetch 1 h1 112 80")["code"] == "4.05"
-    assert server.request("ipatch 2 h1 112 80")["code"] == "4.05"
-    assert server.request("observe 3 h1 /3/0/13")["code"] == "4.05"
+    r = server.request("fetch 1 h1 112 80")
+    assert r["code"] == "4.05" and "composite" in r["payload"], r
+    r = server.request("ipatch 2 h1 112 80")
+    assert r["code"] == "4.05" and "composite" in r["payload"], r
+    r = server.request("observe 3 h1 /3/0/13")
+    assert r["code"] == "4.05" and "Observe" in r["payload"], r
     assert gw.metrics()["http_server_refused_total"] == 3
     dev.drain()
     assert dev.count("request") == 0
@@ -185,7 +188,8 @@ def test_device_without_answer_or_url(peers):
     status, _, _ = curl("-X", "POST", f"{base}/rd?ep=no-url&lt=60&b=H")
     assert status == 201
     server2.wait_for("register", ep="no-url")
-    assert server2.request("read 2 no-url /3/0/0")["code"] == "5.03"
+    r = server2.request("read 2 no-url /3/0/0")
+    assert r["code"] == "5.03" and "http_url" in r["payload"]
     # A device URL where nobody listens: 5.02 Bad Gateway.
     dead = free_port(socket.SOCK_STREAM)
     server3, gw3, base3 = http_setup(
