@@ -58,7 +58,7 @@
 #define HTTP_METRICS(X)                                                                        \
   X(requests, "HTTP requests received from devices")                                          \
   X(bad_requests, "device requests refused as malformed (400, 414, 415), with a reason")      \
-  X(unsupported, "device requests for operations the gateway does not relay (501)")           \
+  X(unsupported, "device requests the gateway does not serve (501; 404 bootstrap: none set)")  \
   X(unauthenticated, "device requests answered 401: missing or wrong credentials")            \
   X(forbidden, "device requests answered 403: unknown endpoint or another device's identity") \
   X(unknown_locations, "Update / De-register of a location the gateway does not know (404)")  \
@@ -359,13 +359,15 @@ static http_device_t *device_for_request(http_binding_t *b, const http_server_re
   switch (op) {
   case HTTP_MAP_OP_REGISTER:
   case HTTP_MAP_OP_BOOTSTRAP_REQUEST:
+  case HTTP_MAP_OP_BOOTSTRAP_PACK:
     if (gw_reg_params_parse(coap, &params) != 0 || !ep[0]) {
       id->status = 400;
       snprintf(id->reason, sizeof(id->reason), "ep must be 1 to 127 bytes");
       break;
     }
     check_endpoint(b, ep, id);
-    if (!id->status && op == HTTP_MAP_OP_BOOTSTRAP_REQUEST && !b->config->bindings.http.bootstrap) {
+    if (!id->status && op != HTTP_MAP_OP_REGISTER && !b->config->bindings.http.bootstrap) {
+      b->metrics.unsupported++;
       id->status = 404;
       snprintf(id->reason, sizeof(id->reason), "no bootstrap server is configured");
     }

@@ -43,6 +43,7 @@ const char *http_map_op_name(http_map_op_t op) {
       [HTTP_MAP_OP_UPDATE] = "Update",
       [HTTP_MAP_OP_DEREGISTER] = "De-register",
       [HTTP_MAP_OP_SEND] = "Send",
+      [HTTP_MAP_OP_BOOTSTRAP_PACK] = "Bootstrap-Pack-Request",
       [HTTP_MAP_OP_READ] = "Read",
       [HTTP_MAP_OP_DISCOVER] = "Discover",
       [HTTP_MAP_OP_WRITE_REPLACE] = "Write-Replace",
@@ -506,6 +507,8 @@ static http_map_op_t classify(const parse_t *p, const char *method) {
     if (segment_is(p, 0, "dp"))
       return HTTP_MAP_OP_SEND;
   }
+  if (p->segment_count == 1 && strcmp(method, "GET") == 0 && segment_is(p, 0, "bspack"))
+    return HTTP_MAP_OP_BOOTSTRAP_PACK;
   if (p->segment_count >= 2 && segment_is(p, 0, "rd")) {
     if (post)
       return HTTP_MAP_OP_UPDATE;
@@ -544,7 +547,8 @@ static unsigned body_format(const http_map_request_t *req, http_map_op_t op,
     *out_cf = cf;
     return 0;
   }
-  /* Bootstrap-Request and De-register carry no payload (7.1.2, 7.1.3). */
+  /* Bootstrap-Request, Bootstrap-Pack-Request and De-register carry no payload (7.1.2,
+   * 7.1.3). */
   if (req->body_len != 0)
     return refuse(v, HTTP_BAD_REQUEST, "%s: unexpected body", name);
   return 0;
@@ -553,7 +557,9 @@ static unsigned body_format(const http_map_request_t *req, http_map_op_t op,
 /* Operation rules beyond the path: mandatory and forbidden query parameters. */
 static unsigned check_query_rules(const parse_t *p, http_map_op_t op) {
   const char *name = http_map_op_name(op);
-  if ((op == HTTP_MAP_OP_REGISTER || op == HTTP_MAP_OP_BOOTSTRAP_REQUEST) && !has_key(p, "ep"))
+  if ((op == HTTP_MAP_OP_REGISTER || op == HTTP_MAP_OP_BOOTSTRAP_REQUEST ||
+       op == HTTP_MAP_OP_BOOTSTRAP_PACK) &&
+      !has_key(p, "ep"))
     return refuse(p->verdict, HTTP_BAD_REQUEST, "%s: ep missing", name);
   if ((op == HTTP_MAP_OP_DEREGISTER || op == HTTP_MAP_OP_SEND) && p->query_count)
     return refuse(p->verdict, HTTP_BAD_REQUEST, "%s: unexpected query", name);
@@ -578,7 +584,10 @@ static unsigned parse_target(parse_t *p, size_t len) {
 static unsigned build_coap(const parse_t *p, const http_map_request_t *req, long cf,
                            uint16_t mid, gw_coap_msg_t *out) {
   http_map_scratch_t *s = p->scratch;
-  uint8_t code = p->verdict->op == HTTP_MAP_OP_DEREGISTER ? GW_COAP_DELETE : GW_COAP_POST;
+  http_map_op_t op = p->verdict->op;
+  uint8_t code = op == HTTP_MAP_OP_DEREGISTER    ? GW_COAP_DELETE
+                 : op == HTTP_MAP_OP_BOOTSTRAP_PACK ? GW_COAP_GET
+                                                    : GW_COAP_POST;
   gw_coap_msg_init(out, GW_COAP_CON, code, mid);
   int err = 0;
   for (size_t i = 0; i < p->segment_count; i++)
@@ -618,9 +627,6 @@ unsigned http_map_device_request(const http_map_request_t *req, uint16_t mid, gw
   const char *q = memchr(req->target, '?', req->target_len);
   size_t path_len = q ? (size_t)(q - req->target) : req->target_len;
   if (op == HTTP_MAP_OP_NONE) {
-    /* 7.3: a Bootstrap-Server may answer Bootstrap-Pack-Request with 501; the gateway does. */
-    if (strcmp(req->method, "GET") == 0 && p.segment_count == 1 && segment_is(&p, 0, "bspack"))
-      return refuse(verdict, HTTP_NOT_IMPLEMENTED, "Bootstrap-Pack-Request is not relayed");
     return refuse(verdict, HTTP_BAD_REQUEST, "unknown operation: %s %.*s", req->method,
                   (int)(path_len > 48 ? 48 : path_len), req->target);
   }

@@ -47,6 +47,7 @@ typedef enum {
   HTTP_MAP_OP_UPDATE,            /* POST /rd/{location}?lt=&b=&Q&sms= */
   HTTP_MAP_OP_DEREGISTER,        /* DELETE /rd/{location} */
   HTTP_MAP_OP_SEND,              /* POST /dp */
+  HTTP_MAP_OP_BOOTSTRAP_PACK,    /* GET /bspack?ep= (Bootstrap-Pack-Request, 7.1.2) */
   /* server -> device (the gateway is the HTTP client); Bootstrap-Read / -Write / -Delete /
    * -Discover look like Read / Write / Delete / Discover and are classified as those. */
   HTTP_MAP_OP_READ,             /* GET */
@@ -117,10 +118,12 @@ typedef struct {
  *  DELETE /rd/{loc}     De-register: no query, no body
  *  POST /dp             Send: body mandatory, Content-Type mandatory: LwM2M CBOR, SenML JSON or
  *                       SenML CBOR (7.1.5)
+ *  GET /bspack?ep=..    Bootstrap-Pack-Request: ep mandatory, no body; CoAP GET (the
+ *                       Bootstrap-Server picks the format, Core 1.2 6.1.7.9)
  * Returns 0, or the HTTP status to answer with and verdict->reason set: 400 (malformed target,
  * unknown operation, missing / duplicate parameter, unexpected or missing body), 414 (target over
  * HTTP_MAP_TARGET_MAX), 415 (Content-Type unknown or not allowed for the operation), 501 (a
- * method RFC 9110 does not define, or GET /bspack: Bootstrap-Pack-Request is not relayed), 500
+ * method RFC 9110 does not define), 500
  * (NULL arguments, scratch full). */
 unsigned http_map_device_request(const http_map_request_t *req, uint16_t mid, gw_coap_msg_t *out,
                                  http_map_scratch_t *scratch, http_map_verdict_t *verdict);

@@ -82,7 +82,7 @@ static void fuzz_device(const uint8_t *data, size_t size) {
     check(verdict.reason[0] != '\0');
     return;
   }
-  check(verdict.op >= HTTP_MAP_OP_BOOTSTRAP_REQUEST && verdict.op <= HTTP_MAP_OP_SEND);
+  check(verdict.op >= HTTP_MAP_OP_BOOTSTRAP_REQUEST && verdict.op <= HTTP_MAP_OP_BOOTSTRAP_PACK);
   check_coap_round_trip(&out);
   /* Answer mappings for every code the server could send. */
   for (unsigned code = 0; code < 256; code++) {

@@ -319,7 +319,7 @@ def test_tls_with_client_certificates(peers, tmp_path):
     (["-X", "POST", "-H", "Content-Type: image/png", "--data-binary", "x", "/rd?ep=a"], 415, ""),
     (["-X", "POST", "/dp"], 400, "body"),
     (["-X", "post", "/rd?ep=a"], 501, ""),
-    (["-X", "GET", "/bspack?ep=a"], 501, ""),
+    (["-X", "GET", "/bspack?ep=a"], 404, "no bootstrap server"),
     (["-X", "POST", "/rd?ep=" + "a" * 1100], 414, ""),
     (["-X", "POST", "-H", "Authorization: Digest x", "/rd?ep=a"], 401, "Authorization"),
 ])
@@ -375,6 +375,11 @@ def test_bootstrap_request_and_finish(peers):
     dev.send("bootstrap")
     assert bs.wait_for("bootstrap-request")["ep"] == "h1"
     assert dev.wait_for("response", op="bootstrap")["status"] == 200
+    # Bootstrap-Pack-Request (7.1.2): GET /bspack -> CoAP GET /bspack -> its content as 200.
+    status, h, text = curl(f"http://127.0.0.1:{port}/bspack?ep=h1")
+    assert (status, text) == (200, "bootstrap-pack")
+    assert h["content-type"].startswith("text/plain")
+    assert bs.wait_for("bootstrap-pack-request")["ep"] == "h1"
     # Bootstrap-Finish (POST /bs) from the bootstrap server reaches the device.
     assert bs.request("execute 1 h1 /bs")["code"] == "2.04"
     dev.wait_for("bootstrap-finish")

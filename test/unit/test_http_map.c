@@ -271,6 +271,17 @@ static void test_update_deregister_send_bootstrap(void **state) {
   static const uint8_t bs[] = {0x40, 0x02, 0x12, 0x34, 0xb2, 'b', 's', 0x49, 'e', 'p', '=', 'n',
                                'o', 'd', 'e', '-', '1', 0x07, 'p', 'c', 't', '=', '1', '1', '2'};
   assert_coap_bytes(&msg, bs, sizeof bs);
+
+  /* 7.1.2: Bootstrap-Pack-Request is GET /bspack?ep= (Core 1.2 6.1.7.9). */
+  assert_int_equal(device("GET", "/bspack?ep=node-1", NULL, NULL), 0);
+  assert_int_equal(verdict.op, HTTP_MAP_OP_BOOTSTRAP_PACK);
+  static const uint8_t pack[] = {0x40, 0x01, 0x12, 0x34, 0xb6, 'b', 's', 'p', 'a', 'c', 'k',
+                                 0x49, 'e', 'p', '=', 'n', 'o', 'd', 'e', '-', '1'};
+  assert_coap_bytes(&msg, pack, sizeof pack);
+  unsigned status;
+  assert_int_equal(http_map_status_from_coap(C(2, 5), HTTP_MAP_OP_BOOTSTRAP_PACK, true, &status),
+                   HTTP_MAP_OK);
+  assert_int_equal(status, 200);
 }
 
 /* A refusal with status and a reason that starts with prefix. */
@@ -343,7 +354,9 @@ static void test_device_refusals_operation(void **state) {
   refused(400, "unknown operation: POST /", "POST", "/", NULL, NULL);
   refused(400, "unknown operation: POST /3/0", "POST", "/3/0", NULL, NULL);
   refused(400, "unknown operation: POST /dp/1", "POST", "/dp/1", NULL, NULL);
-  refused(501, "Bootstrap-Pack-Request is not relayed", "GET", "/bspack?ep=a", NULL, NULL);
+  refused(400, "Bootstrap-Pack-Request: ep missing", "GET", "/bspack", NULL, NULL);
+  refused(400, "Bootstrap-Pack-Request: unexpected body", "GET", "/bspack?ep=a", NULL, "x");
+  refused(400, "unknown operation: POST /bspack", "POST", "/bspack?ep=a", NULL, NULL);
   refused(400, "Register: ep missing", "POST", "/rd?lt=300", NULL, NULL);
   refused(400, "Register: ep missing", "POST", "/rd", NULL, "</1>");
   refused(400, "Bootstrap-Request: ep missing", "POST", "/bs", NULL, NULL);
