@@ -242,14 +242,12 @@ static const gw_device_conf_t *device_conf(const gw_config_t *config, const char
 /* ------------------------------------------------------------------------------------------ */
 /* answering devices                                                                           */
 
-static void respond_text(http_binding_t *b, http_exchange_t *x, unsigned status,
-                         const char *www_authenticate, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static void respond_text(http_exchange_t *x, unsigned status, const char *www_authenticate,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* A refusal by the gateway itself: the status and a one-line reason as text/plain. */
-static void respond_text(http_binding_t *b, http_exchange_t *x, unsigned status,
-                         const char *www_authenticate, const char *fmt, ...) {
-  (void)b;
+static void respond_text(http_exchange_t *x, unsigned status, const char *www_authenticate,
+                         const char *fmt, ...) {
   char body[256];
   va_list ap;
   va_start(ap, fmt);
@@ -381,11 +379,13 @@ static http_device_t *device_for_request(http_binding_t *b, const http_server_re
     break;
   case HTTP_MAP_OP_UPDATE:
   case HTTP_MAP_OP_DEREGISTER: {
-    char location[HTTP_LOCATION_LEN + 2];
+    char location[HTTP_LOCATION_LEN + 1];
     size_t n = strcspn(req->target, "?");
-    snprintf(location, sizeof(location), "%.*s", (int)(n < sizeof(location) ? n : sizeof(location) - 1),
-             req->target);
-    d = n <= HTTP_LOCATION_LEN ? device_by_location(b, location) : NULL;
+    if (n <= HTTP_LOCATION_LEN) {
+      memcpy(location, req->target, n);
+      location[n] = 0;
+      d = device_by_location(b, location);
+    }
     if (!d) {
       b->metrics.unknown_locations++;
       id->status = 404;
@@ -398,7 +398,6 @@ static http_device_t *device_for_request(http_binding_t *b, const http_server_re
     break;
   }
   case HTTP_MAP_OP_SEND:
-    d = NULL;
     if (id->kind != HTTP_AUTH_NONE) {
       gw_baddr_t addr;
       make_addr(HTTP_IFACE_RD, id->ep, &addr);
@@ -454,7 +453,7 @@ static void refuse_request(http_binding_t *b, http_exchange_t *x, const http_ser
   snprintf(from.text, sizeof(from.text), "%s", req->peer_ip);
   if (status == 400 || status == 414 || status == 415)
     b->env.on_rejected(b->env.core, &b->base, &from, reason);
-  respond_text(b, x, status, status == 401 ? HTTP_REALM : NULL, "%s", reason);
+  respond_text(x, status, status == 401 ? HTTP_REALM : NULL, "%s", reason);
 }
 
 static void on_device_request(void *arg, http_exchange_t *x, const http_server_request_t *req) {
@@ -521,7 +520,7 @@ static void sweep_due(gw_loop_t *loop, void *arg) {
                 http_map_op_name(u->op));
         http_exchange_t *x = u->x;
         u->x = NULL;
-        respond_text(b, x, 504, NULL, "no answer from the LwM2M server");
+        respond_text(x, 504, NULL, "no answer from the LwM2M server");
       }
   gw_timer_start(loop, &b->sweep_timer, HTTP_SWEEP_MS);
 }
