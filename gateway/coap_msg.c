@@ -344,3 +344,20 @@ const char *gw_coap_type_str(gw_coap_type_t type) {
   }
   return "???";
 }
+
+/* ---- tokens as numbers ------------------------------------------------------------------ */
+
+size_t gw_coap_token_from_u64(uint64_t token, uint8_t out[8]) {
+  for (size_t i = 0; i < 8; i++)
+    out[i] = (uint8_t)(token >> (8 * (7 - i)));
+  return 8;
+}
+
+uint64_t gw_coap_token_to_u64(const uint8_t *token, size_t len) {
+  if (!token || len > GW_COAP_MAX_TOKEN)
+    return 0; /* RFC 7252 5.3.1: tokens are 0..8 bytes; anything else is no token of ours */
+  uint64_t v = 0;
+  for (size_t i = 0; i < len; i++)
+    v = v << 8 | token[i];
+  return v;
+}

@@ -88,6 +88,11 @@ size_t gw_coap_serialize(const gw_coap_msg_t *msg, uint8_t *buf, size_t buf_size
 /* Initialises an empty message of the given type, code and mid; no token, options or payload. */
 void gw_coap_msg_init(gw_coap_msg_t *msg, gw_coap_type_t type, uint8_t code, uint16_t mid);
 int gw_coap_set_token(gw_coap_msg_t *msg, const uint8_t *token, size_t len);
+/* A 64-bit number as an 8-byte big-endian token and back: bindings that make their own tokens
+ * (MQTT's, the HTTP binding's) keep them as numbers. gw_coap_token_from_u64 returns 8;
+ * gw_coap_token_to_u64 reads 0..8 bytes, a longer "token" (none of ours) gives 0. */
+size_t gw_coap_token_from_u64(uint64_t token, uint8_t out[8]);
+uint64_t gw_coap_token_to_u64(const uint8_t *token, size_t len);
 
 /* Inserts an option keeping ascending order (after existing options of the same number, so
  * repeated options such as Uri-Path keep their order). Borrows value. 0, or -1 when full. */

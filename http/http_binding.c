@@ -492,9 +492,7 @@ static void on_device_request(void *arg, http_exchange_t *x, const http_server_r
   snprintf(d->peer_ip, sizeof(d->peer_ip), "%s", req->peer_ip);
   uint64_t token = b->next_token++;
   uint8_t token_bytes[8];
-  for (int i = 0; i < 8; i++)
-    token_bytes[i] = (uint8_t)(token >> (56 - 8 * i));
-  gw_coap_set_token(&coap, token_bytes, sizeof(token_bytes));
+  gw_coap_set_token(&coap, token_bytes, gw_coap_token_from_u64(token, token_bytes));
   coap.mid = d->next_mid++;
   *u = (http_uplink_t){.x = x, .token = token, .started_ms = gw_now_ms(), .op = verdict.op};
   size_t len = gw_coap_serialize(&coap, b->coap_buf, sizeof(b->coap_buf));
@@ -542,10 +540,9 @@ static void on_device_abandoned(void *arg, http_exchange_t *x) {
 /* The core's answer to a device request: the HTTP answer, with the gateway's Location for a
  * successful Register. */
 static int send_device_answer(http_binding_t *b, http_device_t *d, const gw_coap_msg_t *resp) {
-  uint64_t token = 0;
-  for (size_t i = 0; i < resp->token_len; i++)
-    token = token << 8 | resp->token[i];
-  http_uplink_t *u = resp->token_len == 8 ? uplink_by_token(d, token) : NULL;
+  http_uplink_t *u = resp->token_len == 8
+                          ? uplink_by_token(d, gw_coap_token_to_u64(resp->token, resp->token_len))
+                          : NULL;
   if (!u)
     return GW_OK; /* the client left; counted as abandoned */
   unsigned status;

@@ -512,7 +512,7 @@ static int send_server_request(mqtt_binding_t *b, mqtt_endpoint_t *e,
 
 /* The core's answer to a device request: the 8.4 generic response with the device's token. */
 static int send_device_answer(mqtt_binding_t *b, mqtt_endpoint_t *e, const gw_coap_msg_t *resp) {
-  uint64_t token = mqtt_coap_token_to_u64(resp->token, resp->token_len);
+  uint64_t token = gw_coap_token_to_u64(resp->token, resp->token_len);
   mqtt_uplink_t *u = uplink_find_mid(e, resp->mid);
   if (u && u->op == MQTT_CBOR_OP_REGISTER && e->iface == MQTT_CBOR_IFACE_RD &&
       resp->code == GW_COAP_CREATED)

@@ -143,23 +143,6 @@ size_t mqtt_topic_filter(const char *prefix, mqtt_cbor_iface_t iface, char *out,
   return topic_format(prefix, iface, "#", out, out_size);
 }
 
-/* ---- tokens ----------------------------------------------------------------------------- */
-
-size_t mqtt_coap_token_from_u64(uint64_t token, uint8_t out[8]) {
-  for (size_t i = 0; i < 8; i++)
-    out[i] = (uint8_t)(token >> (8 * (7 - i)));
-  return 8;
-}
-
-uint64_t mqtt_coap_token_to_u64(const uint8_t *token, size_t len) {
-  if (!token || len > GW_COAP_MAX_TOKEN)
-    return 0; /* RFC 7252 5.3.1: tokens are 0..8 bytes; anything else is no token of ours */
-  uint64_t v = 0;
-  for (size_t i = 0; i < len; i++)
-    v = v << 8 | token[i];
-  return v;
-}
-
 /* ---- building a CoAP message ------------------------------------------------------------ */
 
 /* Reserves n bytes of the caller's scratch buffer (appending after `used`); NULL when full. */
@@ -402,7 +385,7 @@ int mqtt_coap_uplink_request(const mqtt_cbor_msg_t *msg, mqtt_cbor_iface_t iface
       return RESULT_BAD_REQUEST;
   }
   uint8_t token[8];
-  size_t token_len = mqtt_coap_token_from_u64(msg->token, token);
+  size_t token_len = gw_coap_token_from_u64(msg->token, token);
   coap_builder_t b = builder_start(out, scratch, GW_COAP_CON, route->method, mid, token,
                                    token_len);
   put_path(&b, route->path ? route->path : ctx->location);

@@ -48,13 +48,9 @@ size_t mqtt_topic_build(const char *prefix, mqtt_cbor_iface_t iface, const char 
 size_t mqtt_topic_filter(const char *prefix, mqtt_cbor_iface_t iface, char *out,
                          size_t out_size);
 
-/* ---- tokens: an MQTT token (uint64) as a CoAP token (8 bytes, big endian) and back ---- */
-
-/* Writes the 8-byte big-endian form; returns 8. Uplink requests keep the device's MQTT token
- * as their CoAP token, so the server's answer carries it back with no table. */
-size_t mqtt_coap_token_from_u64(uint64_t token, uint8_t out[8]);
-/* Reads a token of 0..8 bytes (big endian); a longer one (no CoAP token) gives 0. */
-uint64_t mqtt_coap_token_to_u64(const uint8_t *token, size_t len);
+/* Tokens: an MQTT token (uint64) is the 8-byte big-endian CoAP token of gw_coap_token_from_u64
+ * (coap_msg.h). Uplink requests keep the device's MQTT token as their CoAP token, so the
+ * server's answer carries it back with no table. */
 
 /* ---- uplink: operations a device publishes (client -> server) ---- */
 
@@ -65,7 +61,7 @@ typedef struct {
 } mqtt_coap_uplink_ctx_t;
 
 /* Translates a validated device request into a CON CoAP request with message ID mid and the
- * token from mqtt_coap_token_from_u64(msg->token):
+ * token from gw_coap_token_from_u64(msg->token):
  *  rd: Register (6)      -> POST /rd?ep=EP&lt=&lwm2m=&b=&sms=, Content-Format 40, payload
  *                           (links); ep key, if present, must equal ctx->endpoint
  *      Update (7)        -> POST {location}?lt=&b=&sms=, payload links if present (CF 40)

@@ -505,6 +505,25 @@ static void test_code_and_type_str(void **state) {
   assert_string_equal(gw_coap_type_str(GW_COAP_RST), "RST");
 }
 
+/* ---- tokens ----------------------------------------------------------------------------- */
+
+static void test_tokens(void **state) {
+  (void)state;
+  uint8_t buf[8];
+  static const uint8_t want[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08};
+  assert_int_equal(gw_coap_token_from_u64(0x0102030405060708u, buf), 8);
+  assert_memory_equal(buf, want, 8);
+  static const uint64_t values[] = {0, 1, 42, 0xff00, 0x8000000000000000u, UINT64_MAX};
+  for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+    gw_coap_token_from_u64(values[i], buf);
+    assert_true(gw_coap_token_to_u64(buf, 8) == values[i]);
+  }
+  /* Shorter CoAP tokens (a server's) read big endian; none is 0; longer is no token. */
+  assert_int_equal(gw_coap_token_to_u64(want, 2), 0x0102);
+  assert_int_equal(gw_coap_token_to_u64(want, 0), 0);
+  assert_int_equal(gw_coap_token_to_u64(want, 9), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_rfc_get),
@@ -536,6 +555,7 @@ int main(void) {
       cmocka_unit_test(test_uint_options),
       cmocka_unit_test(test_path_str),
       cmocka_unit_test(test_code_and_type_str),
+      cmocka_unit_test(test_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,25 +133,6 @@ static int request_error(const test_req_t *r, mqtt_cbor_iface_t iface) {
   return mqtt_coap_downlink_request(&r->msg, op, 1, &out, &scratch);
 }
 
-/* ---- tokens ----------------------------------------------------------------------------- */
-
-static void test_tokens(void **state) {
-  (void)state;
-  uint8_t buf[8];
-  static const uint8_t want[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08};
-  assert_int_equal(mqtt_coap_token_from_u64(0x0102030405060708u, buf), 8);
-  assert_memory_equal(buf, want, 8);
-  static const uint64_t values[] = {0, 1, 42, 0xff00, 0x8000000000000000u, UINT64_MAX};
-  for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
-    mqtt_coap_token_from_u64(values[i], buf);
-    assert_true(mqtt_coap_token_to_u64(buf, 8) == values[i]);
-  }
-  /* Shorter CoAP tokens (a server's) read big endian; none is 0; longer is no token. */
-  assert_int_equal(mqtt_coap_token_to_u64(want, 2), 0x0102);
-  assert_int_equal(mqtt_coap_token_to_u64(want, 0), 0);
-  assert_int_equal(mqtt_coap_token_to_u64(want, 9), 0);
-}
-
 /* ---- topics (8.2) ----------------------------------------------------------------------- */
 
 static int parse(const char *topic, size_t *idx, mqtt_cbor_iface_t *iface, const char **ep,
@@ -504,7 +485,7 @@ static void test_response_to_mqtt(void **state) {
   gw_coap_msg_t resp;
   mqtt_cbor_msg_t out;
   assert_int_equal(gw_coap_parse(coap_created, sizeof coap_created, &resp), GW_COAP_PARSE_OK);
-  uint64_t token = mqtt_coap_token_to_u64(resp.token, resp.token_len);
+  uint64_t token = gw_coap_token_to_u64(resp.token, resp.token_len);
   assert_int_equal(mqtt_coap_response_to_mqtt(&resp, token, &out), 0);
   assert_mqtt_bytes(&out, mqtt_created, sizeof mqtt_created);
   assert_true(mqtt_cbor_result_allowed(RD, MQTT_CBOR_OP_REGISTER, out.result));
@@ -1052,7 +1033,6 @@ static void test_response_from_mqtt(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_tokens),
       cmocka_unit_test(test_topic_parse),
       cmocka_unit_test(test_topic_build),
       cmocka_unit_test(test_uplink_register),
