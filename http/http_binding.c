@@ -57,7 +57,7 @@
 
 #define HTTP_METRICS(X)                                                                        \
   X(requests, "HTTP requests received from devices")                                          \
-  X(bad_requests, "device requests refused as malformed (400, 414, 415), with a reason")      \
+  X(bad_requests, "device requests refused as malformed (400, 413, 414, 415), with a reason") \
   X(unsupported, "device requests the gateway does not serve (501; 404 bootstrap: none set)")  \
   X(unauthenticated, "device requests answered 401: missing or wrong credentials")            \
   X(forbidden, "device requests answered 403: unknown endpoint or another device's identity") \
@@ -445,8 +445,8 @@ static void refuse_request(http_binding_t *b, http_exchange_t *x, const http_ser
     b->metrics.unauthenticated++;
   else if (status == 403)
     b->metrics.forbidden++;
-  else if (status != 404)
-    b->metrics.bad_requests++;
+  else if (status == 400 || status == 413 || status == 414 || status == 415)
+    b->metrics.bad_requests++; /* 404 has its own counters; 500 / 503 are the gateway's */
   GW_NOTICE(MOD, "%s %.80s from %s refused with %u: %s", req->method, req->target, req->peer_ip,
             status, reason);
   gw_baddr_t from;
