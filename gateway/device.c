@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gw_error.h"
+#include "gw_random.h"
 
 /* FNV-1a over the binding pointer and the address text. */
 static size_t addr_hash(const gw_binding_t *binding, const gw_baddr_t *addr) {
@@ -61,7 +62,7 @@ gw_device_t *gw_device_add(gw_device_table_t *table, gw_binding_t *binding, cons
   dev->downlink = calloc(dev->downlink_capacity, sizeof(*dev->downlink));
   /* Start downstream MIDs at a random point so a restarted gateway is not taken for a
    * duplicate (RFC 7252 4.4). */
-  dev->next_device_mid = (uint16_t)random();
+  dev->next_device_mid = gw_random_u16();
   if (!dev->downlink || gw_dedup_init(&dev->uplink_dedup, GW_DEDUP_ENTRIES) != GW_OK ||
       gw_dedup_init(&dev->downlink_dedup, GW_DEDUP_ENTRIES) != GW_OK) {
     gw_device_free(dev);

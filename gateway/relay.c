@@ -21,6 +21,7 @@
 
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_random.h"
 #include "upstream.h"
 
 #define MOD "relay"
@@ -392,8 +393,7 @@ static void wake_by_sms(gw_gateway_t *gw, gw_device_t *dev) {
   gw_coap_msg_t m;
   gw_coap_msg_init(&m, GW_COAP_NON, GW_COAP_POST, 0);
   uint8_t token[4];
-  uint32_t r = (uint32_t)random();
-  memcpy(token, &r, sizeof(token));
+  gw_random_bytes(token, sizeof(token));
   gw_coap_set_token(&m, token, sizeof(token));
   gw_coap_add_option(&m, GW_COAP_OPT_URI_PATH, (const uint8_t *)"1", 1);
   gw_coap_add_option(&m, GW_COAP_OPT_URI_PATH, (const uint8_t *)instance, strlen(instance));

@@ -32,11 +32,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "binding.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_random.h"
 #include "gw_text.h"
 #include "http_client.h"
 #include "http_map.h"
@@ -175,7 +175,7 @@ static http_device_t *device_get(http_binding_t *b, http_iface_t iface, const ch
   d->addr = addr;
   d->iface = iface;
   snprintf(d->ep, sizeof(d->ep), "%s", ep);
-  d->next_mid = (uint16_t)random();
+  d->next_mid = gw_random_u16();
   size_t i = bucket_of(b, addr.text);
   d->next = b->by_addr[i];
   b->by_addr[i] = d;
@@ -200,10 +200,7 @@ static void location_unlink(http_binding_t *b, http_device_t *d) {
 static void location_assign(http_binding_t *b, http_device_t *d, const char *upstream) {
   location_unlink(b, d);
   do {
-    uint64_t r;
-    if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-      r = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ b->next_token;
-    snprintf(d->location, sizeof(d->location), "/rd/%016" PRIx64, r);
+    snprintf(d->location, sizeof(d->location), "/rd/%016" PRIx64, gw_random_u64());
   } while (device_by_location(b, d->location));
   snprintf(d->upstream_location, sizeof(d->upstream_location), "%s", upstream);
   size_t i = bucket_of(b, d->location);
@@ -739,8 +736,7 @@ static int http_create(const gw_config_t *config, const gw_binding_env_t *env,
     b->bucket_count <<= 1;
   b->by_addr = calloc(b->bucket_count, sizeof(*b->by_addr));
   b->by_location = calloc(b->bucket_count, sizeof(*b->by_location));
-  if (getrandom(&b->next_token, sizeof(b->next_token), 0) != sizeof(b->next_token))
-    b->next_token = ((uint64_t)random() << 32) ^ (uint64_t)random();
+  b->next_token = gw_random_u64();
   b->policy = (gw_link_policy_t){.max_retransmit = 0, /* TCP delivers */
                                  .ack_timeout_ms = 2000,
                                  .mtu = HTTP_MTU,

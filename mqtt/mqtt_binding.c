@@ -25,11 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "binding.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_random.h"
 #include "gw_text.h"
 #include "mqtt_client.h"
 #include "mqtt_coap.h"
@@ -153,7 +153,7 @@ static mqtt_endpoint_t *endpoint_add(mqtt_binding_t *b, const char *topic, size_
   e->tenant = tenant;
   e->iface = iface;
   memcpy(e->ep, ep, ep_len);
-  e->next_mid = (uint16_t)random();
+  e->next_mid = gw_random_u16();
   size_t i = gw_hash_str(topic) & (b->bucket_count - 1);
   e->next = b->buckets[i];
   b->buckets[i] = e;
@@ -619,8 +619,7 @@ static int mqtt_create(const gw_config_t *config, const gw_binding_env_t *env,
   while (b->bucket_count < b->max_endpoints && b->bucket_count < (1u << 20))
     b->bucket_count <<= 1;
   b->buckets = calloc(b->bucket_count, sizeof(*b->buckets));
-  if (getrandom(&b->next_token, sizeof(b->next_token), 0) != sizeof(b->next_token))
-    b->next_token = ((uint64_t)random() << 32) ^ (uint64_t)random();
+  b->next_token = gw_random_u64();
   const gw_mqtt_conf_t *conf = &config->bindings.mqtt;
   b->policy = (gw_link_policy_t){.max_retransmit = 0, /* QoS 1 delivers; see above */
                                  .ack_timeout_ms = 2000,

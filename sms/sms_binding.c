@@ -20,6 +20,7 @@
 #include "csms.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_random.h"
 #include "gw_text.h"
 #include "modem.h"
 #include "secured_packet.h"
@@ -607,7 +608,7 @@ static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
   b->base.ops = ops_self();
   b->env = *env;
   b->config = config;
-  b->next_ref = (uint16_t)random();
+  b->next_ref = gw_random_u16();
   gw_timer_init(&b->reassembly_timer, on_reassembly_timer, b);
   csms_limits_t limits;
   csms_limits_default(&limits);
