@@ -24,7 +24,7 @@ static void on_binding_rejected(void *core, gw_binding_t *binding, const gw_badd
                                 const char *reason) {
   gw_gateway_t *gw = core;
   gw->metrics.rejected++;
-  GW_WARN(MOD, "%s: input from %s rejected: %s", binding->ops->name, from ? from->text : "?",
+  GW_WARN_LIMITED(MOD, "%s: input from %s rejected: %s", binding->ops->name, from ? from->text : "?",
           reason);
 }
 

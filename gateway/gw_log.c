@@ -64,3 +64,33 @@ void gw_log(gw_log_level_t level, const char *module, const char *fmt, ...) {
   gw_vlog(level, module, fmt, ap);
   va_end(ap);
 }
+
+static uint64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void gw_log_limited(gw_log_limit_t *limit, gw_log_level_t level, const char *module,
+                    const char *fmt, ...) {
+  if (level > log_level)
+    return;
+  uint64_t now = monotonic_ms();
+  if (limit->logged == 0 || now - limit->window_start_ms >= GW_LOG_WINDOW_MS) {
+    if (limit->suppressed)
+      gw_log(level, module, "%llu more lines like the next were suppressed in %u s",
+             (unsigned long long)limit->suppressed, GW_LOG_WINDOW_MS / 1000);
+    limit->window_start_ms = now;
+    limit->logged = 0;
+    limit->suppressed = 0;
+  }
+  if (limit->logged >= GW_LOG_BURST) {
+    limit->suppressed++;
+    return;
+  }
+  limit->logged++;
+  va_list ap;
+  va_start(ap, fmt);
+  gw_vlog(level, module, fmt, ap);
+  va_end(ap);
+}

@@ -4,6 +4,7 @@
 #define GW_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 /* Same numbers as syslog(3) priorities, so the syslog target needs no mapping. */
 typedef enum {
@@ -27,6 +28,31 @@ const char *gw_log_level_name(gw_log_level_t level);
 void gw_log(gw_log_level_t level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void gw_vlog(gw_log_level_t level, const char *module, const char *fmt, va_list ap);
+
+/* Lines about input from outside (malformed datagrams, refused senders, floods) are limited per
+ * kind, so that a flood cannot fill a router's flash or log ring: at most GW_LOG_BURST lines of
+ * one kind per GW_LOG_WINDOW_MS; the first line of the next window says how many were
+ * suppressed. The exact counts are always in the metrics. One gw_log_limit_t per kind (the
+ * GW_*_LIMITED macros keep one per call site). Event loop thread only. */
+#define GW_LOG_BURST 5
+#define GW_LOG_WINDOW_MS 10000
+typedef struct {
+  uint64_t window_start_ms;
+  uint32_t logged;     /* lines logged in the current window */
+  uint64_t suppressed; /* lines dropped in the current window */
+} gw_log_limit_t;
+
+void gw_log_limited(gw_log_limit_t *limit, gw_log_level_t level, const char *module,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define GW_LOG_LIMITED(level, mod, ...)                                                        \
+  do {                                                                                         \
+    static gw_log_limit_t limit_;                                                              \
+    gw_log_limited(&limit_, level, mod, __VA_ARGS__);                                          \
+  } while (0)
+#define GW_WARN_LIMITED(mod, ...) GW_LOG_LIMITED(GW_LOG_WARNING, mod, __VA_ARGS__)
+#define GW_NOTICE_LIMITED(mod, ...) GW_LOG_LIMITED(GW_LOG_NOTICE, mod, __VA_ARGS__)
+#define GW_INFO_LIMITED(mod, ...) GW_LOG_LIMITED(GW_LOG_INFO, mod, __VA_ARGS__)
 
 #define GW_ERR(mod, ...) gw_log(GW_LOG_ERR, mod, __VA_ARGS__)
 #define GW_WARN(mod, ...) gw_log(GW_LOG_WARNING, mod, __VA_ARGS__)

@@ -172,11 +172,11 @@ static gw_device_t *device_for_address(gw_gateway_t *gw, gw_binding_t *b,
   const gw_device_conf_t *conf = gw_binding_lookup_device(b, &gw->config, from);
   const gw_link_policy_t *policy = gw_binding_policy(b);
   if (!conf && !policy->accept_unknown) {
-    GW_WARN(MOD, "%s: %s is not a configured device; dropped", b->ops->name, from->text);
+    GW_WARN_LIMITED(MOD, "%s: %s is not a configured device; dropped", b->ops->name, from->text);
     return NULL;
   }
   if (gw->devices.count >= gw->config.gateway.max_devices) {
-    GW_WARN(MOD, "%s: device limit %u reached; %s dropped", b->ops->name,
+    GW_WARN_LIMITED(MOD, "%s: device limit %u reached; %s dropped", b->ops->name,
             gw->config.gateway.max_devices, from->text);
     return NULL;
   }
@@ -191,7 +191,7 @@ static gw_device_t *device_for_address(gw_gateway_t *gw, gw_binding_t *b,
     snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", from->text);
   dev->queue_mode = (conf && conf->queue_mode) || policy->sleepy;
   gw->metrics.devices_created++;
-  GW_INFO(MOD, "%s: new device %s at %s", b->ops->name, dev->endpoint, from->text);
+  GW_INFO_LIMITED(MOD, "%s: new device %s at %s", b->ops->name, dev->endpoint, from->text);
   return dev;
 }
 
@@ -444,7 +444,7 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
   bool awake = device_awake(gw, dev, now);
   gw_downlink_xchg_t *x = gw_downlink_alloc(dev, !awake);
   if (!x) {
-    GW_WARN(MOD, "%s: %s; request refused with 5.03", dev->endpoint,
+    GW_WARN_LIMITED(MOD, "%s: %s; request refused with 5.03", dev->endpoint,
             awake ? "too many requests in flight" : "downlink queue full");
     answer_immediately(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
     return;
@@ -596,7 +596,7 @@ static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg
     break;
   }
   if (gw_uplink_find(dev, req->token, req->token_len)) {
-    GW_WARN(MOD, "%s: token reused while a request is in flight; refused", dev->endpoint);
+    GW_WARN_LIMITED(MOD, "%s: token reused while a request is in flight; refused", dev->endpoint);
     device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
     return;
   }
@@ -611,7 +611,7 @@ static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg
   bool is_update = req->code == GW_COAP_POST && path_is(req, "rd", 2);
   if ((is_register || is_update) &&
       rewrite_registration(gw, dev, &up, is_register, &queries) != GW_OK) {
-    GW_WARN(MOD, "%s: registration parameters could not be rewritten", dev->endpoint);
+    GW_WARN_LIMITED(MOD, "%s: registration parameters could not be rewritten", dev->endpoint);
     device_reject_request(gw, dev, req, GW_COAP_BAD_REQUEST);
     return;
   }
@@ -771,7 +771,7 @@ static void device_empty_message(gw_gateway_t *gw, gw_device_t *dev, const gw_co
 static void reject_malformed(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
                              const uint8_t *data, size_t len, gw_coap_parse_result_t why) {
   gw->metrics.malformed++;
-  GW_WARN(MOD, "%s: malformed CoAP from %s (%zu bytes): %s; dropped (%llu so far)",
+  GW_WARN_LIMITED(MOD, "%s: malformed CoAP from %s (%zu bytes): %s; dropped (%llu so far)",
           b->ops->name, from->text, len, gw_coap_parse_result_str(why),
           (unsigned long long)gw->metrics.malformed);
   if (len >= 4 && (data[0] >> 6) == 1 && ((data[0] >> 4) & 3) == GW_COAP_CON) {

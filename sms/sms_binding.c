@@ -299,12 +299,12 @@ static void deliver_secured(sms_binding_t *b, const char *msisdn, const uint8_t 
   size_t coap_len = 0;
   if (err != SMS_SP_OK) {
     b->metrics.secured_packets_rejected++;
-    GW_INFO(MOD, "%s: secured packet dropped: %s", msisdn, sms_sp_strerror(err));
+    GW_INFO_LIMITED(MOD, "%s: secured packet dropped: %s", msisdn, sms_sp_strerror(err));
   } else if (!c) {
     b->metrics.secured_packets_rejected++;
   } else if (!sms_sp_counter_acceptable(keys.spi, c->in, counter)) {
     b->metrics.replayed++;
-    GW_INFO(MOD, "%s: secured packet dropped: counter %" PRIu64 " not above %" PRIu64, msisdn,
+    GW_INFO_LIMITED(MOD, "%s: secured packet dropped: counter %" PRIu64 " not above %" PRIu64, msisdn,
             counter, c->in);
   } else if ((err = sms_sp_tlv_unwrap(SMS_SP_TAG_COAP, plain, plain_len, &coap, &coap_len)) !=
              SMS_SP_OK) {
@@ -312,7 +312,7 @@ static void deliver_secured(sms_binding_t *b, const char *msisdn, const uint8_t 
     c->in = counter;
     sp_state_save(b);
     b->metrics.secured_packets_rejected++;
-    GW_INFO(MOD, "%s: secured packet dropped: %s", msisdn, sms_sp_strerror(err));
+    GW_INFO_LIMITED(MOD, "%s: secured packet dropped: %s", msisdn, sms_sp_strerror(err));
   } else {
     c->in = counter;
     sp_state_save(b);
@@ -336,7 +336,7 @@ static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, s
   case GW_SMS_SECURITY_SECURED_PACKET:
     if (!cpi) {
       b->metrics.unprotected++;
-      GW_INFO(MOD, "%s: SMS without a secured packet header dropped", msisdn);
+      GW_INFO_LIMITED(MOD, "%s: SMS without a secured packet header dropped", msisdn);
       return;
     }
     deliver_secured(b, msisdn, data, len);
@@ -372,7 +372,7 @@ static void receive_part(sms_binding_t *b, const sms_deliver_t *sms) {
              sms->udh.concat.seq, sms->udh.concat.total);
     break;
   default:
-    GW_WARN(MOD, "%s: concatenated part %u/%u dropped (%s)", sms->originator.number,
+    GW_WARN_LIMITED(MOD, "%s: concatenated part %u/%u dropped (%s)", sms->originator.number,
             sms->udh.concat.seq, sms->udh.concat.total,
             r == CSMS_MALFORMED ? "malformed" : r == CSMS_TOO_BIG ? "over the memory limit"
                                                                  : "out of memory");
