@@ -568,6 +568,16 @@ static int resolve_path(load_ctx_t *ctx, const char *value, char **out) {
   return 0;
 }
 
+/* A file anyone may write can be made to say anything: another trust anchor, another key,
+ * another server. Refused whatever else the configuration allows. */
+static int check_not_world_writable(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                                    const char *file, const struct stat *st) {
+  if (!(st->st_mode & S_IWOTH))
+    return 0;
+  return fail(ctx, s, path, "every user can write \"%s\" (mode %04o): chmod o-w it", file,
+              (unsigned)(st->st_mode & 07777));
+}
+
 static int check_readable(load_ctx_t *ctx, const config_setting_t *s, const char *path,
                           const char *file) {
   struct stat st;
@@ -577,7 +587,19 @@ static int check_readable(load_ctx_t *ctx, const config_setting_t *s, const char
     return fail(ctx, s, path, "\"%s\" is a directory, expected a file", file);
   if (access(file, R_OK) != 0)
     return fail(ctx, s, path, "cannot read \"%s\": %s", file, strerror(errno));
-  return 0;
+  return check_not_world_writable(ctx, s, path, file, &st);
+}
+
+/* The file that holds setting s, as a path this process can open: libconfig reports an
+ * @include as written, relative to the including file's directory (the include dir), not to
+ * the working directory. NULL for strings loaded by gw_config_load_string. */
+static const char *source_file_of(const load_ctx_t *ctx, const config_setting_t *s, char *buf,
+                                  size_t size) {
+  const char *file = config_setting_source_file(s);
+  if (!file || file[0] == '/' || !ctx->base_dir)
+    return file;
+  snprintf(buf, size, "%s/%s", ctx->base_dir, file);
+  return buf;
 }
 
 /* A secret (a key, a PIN) may sit only in a file other users cannot read. file NULL: the
@@ -585,10 +607,16 @@ static int check_readable(load_ctx_t *ctx, const config_setting_t *s, const char
 static int check_secret_file(load_ctx_t *ctx, const config_setting_t *s, const char *path,
                              const char *file) {
   struct stat st;
+  char source[PATH_MAX];
   if (!file)
-    file = config_setting_source_file(s);
-  if (ctx->allow_readable_secrets || !file || stat(file, &st) != 0 || !(st.st_mode & S_IROTH))
+    file = source_file_of(ctx, s, source, sizeof(source));
+  if (!file)
     return 0;
+  if (stat(file, &st) != 0)
+    return fail(ctx, s, path, "cannot check who may read \"%s\": %s", file, strerror(errno));
+  int rc = check_not_world_writable(ctx, s, path, file, &st);
+  if (rc != 0 || ctx->allow_readable_secrets || !(st.st_mode & S_IROTH))
+    return rc;
   return fail(ctx, s, path,
               "\"%s\" holds a secret but every user can read it (mode %04o): "
               "chmod o-r it, or set gateway.allow_readable_secrets = true",
@@ -1820,6 +1848,46 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
   return 0;
 }
 
+/* Every file the configuration was read from (the main file and each @include that holds a
+ * setting) must not be writable by every user: whoever can write it runs the gateway. */
+static int check_config_files_under(load_ctx_t *ctx, const config_setting_t *s,
+                                    const char **checked, size_t *checked_count, size_t max) {
+  const char *file = config_setting_source_file(s);
+  bool seen = !file;
+  for (size_t i = 0; i < *checked_count && !seen; i++)
+    seen = strcmp(checked[i], file) == 0;
+  if (!seen && *checked_count < max) {
+    checked[(*checked_count)++] = file;
+    char buf[PATH_MAX];
+    const char *path = source_file_of(ctx, s, buf, sizeof(buf));
+    struct stat st;
+    if (stat(path, &st) == 0) {
+      int rc = check_not_world_writable(ctx, s, "(file)", path, &st);
+      if (rc != 0)
+        return rc;
+    }
+  }
+  for (int i = 0; i < config_setting_length(s); i++) {
+    const config_setting_t *child = config_setting_get_elem(s, (unsigned)i);
+    int rc = child ? check_config_files_under(ctx, child, checked, checked_count, max) : 0;
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int check_config_files(load_ctx_t *ctx, const config_setting_t *root) {
+  const char *checked[64];
+  size_t count = 0;
+  struct stat st;
+  if (ctx->base_dir && stat(ctx->file, &st) == 0) { /* a file, not a string */
+    int rc = check_not_world_writable(ctx, NULL, "(file)", ctx->file, &st);
+    if (rc != 0)
+      return rc;
+  }
+  return check_config_files_under(ctx, root, checked, &count, sizeof(checked) / sizeof(*checked));
+}
+
 static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) {
   const config_setting_t *root = config_root_setting(cfg);
   gw_gateway_conf_t *gw = &config->gateway;
@@ -1853,7 +1921,8 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   config->bindings.http.accept_unknown = false;
 
   int rc;
-  if ((rc = check_known(ctx, root, "", top_level_keys)) != 0 ||
+  if ((rc = check_config_files(ctx, root)) != 0 ||
+      (rc = check_known(ctx, root, "", top_level_keys)) != 0 ||
       (rc = load_gateway(ctx, root, gw)) != 0 || (rc = load_upstreams(ctx, root, config)) != 0 ||
       (rc = load_devices(ctx, root, config)) != 0 || (rc = load_bindings(ctx, root, config)) != 0)
     return rc;

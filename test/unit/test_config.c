@@ -929,6 +929,69 @@ static void test_secret_files_must_not_be_world_readable(void **state) {
   assert_null(strstr(err, "00ff")); /* never the secret itself */
 }
 
+/* An @include with a relative path is relative to the including file, not to the working
+ * directory: its secrets are checked wherever the daemon was started from (issue 11). */
+static void test_included_secret_checked_from_any_directory(void **state) {
+  (void)state;
+  char inc_path[256], main_path[256];
+  write_file("secret-devices.conf",
+             "devices = ( { endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"00ff\"; } );\n",
+             inc_path, sizeof(inc_path));
+  write_file("with-include.conf", UPS "@include \"secret-devices.conf\"\n" NIDD, main_path,
+             sizeof(main_path));
+  char cwd[512];
+  assert_non_null(getcwd(cwd, sizeof(cwd)));
+  assert_int_equal(chdir("/"), 0);
+  int private_rc = load_path(main_path);
+  assert_int_equal(chmod(inc_path, 0644), 0);
+  int readable_rc = load_path(main_path);
+  assert_int_equal(chdir(cwd), 0);
+  assert_int_equal(private_rc, GW_OK);
+  assert_int_equal(readable_rc, GW_ERR_CONFIG);
+  assert_non_null(strstr(err, "secret-devices.conf:1: devices.[0].psk_key_hex: "));
+  assert_non_null(strstr(err, "every user can read it (mode 0644)"));
+}
+
+/* Whoever can write the configuration or a file it names runs the gateway: refused, even with
+ * allow_readable_secrets (issue 11). */
+static void test_world_writable_files_refused(void **state) {
+  (void)state;
+  char main_path[256], inc_path[256], text[1024];
+  write_file("plain.conf", MIN, main_path, sizeof(main_path));
+  assert_int_equal(load_path(main_path), GW_OK);
+  assert_int_equal(chmod(main_path, 0666), 0);
+  assert_int_equal(load_path(main_path), GW_ERR_CONFIG);
+  assert_non_null(strstr(err, "every user can write"));
+  assert_non_null(strstr(err, "plain.conf"));
+  assert_non_null(strstr(err, "(mode 0666)"));
+
+  write_file("upstreams.conf", UP, inc_path, sizeof(inc_path));
+  write_file("includes-upstreams.conf", "@include \"upstreams.conf\"\n" NIDD, main_path,
+             sizeof(main_path));
+  assert_int_equal(load_path(main_path), GW_OK);
+  assert_int_equal(chmod(inc_path, 0602), 0);
+  assert_int_equal(load_path(main_path), GW_ERR_CONFIG);
+  assert_non_null(strstr(err, "upstreams.conf:1: (file): every user can write"));
+
+  /* a trust anchor anyone may replace */
+  assert_int_equal(chmod(ca_path, 0646), 0);
+  snprintf(text, sizeof(text),
+           "upstream = ( { name = \"default\"; uri = \"coaps://h\"; ca_file = \"%s\"; "
+           "cert_file = \"%s\"; key_file = \"%s\"; } );\n" NIDD,
+           ca_path, cert_path, key_path);
+  load_err(text, "<string>:1: upstream.[0].ca_file: ", "every user can write");
+  assert_int_equal(chmod(ca_path, 0600), 0);
+  load_ok(text);
+  /* a key anyone may replace, even where readable secrets are allowed */
+  assert_int_equal(chmod(psk_path, 0666), 0);
+  snprintf(text, sizeof(text),
+           "gateway = { allow_readable_secrets = true; };\n" UPS
+           "devices = ( { endpoint = \"a\"; psk_identity = \"i\"; psk_key_file = \"%s\"; } );\n"
+           NIDD, psk_path);
+  load_err(text, "<string>:3: devices.[0].psk_key_file: ", "every user can write");
+  assert_int_equal(chmod(psk_path, 0600), 0);
+}
+
 /* ---- bindings ---- */
 
 #define SMS_ON "bindings = { sms = { enabled = true; modem = \"/dev/ttyUSB2\"; "
@@ -1450,6 +1513,8 @@ int main(void) {
       cmocka_unit_test(test_nidd),             cmocka_unit_test(test_mqtt),
       cmocka_unit_test(test_http),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
+      cmocka_unit_test(test_included_secret_checked_from_any_directory),
+      cmocka_unit_test(test_world_writable_files_refused),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
       cmocka_unit_test(test_config_free),             cmocka_unit_test(test_error_buffer),
   };
