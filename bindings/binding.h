@@ -31,6 +31,8 @@ typedef struct {
   size_t mtu;              /* largest datagram the link carries */
   bool sleepy;             /* devices on this link are reachable only after they spoke */
   bool accept_unknown;     /* addresses not listed in `devices` become devices too */
+  bool costly;             /* each message the gateway sends costs money (SMS): malformed input
+                              and pings from unknown senders get no answer */
   char binding_letter;     /* LwM2M binding letter of the link: 'N', 'S', 'M', 'H', ... */
 } gw_link_policy_t;
 
@@ -110,7 +112,8 @@ const gw_upstream_conf_t *gw_binding_upstream(const gw_binding_t *binding,
 #define GW_LOCAL_ANSWERS_MAX 64
 typedef struct {
   gw_baddr_t to;
-  uint8_t data[GW_COAP_MAX_TOKEN + 8 + 96]; /* header, token, marker, diagnostic */
+  uint8_t data[GW_COAP_MAX_TOKEN + 8 + GW_COAP_DIAGNOSTIC_MAX]; /* header, token, marker,
+                                                                 diagnostic */
   size_t len;
 } gw_local_answer_t;
 

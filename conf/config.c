@@ -47,7 +47,8 @@ static const char *const top_level_keys[] = {"gateway", "upstream", "devices", "
 static const char *const gateway_keys[] = {
     "state_dir",      "log_level",     "log_target",  "metrics",
     "piggyback_window_ms", "device_timeout_ms", "downlink_queue_length", "queue_awake_ms",
-    "max_devices",    "allow_readable_secrets", NULL};
+    "max_devices",    "allow_readable_secrets", "max_unregistered", "unregistered_timeout_s",
+    NULL};
 static const char *const upstream_keys[] = {"name",    "uri",       "profile",
                                             "ca_file", "cert_file", "key_file", NULL};
 static const char *const device_keys[] = {
@@ -744,7 +745,19 @@ static int load_gateway(load_ctx_t *ctx, const config_setting_t *root, gw_gatewa
   if ((rc = get_bool(ctx, g, "gateway", "allow_readable_secrets", NULL,
                      &ctx->allow_readable_secrets)) != 0)
     return rc;
-  return get_uint(ctx, g, "gateway", "max_devices", 1, 1000000, "", NULL, &gw->max_devices);
+  if ((rc = get_uint(ctx, g, "gateway", "max_devices", 1, 1000000, "", NULL, &gw->max_devices)))
+    return rc;
+  if (gw->max_unregistered > gw->max_devices) /* the default follows a small max_devices */
+    gw->max_unregistered = gw->max_devices;
+  const config_setting_t *unreg_s;
+  if ((rc = get_uint(ctx, g, "gateway", "max_unregistered", 1, 1000000, "", &unreg_s,
+                     &gw->max_unregistered)))
+    return rc;
+  if (gw->max_unregistered > gw->max_devices)
+    return fail(ctx, unreg_s, "gateway.max_unregistered",
+                "must not exceed gateway.max_devices (%u)", gw->max_devices);
+  return get_uint(ctx, g, "gateway", "unregistered_timeout_s", 1, 86400, "", NULL,
+                  &gw->unregistered_timeout_s);
 }
 
 /* cert_file and key_file: both or neither. */
@@ -1901,6 +1914,8 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   gw->downlink_queue_length = 8;
   gw->queue_awake_ms = 93000; /* CoAP MAX_TRANSMIT_WAIT, RFC 7252 4.8.2 */
   gw->max_devices = 10000;
+  gw->max_unregistered = 1000;
+  gw->unregistered_timeout_s = 30;
   config->bindings.nidd.accept_unknown = true;
   gw_sms_conf_t *sms = &config->bindings.sms;
   sms->baud = 115200;

@@ -24,6 +24,8 @@ typedef struct {
   uint32_t downlink_queue_length; /* default 8; per device, for queue mode */
   uint32_t queue_awake_ms;        /* default 93000 (CoAP MAX_TRANSMIT_WAIT) */
   uint32_t max_devices;           /* default 10000 */
+  uint32_t max_unregistered;      /* devices not registered (yet) at once; default 1000 */
+  uint32_t unregistered_timeout_s; /* an idle device that never registered is dropped; 30 */
 } gw_gateway_conf_t;
 
 typedef enum { GW_PROFILE_LWM2M11 = 0, GW_PROFILE_PASSTHROUGH = 1 } gw_profile_t;

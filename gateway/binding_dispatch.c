@@ -73,13 +73,7 @@ int gw_local_answer(gw_local_answers_t *a, const gw_baddr_t *to, const gw_coap_m
     return GW_ERR_FULL;
   gw_local_answer_t *item = &a->items[a->count];
   gw_coap_msg_t m;
-  gw_coap_msg_init(&m, req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON, code, req->mid);
-  gw_coap_set_token(&m, req->token, req->token_len);
-  if (diagnostic) {
-    size_t n = strlen(diagnostic);
-    m.payload = (const uint8_t *)diagnostic;
-    m.payload_len = n < 96 ? n : 96;
-  }
+  gw_coap_answer_init(&m, req, code, req->mid, diagnostic);
   item->len = gw_coap_serialize(&m, item->data, sizeof(item->data));
   item->to = *to;
   a->count++;

@@ -231,6 +231,18 @@ void gw_coap_msg_init(gw_coap_msg_t *msg, gw_coap_type_t type, uint8_t code, uin
   msg->mid = mid;
 }
 
+void gw_coap_answer_init(gw_coap_msg_t *msg, const gw_coap_msg_t *req, uint8_t code,
+                         uint16_t non_mid, const char *diagnostic) {
+  bool con = req->type == GW_COAP_CON;
+  gw_coap_msg_init(msg, con ? GW_COAP_ACK : GW_COAP_NON, code, con ? req->mid : non_mid);
+  gw_coap_set_token(msg, req->token, req->token_len);
+  if (diagnostic) {
+    size_t n = strlen(diagnostic);
+    msg->payload = (const uint8_t *)diagnostic;
+    msg->payload_len = n < GW_COAP_DIAGNOSTIC_MAX ? n : GW_COAP_DIAGNOSTIC_MAX;
+  }
+}
+
 int gw_coap_set_token(gw_coap_msg_t *msg, const uint8_t *token, size_t len) {
   if (len > GW_COAP_MAX_TOKEN || (len > 0 && !token))
     return -1;

@@ -31,7 +31,8 @@ enum {
   GW_COAP_CREATED = GW_COAP_CODE(2, 1), GW_COAP_DELETED = GW_COAP_CODE(2, 2),
   GW_COAP_VALID = GW_COAP_CODE(2, 3), GW_COAP_CHANGED = GW_COAP_CODE(2, 4),
   GW_COAP_CONTENT = GW_COAP_CODE(2, 5), GW_COAP_CONTINUE = GW_COAP_CODE(2, 31),
-  GW_COAP_BAD_REQUEST = GW_COAP_CODE(4, 0), GW_COAP_NOT_FOUND = GW_COAP_CODE(4, 4),
+  GW_COAP_BAD_REQUEST = GW_COAP_CODE(4, 0), GW_COAP_FORBIDDEN = GW_COAP_CODE(4, 3),
+  GW_COAP_NOT_FOUND = GW_COAP_CODE(4, 4),
   GW_COAP_INTERNAL_ERROR = GW_COAP_CODE(5, 0),
   GW_COAP_SERVICE_UNAVAILABLE = GW_COAP_CODE(5, 3),
   GW_COAP_GATEWAY_TIMEOUT = GW_COAP_CODE(5, 4)
@@ -88,6 +89,14 @@ size_t gw_coap_serialize(const gw_coap_msg_t *msg, uint8_t *buf, size_t buf_size
 /* Initialises an empty message of the given type, code and mid; no token, options or payload. */
 void gw_coap_msg_init(gw_coap_msg_t *msg, gw_coap_type_t type, uint8_t code, uint16_t mid);
 int gw_coap_set_token(gw_coap_msg_t *msg, const uint8_t *token, size_t len);
+/* A diagnostic payload (RFC 7252 5.5.2) is cut here: it says why, it does not explain. */
+#define GW_COAP_DIAGNOSTIC_MAX 96
+/* The answer `code` to req without an exchange behind it: an ACK with req's message ID for a
+ * CON, else a NON with non_mid; req's token; diagnostic (NULL: none; cut at
+ * GW_COAP_DIAGNOSTIC_MAX bytes) as payload so the peer's operator reads why. Borrows req's token
+ * and diagnostic. */
+void gw_coap_answer_init(gw_coap_msg_t *msg, const gw_coap_msg_t *req, uint8_t code,
+                         uint16_t non_mid, const char *diagnostic);
 /* A 64-bit number as an 8-byte big-endian token and back: bindings that make their own tokens
  * (MQTT's, the HTTP binding's) keep them as numbers. gw_coap_token_from_u64 returns 8;
  * gw_coap_token_to_u64 reads 0..8 bytes, a longer "token" (none of ours) gives 0. */

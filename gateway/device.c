@@ -6,6 +6,7 @@
 
 #include "gw_error.h"
 #include "gw_random.h"
+#include "gw_text.h"
 
 /* FNV-1a over the binding pointer and the address text. */
 static size_t addr_hash(const gw_binding_t *binding, const gw_baddr_t *addr) {
@@ -20,8 +21,13 @@ static size_t addr_hash(const gw_binding_t *binding, const gw_baddr_t *addr) {
 int gw_device_table_init(gw_device_table_t *table, size_t bucket_count) {
   *table = (gw_device_table_t){0};
   table->buckets = calloc(bucket_count, sizeof(*table->buckets));
-  if (!table->buckets)
+  table->by_registration = calloc(bucket_count, sizeof(*table->by_registration));
+  if (!table->buckets || !table->by_registration) {
+    free(table->buckets);
+    free(table->by_registration);
+    *table = (gw_device_table_t){0};
     return GW_ERR_NOMEM;
+  }
   table->bucket_count = bucket_count;
   return GW_OK;
 }
@@ -39,6 +45,7 @@ void gw_device_table_clear(gw_device_table_t *table, void (*free_fn)(gw_device_t
     }
   }
   free(table->buckets);
+  free(table->by_registration);
   *table = (gw_device_table_t){0};
 }
 
@@ -70,6 +77,7 @@ gw_device_t *gw_device_add(gw_device_table_t *table, gw_binding_t *binding, cons
   }
   for (size_t i = 0; i < dev->downlink_capacity; i++)
     dev->downlink[i].device = dev;
+  gw_timer_init(&dev->lifetime_timer, NULL, NULL);
   size_t b = addr_hash(binding, addr) % table->bucket_count;
   dev->hash_next = table->buckets[b];
   table->buckets[b] = dev;
@@ -78,6 +86,7 @@ gw_device_t *gw_device_add(gw_device_table_t *table, gw_binding_t *binding, cons
 }
 
 void gw_device_remove(gw_device_table_t *table, gw_device_t *dev) {
+  gw_device_unindex_registration(table, dev);
   size_t b = addr_hash(dev->binding, &dev->addr) % table->bucket_count;
   for (gw_device_t **p = &table->buckets[b]; *p; p = &(*p)->hash_next) {
     if (*p == dev) {
@@ -97,6 +106,44 @@ void gw_device_free(gw_device_t *dev) {
   gw_dedup_clear(&dev->uplink_dedup);
   gw_dedup_clear(&dev->downlink_dedup);
   free(dev);
+}
+
+static size_t registration_bucket(const gw_device_table_t *table, uint32_t upstream_key,
+                                  const char *location) {
+  return (gw_hash_str(location) ^ upstream_key) % table->bucket_count;
+}
+
+void gw_device_index_registration(gw_device_table_t *table, gw_device_t *dev,
+                                  uint32_t upstream_key) {
+  gw_device_unindex_registration(table, dev);
+  dev->upstream_key = upstream_key;
+  size_t b = registration_bucket(table, upstream_key, dev->location);
+  dev->registration_next = table->by_registration[b];
+  table->by_registration[b] = dev;
+  dev->indexed = true;
+}
+
+void gw_device_unindex_registration(gw_device_table_t *table, gw_device_t *dev) {
+  if (!dev->indexed)
+    return;
+  size_t b = registration_bucket(table, dev->upstream_key, dev->location);
+  for (gw_device_t **p = &table->by_registration[b]; *p; p = &(*p)->registration_next) {
+    if (*p == dev) {
+      *p = dev->registration_next;
+      break;
+    }
+  }
+  dev->registration_next = NULL;
+  dev->indexed = false;
+}
+
+gw_device_t *gw_device_find_registration(const gw_device_table_t *table, uint32_t upstream_key,
+                                         const char *location) {
+  size_t b = registration_bucket(table, upstream_key, location);
+  for (gw_device_t *dev = table->by_registration[b]; dev; dev = dev->registration_next)
+    if (dev->upstream_key == upstream_key && strcmp(dev->location, location) == 0)
+      return dev;
+  return NULL;
 }
 
 void gw_device_foreach(const gw_device_table_t *table, void (*fn)(gw_device_t *, void *),

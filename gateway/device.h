@@ -37,6 +37,7 @@ typedef struct {
   gw_coap_type_t device_type; /* CON or NON */
   uint8_t method;
   bool is_register;
+  bool is_update;
   bool is_deregister;
   uint64_t started_ms;
 } gw_uplink_xchg_t;
@@ -101,11 +102,26 @@ struct gw_device {
   size_t downlink_capacity;
   gw_observation_t observations[GW_MAX_OBSERVATIONS];
   gw_device_t *hash_next;
+  gw_device_t *registration_next; /* chain of the table's by_registration index */
+  uint32_t upstream_key;          /* which server holds the registration: hash of its URI */
+  bool indexed;
+  /* admission.c: the gateway's list of unregistered devices, least recently active first, and
+   * the end of the registration's lifetime */
+  gw_device_t *unreg_prev, *unreg_next;
+  bool unreg_linked;
+  uint64_t last_active_ms;
+  gw_timer_t lifetime_timer;
 };
+
+typedef struct {
+  gw_device_t *head, *tail;
+  size_t count;
+} gw_device_list_t;
 
 /* ---- the device registry: by binding address ---- */
 typedef struct {
   gw_device_t **buckets;
+  gw_device_t **by_registration; /* registered devices, by (upstream, Location) */
   size_t bucket_count;
   size_t count;
 } gw_device_table_t;
@@ -121,6 +137,14 @@ gw_device_t *gw_device_add(gw_device_table_t *table, gw_binding_t *binding, cons
                            size_t downlink_queue_length);
 void gw_device_remove(gw_device_table_t *table, gw_device_t *dev);
 void gw_device_free(gw_device_t *dev);
+/* The registration index: which device holds the registration at `location` ("/rd/5") of the
+ * upstream server with upstream_key. A device is in it from its Register's 2.01 until it
+ * de-registers, its registration lapses or it goes (admission.c keeps it). */
+void gw_device_index_registration(gw_device_table_t *table, gw_device_t *dev,
+                                  uint32_t upstream_key);
+void gw_device_unindex_registration(gw_device_table_t *table, gw_device_t *dev);
+gw_device_t *gw_device_find_registration(const gw_device_table_t *table, uint32_t upstream_key,
+                                         const char *location);
 /* Calls fn for every device; fn may not add or remove devices. */
 void gw_device_foreach(const gw_device_table_t *table, void (*fn)(gw_device_t *dev, void *arg),
                        void *arg);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "gw_error.h"
 #include "gw_log.h"
 #include "metrics.h"
@@ -64,6 +65,7 @@ int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t 
   if (!gw)
     return GW_ERR_NOMEM;
   gw->loop = loop;
+  gw_admission_init(gw);
   gw->config = *config;
   memset(config, 0, sizeof(*config));
   int rc = gw_device_table_init(&gw->devices, bucket_count_for(gw->config.gateway.max_devices));
@@ -94,6 +96,7 @@ static void device_teardown(gw_device_t *dev, void *arg) {
   gw_gateway_t *gw = arg;
   gw_relay_device_abort(gw, dev);
   gw_upstream_close(gw->upstream, dev);
+  gw_admission_forget(gw, dev);
 }
 
 void gw_gateway_free(gw_gateway_t **pgw) {
@@ -101,6 +104,7 @@ void gw_gateway_free(gw_gateway_t **pgw) {
   if (!gw)
     return;
   gw_metrics_server_stop(gw);
+  gw_admission_stop(gw);
   if (gw->devices.buckets)
     gw_device_table_clear(&gw->devices, device_teardown, gw);
   for (size_t i = 0; i < gw->binding_count; i++)
@@ -135,7 +139,16 @@ static void drop_session(gw_gateway_t *gw, gw_device_t *dev) {
   gw_relay_device_abort(gw, dev);
   gw_upstream_close(gw->upstream, dev);
   gw_binding_forget_device(dev->binding, &dev->addr);
+  if (dev->registered)
+    gw_admission_deregistered(gw, dev);
   dev->registered = false;
+}
+
+void gw_gateway_drop_device(gw_gateway_t *gw, gw_device_t *dev) {
+  drop_session(gw, dev);
+  gw_admission_forget(gw, dev);
+  gw_device_remove(&gw->devices, dev);
+  gw_device_free(dev);
 }
 
 /* Decides per device: keep its session, reset it (new credentials or server), or remove it. */
@@ -145,9 +158,7 @@ static void reload_device(gw_device_t *dev, void *arg) {
   const gw_link_policy_t *policy = gw_binding_policy(dev->binding);
   if (!next && dev->conf && !policy->accept_unknown) {
     GW_NOTICE(MOD, "%s: removed from the configuration; session closed", dev->endpoint);
-    drop_session(r->gw, dev);
-    gw_device_remove(&r->gw->devices, dev);
-    gw_device_free(dev);
+    gw_gateway_drop_device(r->gw, dev);
     r->removed++;
     return;
   }

@@ -31,7 +31,10 @@
   X(queued, "server requests held for sleepy devices")                                         \
   X(sms_triggers, "Executes sent by SMS to wake devices (Transport 6.6)")                      \
   X(upstream_failures, "upstream sessions that could not be created or failed")               \
-  X(devices_created, "devices created")
+  X(devices_created, "devices created")                                                        \
+  X(devices_dropped, "unregistered devices dropped: idle, or making room for a newcomer")     \
+  X(devices_refused, "requests from new addresses refused: device limits reached (5.03)")     \
+  X(impersonations, "Register, Update, De-register refused: another device's identity (4.03)")
 
 typedef struct {
 #define GW_METRIC_FIELD(name, help) uint64_t name;
@@ -46,6 +49,8 @@ typedef struct gw_gateway {
   gw_loop_t *loop;
   gw_config_t config;
   gw_device_table_t devices;
+  gw_device_list_t unregistered; /* admission.h */
+  gw_timer_t unregistered_sweep;
   gw_binding_t *bindings[GW_MAX_BINDINGS];
   size_t binding_count;
   gw_upstream_t *upstream;
@@ -65,5 +70,8 @@ int gw_gateway_start(gw_gateway_t *gw);
  * there is logged and ignored. Takes over new_config. */
 int gw_gateway_reload(gw_gateway_t *gw, gw_config_t *new_config);
 void gw_gateway_free(gw_gateway_t **gw);
+/* Removes dev: its requests in flight answered 5.03, its upstream session closed, the binding
+ * told to forget it; frees it. */
+void gw_gateway_drop_device(gw_gateway_t *gw, gw_device_t *dev);
 
 #endif

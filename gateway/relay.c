@@ -19,9 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_random.h"
+#include "gw_text.h"
 #include "upstream.h"
 
 #define MOD "relay"
@@ -89,14 +91,40 @@ static void device_answer(gw_gateway_t *gw, gw_device_t *dev, const gw_uplink_xc
 }
 
 /* Answers a device request that never got an uplink exchange (no capacity, no session). */
+/* Answers a device request that never got an uplink exchange (no capacity, no session, not
+ * its registration) with code and the reason as diagnostic payload (RFC 7252 5.5.2). */
 static void device_reject_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
-                                  uint8_t code) {
+                                  uint8_t code, const char *reason) {
   gw_uplink_xchg_t x = {.token_len = req->token_len, .device_mid = req->mid,
                         .device_type = req->type};
   memcpy(x.token, req->token, req->token_len);
   if (code == GW_COAP_SERVICE_UNAVAILABLE)
     gw->metrics.unavailable++;
-  device_answer(gw, dev, &x, NULL, code);
+  gw_coap_msg_t diagnostic;
+  gw_coap_answer_init(&diagnostic, req, code, 0, reason);
+  device_answer(gw, dev, &x, reason ? &diagnostic : NULL, code);
+}
+
+/* To an address that is no device (not admitted, or not a request): an RST (RFC 7252 4.2, 4.3)
+ * unless each message costs the sender of the answer money. */
+static void reject_stateless(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *to,
+                             uint16_t mid) {
+  if (gw_binding_policy(b)->costly)
+    return;
+  uint8_t rst[4] = {0x70, 0x00, (uint8_t)(mid >> 8), (uint8_t)mid};
+  if (gw_binding_send(b, to, rst, sizeof(rst)) == GW_OK)
+    gw->metrics.datagrams_out++;
+}
+
+/* A request the gateway refuses before it has a device for it: 5.03 with the reason. */
+static void refuse_stateless(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *to,
+                             const gw_coap_msg_t *req, const char *reason) {
+  gw_coap_msg_t m;
+  gw_coap_answer_init(&m, req, GW_COAP_SERVICE_UNAVAILABLE, gw_random_u16(), reason);
+  size_t len = gw_coap_serialize(&m, gw->tx_buf, sizeof(gw->tx_buf));
+  gw->metrics.unavailable++;
+  if (len && gw_binding_send(b, to, gw->tx_buf, len) == GW_OK)
+    gw->metrics.datagrams_out++;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -157,42 +185,23 @@ static void server_answer_code(gw_gateway_t *gw, gw_downlink_xchg_t *x, uint8_t 
 /* ------------------------------------------------------------------------------------------ */
 /* devices                                                                                     */
 
+/* LwM2M Core 6.2.1: lt defaults to 86400 s. */
+static uint32_t registration_lifetime(const gw_device_t *dev) {
+  return dev->device_params.has_lifetime ? dev->device_params.lifetime : 86400u;
+}
+
+/* Which server a registration lives on: a location ("/rd/5") is only unique per server. */
+static uint32_t upstream_key(gw_gateway_t *gw, const gw_device_t *dev) {
+  const gw_upstream_conf_t *u = gw_binding_upstream(dev->binding, &gw->config, &dev->addr,
+                                                    dev->conf);
+  return u ? (uint32_t)gw_hash_str(u->uri) : 0;
+}
+
 static bool device_awake(const gw_gateway_t *gw, const gw_device_t *dev, uint64_t now) {
   if (!dev->queue_mode)
     return true;
   /* LwM2M Core 6.5 (queue mode): the client listens for MAX_TRANSMIT_WAIT after it spoke. */
   return dev->last_heard_ms && now - dev->last_heard_ms < gw->config.gateway.queue_awake_ms;
-}
-
-static gw_device_t *device_for_address(gw_gateway_t *gw, gw_binding_t *b,
-                                       const gw_baddr_t *from) {
-  gw_device_t *dev = gw_device_find(&gw->devices, b, from);
-  if (dev)
-    return dev;
-  const gw_device_conf_t *conf = gw_binding_lookup_device(b, &gw->config, from);
-  const gw_link_policy_t *policy = gw_binding_policy(b);
-  if (!conf && !policy->accept_unknown) {
-    GW_WARN_LIMITED(MOD, "%s: %s is not a configured device; dropped", b->ops->name, from->text);
-    return NULL;
-  }
-  if (gw->devices.count >= gw->config.gateway.max_devices) {
-    GW_WARN_LIMITED(MOD, "%s: device limit %u reached; %s dropped", b->ops->name,
-            gw->config.gateway.max_devices, from->text);
-    return NULL;
-  }
-  dev = gw_device_add(&gw->devices, b, from, gw->config.gateway.downlink_queue_length);
-  if (!dev)
-    return NULL;
-  dev->conf = conf;
-  dev->gateway = gw;
-  if (conf)
-    snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", conf->endpoint);
-  else
-    snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", from->text);
-  dev->queue_mode = (conf && conf->queue_mode) || policy->sleepy;
-  gw->metrics.devices_created++;
-  GW_INFO_LIMITED(MOD, "%s: new device %s at %s", b->ops->name, dev->endpoint, from->text);
-  return dev;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -423,6 +432,7 @@ static void server_request_duplicate(gw_gateway_t *gw, gw_device_t *dev,
 
 void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
   uint64_t now = gw_now_ms();
+  gw_admission_touch(gw, dev);
   const uint8_t *answer = NULL;
   size_t answer_len = 0;
   gw_dedup_verdict_t verdict = gw_dedup_check(&dev->downlink_dedup, req->mid,
@@ -478,8 +488,7 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
     server_send_empty_ack(gw, dev, x->server_mid);
     x->acked_upstream = true;
   }
-  uint32_t lifetime_s = dev->device_params.has_lifetime ? dev->device_params.lifetime : 86400;
-  gw_timer_start(gw->loop, &x->deadline_timer, (uint64_t)lifetime_s * 1000u);
+  gw_timer_start(gw->loop, &x->deadline_timer, (uint64_t)registration_lifetime(dev) * 1000u);
   GW_INFO(MOD, "%s: %s queued until the device is heard from", dev->endpoint, x->path);
   wake_by_sms(gw, dev);
 }
@@ -578,6 +587,46 @@ static int rewrite_registration(gw_gateway_t *gw, gw_device_t *dev, gw_coap_msg_
   return replace_queries(up, storage);
 }
 
+/* Issue 11, "no one can act for a device they are not": a registration is updated or ended only
+ * by the device that holds it, known by its identity on its binding (its address: an MSISDN, a
+ * UE address, an MQTT topic, an HTTP endpoint the binding authenticated). A location another
+ * device holds is refused 4.03; a location nobody holds 4.04, which makes an honest client
+ * register again (LwM2M Core 6.2.2). Returns 0 when dev may go on. */
+static uint8_t registration_refusal(gw_gateway_t *gw, gw_device_t *dev,
+                                    const gw_coap_msg_t *req) {
+  char location[sizeof(dev->location)];
+  gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, location, sizeof(location));
+  if (dev->registered && strcmp(dev->location, location) == 0)
+    return 0;
+  gw_device_t *holder = gw_device_find_registration(&gw->devices, upstream_key(gw, dev),
+                                                    location);
+  if (!holder && !dev->registered)
+    return GW_COAP_NOT_FOUND;
+  gw->metrics.impersonations++;
+  GW_WARN_LIMITED(MOD, "%s at %s: %s of %s refused: the registration is %s's", dev->endpoint,
+                  dev->addr.text, req->code == GW_COAP_DELETE ? "De-register" : "Update",
+                  location, holder ? holder->endpoint : "another one");
+  return GW_COAP_FORBIDDEN;
+}
+
+/* A Register from a device not in the configuration may not take the endpoint name of one that
+ * is: the server would move that device's registration to it. (A listed device's ep= is
+ * replaced by its configured name; an unlisted one has no identity but its address.) */
+static uint8_t endpoint_refusal(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
+  gw_reg_params_t params;
+  if (dev->conf || gw_reg_params_parse(req, &params) != 0 || !params.endpoint[0])
+    return 0;
+  for (size_t i = 0; i < gw->config.device_count; i++) {
+    if (strcmp(gw->config.devices[i].endpoint, params.endpoint) == 0) {
+      gw->metrics.impersonations++;
+      GW_WARN_LIMITED(MOD, "%s: Register as \"%s\", a configured device elsewhere, refused",
+                      dev->addr.text, params.endpoint);
+      return GW_COAP_FORBIDDEN;
+    }
+  }
+  return 0;
+}
+
 static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
   uint64_t now = gw_now_ms();
   const uint8_t *answer = NULL;
@@ -597,34 +646,50 @@ static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg
   }
   if (gw_uplink_find(dev, req->token, req->token_len)) {
     GW_WARN_LIMITED(MOD, "%s: token reused while a request is in flight; refused", dev->endpoint);
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
+                          "token already in use by a request in flight");
+    return;
+  }
+  bool is_register = req->code == GW_COAP_POST && path_is(req, "rd", 1);
+  bool is_update = req->code == GW_COAP_POST && path_is(req, "rd", 2);
+  bool is_deregister = req->code == GW_COAP_DELETE && path_is(req, "rd", 2);
+  uint8_t refusal = is_register                  ? endpoint_refusal(gw, dev, req)
+                    : is_update || is_deregister ? registration_refusal(gw, dev, req)
+                                                 : 0;
+  if (refusal) {
+    device_reject_request(gw, dev, req, refusal,
+                          refusal == GW_COAP_NOT_FOUND ? "no registration at this location"
+                                                       : "not this device's registration");
     return;
   }
   if (gw_upstream_open(gw->upstream, dev) != GW_OK) {
     gw->metrics.upstream_failures++;
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
+                          "no session to the LwM2M server");
     return;
   }
   gw_coap_msg_t up = *req;
   gw_query_list_t queries;
-  bool is_register = req->code == GW_COAP_POST && path_is(req, "rd", 1);
-  bool is_update = req->code == GW_COAP_POST && path_is(req, "rd", 2);
   if ((is_register || is_update) &&
       rewrite_registration(gw, dev, &up, is_register, &queries) != GW_OK) {
     GW_WARN_LIMITED(MOD, "%s: registration parameters could not be rewritten", dev->endpoint);
-    device_reject_request(gw, dev, req, GW_COAP_BAD_REQUEST);
+    device_reject_request(gw, dev, req, GW_COAP_BAD_REQUEST,
+                          "registration parameters not understood");
     return;
   }
   gw_uplink_xchg_t *x = gw_uplink_add(dev, req, now);
   if (!x) {
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
+                          "too many requests in flight");
     return;
   }
   x->is_register = is_register;
-  x->is_deregister = req->code == GW_COAP_DELETE && path_is(req, "rd", 2);
+  x->is_update = is_update;
+  x->is_deregister = is_deregister;
   if (gw_upstream_send(dev, &up) != GW_OK) {
     gw_uplink_remove(x);
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
+                          "the LwM2M server could not be reached");
     return;
   }
   gw->metrics.uplink_requests++;
@@ -639,10 +704,14 @@ void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_
   if (x->is_register && resp->code == GW_COAP_CREATED) {
     gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, dev->location, sizeof(dev->location));
     dev->registered = true;
+    gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
     GW_NOTICE(MOD, "%s: registered at %s (upstream port %u)", dev->endpoint, dev->location,
               gw_upstream_local_port(dev));
+  } else if (x->is_update && dev->registered && resp->code == GW_COAP_CHANGED) {
+    gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
   } else if (x->is_deregister && GW_COAP_CODE_CLASS(resp->code) == 2) {
     dev->registered = false;
+    gw_admission_deregistered(gw, dev);
     GW_NOTICE(MOD, "%s: de-registered", dev->endpoint);
   }
   device_answer(gw, dev, x, resp, resp->code);
@@ -767,17 +836,40 @@ static void device_empty_message(gw_gateway_t *gw, gw_device_t *dev, const gw_co
 }
 
 /* RFC 7252 4.2: a CON whose header is readable but whose body is not may be answered with RST
- * so the device stops retransmitting it. */
+ * so the device stops retransmitting it; not where each answer costs money (issue 11: a flood
+ * of malformed SMS made the gateway send hundreds of SMS). */
 static void reject_malformed(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
                              const uint8_t *data, size_t len, gw_coap_parse_result_t why) {
   gw->metrics.malformed++;
   GW_WARN_LIMITED(MOD, "%s: malformed CoAP from %s (%zu bytes): %s; dropped (%llu so far)",
           b->ops->name, from->text, len, gw_coap_parse_result_str(why),
           (unsigned long long)gw->metrics.malformed);
-  if (len >= 4 && (data[0] >> 6) == 1 && ((data[0] >> 4) & 3) == GW_COAP_CON) {
-    uint8_t rst[4] = {0x70, 0x00, data[2], data[3]};
-    gw_binding_send(b, from, rst, sizeof(rst));
+  if (len >= 4 && (data[0] >> 6) == 1 && ((data[0] >> 4) & 3) == GW_COAP_CON)
+    reject_stateless(gw, b, from, (uint16_t)(data[2] << 8 | data[3]));
+}
+
+/* The device a message from `from` belongs to. Only a request makes an address a device
+ * (admission.h); a CoAP ping from elsewhere is answered with RST without one (RFC 7252 4.3),
+ * anything else from elsewhere is dropped. */
+static gw_device_t *device_for_message(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
+                                       const gw_coap_msg_t *msg) {
+  gw_device_t *dev = gw_device_find(&gw->devices, b, from);
+  if (dev)
+    return dev;
+  if (!gw_coap_is_request(msg)) {
+    gw->metrics.rejected++;
+    if (gw_coap_is_empty(msg) && msg->type == GW_COAP_CON)
+      reject_stateless(gw, b, from, msg->mid);
+    return NULL;
   }
+  const char *refusal = NULL;
+  dev = gw_admit_device(gw, b, from, &refusal);
+  if (!dev) {
+    gw->metrics.rejected++;
+    if (refusal)
+      refuse_stateless(gw, b, from, msg, refusal);
+  }
+  return dev;
 }
 
 void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
@@ -789,12 +881,11 @@ void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_
     reject_malformed(gw, b, from, data, len, pr);
     return;
   }
-  gw_device_t *dev = device_for_address(gw, b, from);
-  if (!dev) {
-    gw->metrics.rejected++;
+  gw_device_t *dev = device_for_message(gw, b, from, &msg);
+  if (!dev)
     return;
-  }
   dev->last_heard_ms = gw_now_ms();
+  gw_admission_touch(gw, dev);
   dev->wake_sent = false;
   if (gw_coap_is_empty(&msg))
     device_empty_message(gw, dev, &msg);
@@ -803,9 +894,10 @@ void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_
   else if (gw_coap_is_response(&msg))
     device_response(gw, dev, &msg);
   else {
-    /* 1.xx and other reserved classes (RFC 7252 4.2 "rejected"). */
+    /* 1.xx and other reserved classes (RFC 7252 4.2 "rejected"), silently where an answer
+     * costs money. */
     gw->metrics.malformed++;
-    if (msg.type == GW_COAP_CON)
+    if (msg.type == GW_COAP_CON && !gw_binding_policy(b)->costly)
       device_send_empty(gw, dev, GW_COAP_RST, msg.mid, false);
   }
   downlink_flush_queue(gw, dev);

@@ -620,6 +620,7 @@ static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
                                  /* this binding admits only devices and allowed
                                   * numbers itself (Transport 5.3) */
                                  .accept_unknown = true,
+                                 .costly = true,
                                  .binding_letter = 'S'};
   sms_modem_conf_t mconf = {.port = conf->modem,
                             .baud = conf->baud,

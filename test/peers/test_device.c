@@ -936,7 +936,15 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     json_add_str(&ev, "code", peer_code_str(code, code_text));
     json_emit(&ev);
   }
+  client_op_t op = out->op;
   outgoing_remove(dev, out);
+  /* LwM2M Core 6.2.2: a registration the server (or gateway) does not know any more is made
+   * again, as Wakaama and Anjay do. */
+  if (op == OP_UPDATE && code == COAP_RESPONSE_CODE_NOT_FOUND) {
+    free(dev->location);
+    dev->location = NULL;
+    send_operation(dev, OP_REGISTER, NULL, 0);
+  }
   return COAP_RESPONSE_OK;
 }
 
