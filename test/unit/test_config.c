@@ -129,6 +129,8 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.gateway.downlink_queue_length, 8);
   assert_int_equal(cfg.gateway.queue_awake_ms, 93000);
   assert_int_equal(cfg.gateway.max_devices, 10000);
+  assert_int_equal(cfg.gateway.max_unregistered, 1000);
+  assert_int_equal(cfg.gateway.unregistered_timeout_s, 30);
   assert_int_equal(cfg.upstream_count, 1);
   const gw_upstream_conf_t *up = &cfg.upstreams[0];
   assert_string_equal(up->name, "default");
@@ -201,7 +203,8 @@ static void test_gateway_ranges(void **state) {
                 {"device_timeout_ms", 2000, 600000}, /* min raised above the default window */
                 {"downlink_queue_length", 0, 1024},
                 {"queue_awake_ms", 1000, 86400000},
-                {"max_devices", 1, 1000000}};
+                {"max_devices", 1, 1000000},
+                {"unregistered_timeout_s", 1, 86400}};
   char fields[128], prefix[128];
   for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
     snprintf(prefix, sizeof(prefix), "<string>:1: gateway.%s: expected an integer from",
@@ -235,6 +238,16 @@ static void test_gateway_ranges(void **state) {
            "<string>:1: gateway.device_timeout_ms: must be greater", NULL);
   load_ok(with_gateway("max_devices = 100000L;"));
   assert_int_equal(cfg.gateway.max_devices, 100000);
+  /* the unregistered limit: within max_devices, and following a small max_devices */
+  load_err(with_gateway("max_devices = 50; max_unregistered = 51;"),
+           "<string>:1: gateway.max_unregistered: must not exceed gateway.max_devices (50)", NULL);
+  load_ok(with_gateway("max_devices = 50;"));
+  assert_int_equal(cfg.gateway.max_unregistered, 50);
+  load_ok(with_gateway("max_devices = 50; max_unregistered = 5;"));
+  assert_int_equal(cfg.gateway.max_unregistered, 5);
+  load_err(with_gateway("max_unregistered = 0;"),
+           "<string>:1: gateway.max_unregistered: expected an integer from 1 to 1000000", NULL);
+  load_ok(with_gateway("max_unregistered = 10000;"));
 }
 
 static void test_gateway_types(void **state) {
