@@ -34,6 +34,9 @@ typedef struct {
   bool costly;             /* each message the gateway sends costs money (SMS): malformed input
                               and pings from unknown senders get no answer */
   char binding_letter;     /* LwM2M binding letter of the link: 'N', 'S', 'M', 'H', ... */
+  bool letter_implied;     /* a device heard on this link speaks it whatever its b= says: the
+                              letter is added to the b= the server sees, and every request of
+                              the server goes to the device over this link */
 } gw_link_policy_t;
 
 typedef struct gw_binding gw_binding_t; /* a binding instance; each transport defines it */

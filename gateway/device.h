@@ -92,6 +92,7 @@ struct gw_device {
   bool registered;
   bool queue_mode;
   bool wake_sent;           /* an SMS trigger went out since the device was last heard from */
+  bool letter_mismatch_logged; /* its b= lacks the letter of the link it registered over */
   unsigned server_instance; /* its Server object instance (/1/x), from the registration */
   uint64_t last_heard_ms;
   uint16_t next_device_mid;

@@ -139,7 +139,8 @@ static bool is_transport_letter(char c) { return c != '\0' && strchr("UTSN", c) 
 /* Keeps the binding letters a strict server accepts (LwM2M Core 1.1 5.2.1.1: U, T, S, N, and Q
  * from 1.0), each once and in the device's order. Without a transport letter left the server
  * still reaches the device through the gateway, over UDP. Returns the length written to out. */
-static size_t strict_binding(const reg_query_t *q, bool add_queue, char out[8]) {
+static size_t strict_binding(const reg_query_t *q, char link_letter, bool add_queue,
+                             char out[8]) {
   size_t n = 0;
   bool has_transport = false;
   for (size_t i = 0; i < q->value_len; i++) {
@@ -148,6 +149,10 @@ static size_t strict_binding(const reg_query_t *q, bool add_queue, char out[8]) 
       out[n++] = c;
       has_transport = has_transport || is_transport_letter(c);
     }
+  }
+  if (is_transport_letter(link_letter) && !memchr(out, link_letter, n)) {
+    out[n++] = link_letter;
+    has_transport = true;
   }
   if (!has_transport) {
     memmove(out + 1, out, n);
@@ -169,7 +174,8 @@ static int append_rewritten(const reg_query_t *q, const gw_coap_option_t *opt, b
     return append_strict_version(q, list);
   if (strict && query_is(q, "b", true)) {
     char binding[8];
-    return list_append(list, "b=", binding, strict_binding(q, add_queue, binding));
+    return list_append(list, "b=", binding,
+                       strict_binding(q, rules->link_letter, add_queue, binding));
   }
   return list_append(list, "", (const char *)opt->value, opt->length);
 }
@@ -191,6 +197,15 @@ int gw_profile_rewrite_query(const gw_coap_msg_t *msg, bool is_register,
       continue;
     reg_query_t q = split_query(opt);
     if (append_rewritten(&q, opt, is_register, rules, add_queue, out_list) != 0)
+      return -1;
+  }
+  /* No b= means U (LwM2M Core 6.2.1); the link's own letter is declared all the same. */
+  if (is_register && rules->profile == GW_PROFILE_LWM2M11 &&
+      is_transport_letter(rules->link_letter) && !msg_has_query(msg, "b", true)) {
+    reg_query_t implicit_u = {"b", 1, "U", 1};
+    char binding[8];
+    if (list_append(out_list, "b=", binding,
+                    strict_binding(&implicit_u, rules->link_letter, add_queue, binding)) != 0)
       return -1;
   }
   return 0;

@@ -48,13 +48,17 @@ typedef struct {
   gw_profile_t profile;
   bool sleepy;                /* the device's link is sleepy or it is configured in queue mode */
   const char *endpoint;       /* configured endpoint name replacing ep=, or NULL to keep */
+  char link_letter;           /* the binding letter of the link the device registered over,
+                                 added to b= when the device left it out; 0: none */
 } gw_rewrite_rules_t;
 
 /* Builds the upstream Uri-Query list for a Register (is_register) or Update from msg's queries.
  * Rules for GW_PROFILE_LWM2M11:
  *  - lwm2m=X: kept when 1.0 or 1.1, otherwise replaced by 1.1;
- *  - b=: letters other than U, T, S, N, Q are dropped; when none is left, "U" (the server reaches
- *    the device through the gateway over UDP); a Q letter is added when rules->sleepy;
+ *  - b=: letters other than U, T, S, N, Q are dropped; rules->link_letter is added when missing
+ *    (a b= without it, or none at all, default U); when no transport letter is left, "U" (the
+ *    server reaches the device through the gateway over UDP); a Q letter is added when
+ *    rules->sleepy;
  *  - ep= replaced by rules->endpoint when set (Register only);
  *  - all other parameters are kept in order.
  * GW_PROFILE_PASSTHROUGH only applies rules->endpoint.

@@ -335,7 +335,6 @@ static gw_binding_t *sms_binding(gw_gateway_t *gw) {
   return NULL;
 }
 
-static bool binding_has_sms(const char *letters) { return strchr(letters, 'S') != NULL; }
 
 /* Execute on /1/x/8 (Registration Update Trigger, 6.6.1) or /1/x/9 (Bootstrap-Request
  * Trigger, 6.6.2). */
@@ -355,14 +354,6 @@ static bool sms_trigger_applies(gw_gateway_t *gw, const gw_device_t *dev,
                                 const gw_coap_msg_t *req) {
   return dev->device_params.sms_number[0] && is_trigger_execute(req) &&
          gw_binding_policy(dev->binding)->binding_letter != 'S' && sms_binding(gw) != NULL;
-}
-
-/* 6.6: a client registered without S ignores everything over SMS but the trigger Execute. */
-static bool sms_operation_accepted(const gw_device_t *dev, const gw_coap_msg_t *req) {
-  if (gw_binding_policy(dev->binding)->binding_letter != 'S' || !dev->registered ||
-      binding_has_sms(dev->device_params.binding))
-    return true;
-  return is_trigger_execute(req);
 }
 
 /* Sends an Execute to the device's sms= number as a NON (6.6: the client sends no response). */
@@ -443,12 +434,6 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
   }
   if (sms_trigger_applies(gw, dev, req)) {
     relay_sms_trigger(gw, dev, req);
-    return;
-  }
-  if (!sms_operation_accepted(dev, req)) {
-    GW_NOTICE(MOD, "%s: registered without S, so over SMS it takes only the trigger Execute "
-                   "(Transport 6.6); refused with 5.03", dev->endpoint);
-    answer_immediately(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE);
     return;
   }
   bool awake = device_awake(gw, dev, now);
@@ -578,10 +563,21 @@ static int rewrite_registration(gw_gateway_t *gw, gw_device_t *dev, gw_coap_msg_
     dev->queue_mode = true;
   const gw_upstream_conf_t *uconf =
       gw_binding_upstream(dev->binding, &gw->config, &dev->addr, dev->conf);
+  const gw_link_policy_t *link = gw_binding_policy(dev->binding);
+  char implied = link->letter_implied ? link->binding_letter : 0;
+  if (is_register && implied && !strchr(params.binding[0] ? params.binding : "U", implied) &&
+      !dev->letter_mismatch_logged) {
+    dev->letter_mismatch_logged = true;
+    GW_NOTICE(MOD, "%s: registered with b=%s over the %s link; it is reached over that link and "
+                   "the server sees b= with %c", dev->endpoint,
+              params.binding[0] ? params.binding : "U (default)", dev->binding->ops->name,
+              implied);
+  }
   gw_rewrite_rules_t rules = {
       .profile = uconf ? uconf->profile : GW_PROFILE_LWM2M11,
       .sleepy = dev->queue_mode,
-      .endpoint = dev->conf ? dev->conf->endpoint : NULL};
+      .endpoint = dev->conf ? dev->conf->endpoint : NULL,
+      .link_letter = implied};
   if (gw_profile_rewrite_query(up, is_register, &rules, storage) != 0)
     return GW_ERR_TOOBIG;
   return replace_queries(up, storage);

@@ -621,7 +621,10 @@ static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
                                   * numbers itself (Transport 5.3) */
                                  .accept_unknown = true,
                                  .costly = true,
-                                 .binding_letter = 'S'};
+                                 .binding_letter = 'S',
+                                 /* a UDP client behind an SMS modem says b=U, yet it is
+                                  * reached by SMS (issue 11) */
+                                 .letter_implied = true};
   sms_modem_conf_t mconf = {.port = conf->modem,
                             .baud = conf->baud,
                             .pin = conf->pin,

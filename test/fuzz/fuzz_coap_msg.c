@@ -61,11 +61,12 @@ static void exercise_registration(const gw_coap_msg_t *msg) {
   gw_reg_params_t params;
   if (gw_reg_params_parse(msg, &params) == 0)
     check(strlen(params.endpoint) < sizeof(params.endpoint));
-  for (unsigned combo = 0; combo < 16; combo++) {
+  for (unsigned combo = 0; combo < 32; combo++) {
     gw_rewrite_rules_t rules = {
         .profile = (combo & 1) ? GW_PROFILE_PASSTHROUGH : GW_PROFILE_LWM2M11,
         .sleepy = (combo & 2) != 0,
         .endpoint = (combo & 4) ? "gw-endpoint" : NULL,
+        .link_letter = (combo & 16) ? 'S' : 0,
     };
     gw_query_list_t list;
     if (gw_profile_rewrite_query(msg, (combo & 8) != 0, &rules, &list) == 0)

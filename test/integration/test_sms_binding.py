@@ -26,7 +26,7 @@ def sms_setup(peers, personality="generic", vmodem_extra=(), device_extra=(), al
 
 
 def sms_device(peers, gw, modem, number=DEVICE_NUMBER, ep="meter-17", extra=()):
-    # Registered with b=S: over SMS, a device registered without S takes only triggers (6.6).
+    # Registered with b=S, as an SMS device says; test_udp_client_behind_the_modem has b=U.
     return peers.device(gw, ep, server_uri=modem.phone_uri(number),
                         extra=["--binding", "S"] + list(extra))
 
@@ -208,6 +208,22 @@ def test_plain_coap_from_a_dtls_device_is_discarded_without_reply(peers):
     assert server.count("register", ep="rogue") == 0
     assert not [e for e in modem.drain() if e.get("event") == "sms-out"]  # no reply at all
     assert gw.metrics()["sms_dtls_no_session_total"] >= 1
+
+
+def test_udp_client_behind_the_modem_is_served_over_sms(peers):
+    """An unmodified UDP client made an SMS device by the modem registers with its b=U: it
+    speaks SMS all the same, so the server's requests reach it over SMS and the server is told
+    b=US (issue 11; before, every request was answered 5.03)."""
+    modem, server, gw = sms_setup(peers)
+    dev = peers.device(gw, "meter-17", server_uri=modem.phone_uri(DEVICE_NUMBER),
+                       extra=["--binding", "U"])
+    reg = server.wait_for("register", ep="meter-17", timeout=30)
+    assert reg["b"] == "US"
+    dev.wait_for("registered", timeout=30)
+    r = server.request("read 1 meter-17 /3/0/0", timeout=30)
+    assert (r["code"], r["payload"]) == ("2.05", "lwm2m-gw test")
+    assert gw.metrics()["unavailable_total"] == 0
+    assert gw.peer.log_text().count("registered with b=U over the sms link") == 1
 
 
 def test_malformed_coap_over_sms_is_counted_and_the_device_still_served(peers):

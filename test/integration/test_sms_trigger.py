@@ -57,15 +57,3 @@ def test_without_wake_queued_no_sms_is_spent(peers):
     assert dev.count("trigger") == 0
     assert gw.metrics()["sms_triggers_total"] == 0
     assert gw.metrics()["queued_requests"] == 1
-
-
-def test_device_on_sms_registered_without_s_takes_only_the_trigger(peers):
-    modem = peers.vmodem([NUMBER])
-    server = peers.server()
-    devices = f'{{ endpoint = "meter"; msisdn = "{NUMBER}"; }}'
-    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", devices=devices,
-                       device_timeout_ms=20000, sms=f'modem = "{modem.link}";')
-    peers.device(gw, "meter", server_uri=modem.phone_uri(NUMBER), extra=["--binding", "U"])
-    server.wait_for("register", ep="meter", timeout=30)
-    r = server.request("read 1 meter /3/0/0", timeout=30)
-    assert r["code"] == "5.03"  # refused at the gateway, not sent over SMS

@@ -46,8 +46,8 @@ static void assert_rewrite(bool is_register, const gw_rewrite_rules_t *rules,
   assert_query_list(&list, expected);
 }
 
-static const gw_rewrite_rules_t strict = {GW_PROFILE_LWM2M11, false, NULL};
-static const gw_rewrite_rules_t strict_sleepy = {GW_PROFILE_LWM2M11, true, NULL};
+static const gw_rewrite_rules_t strict = {.profile = GW_PROFILE_LWM2M11};
+static const gw_rewrite_rules_t strict_sleepy = {.profile = GW_PROFILE_LWM2M11, .sleepy = true};
 
 /* ---- gw_reg_params_parse ----------------------------------------------------------------- */
 
@@ -169,6 +169,25 @@ static void test_rewrite_binding_sleepy(void **state) {
   assert_rewrite(true, &strict_sleepy, QUERIES("ep=a", "b=M"), QUERIES("ep=a", "b=UQ"));
 }
 
+/* Issue 11: an unmodified UDP client behind an SMS modem registers with b=U (or no b= at all,
+ * which means U); the server is told it is reached by SMS too. Passthrough leaves b= alone. */
+static void test_rewrite_link_letter_added(void **state) {
+  gw_rewrite_rules_t sms = {.profile = GW_PROFILE_LWM2M11, .link_letter = 'S'};
+  assert_rewrite(true, &sms, QUERIES("ep=a", "b=U"), QUERIES("ep=a", "b=US"));
+  assert_rewrite(true, &sms, QUERIES("ep=a", "b=S"), QUERIES("ep=a", "b=S"));
+  assert_rewrite(true, &sms, QUERIES("ep=a", "b=SU"), QUERIES("ep=a", "b=SU"));
+  assert_rewrite(true, &sms, QUERIES("ep=a", "b=UQ"), QUERIES("ep=a", "b=UQS"));
+  assert_rewrite(true, &sms, QUERIES("ep=a", "b=M"), QUERIES("ep=a", "b=S"));
+  assert_rewrite(true, &sms, QUERIES("ep=a", "lt=60"), QUERIES("ep=a", "lt=60", "b=US"));
+  assert_rewrite(false, &sms, QUERIES("lt=60"), QUERIES("lt=60")); /* an Update keeps its b= */
+  gw_rewrite_rules_t sms_sleepy = {.profile = GW_PROFILE_LWM2M11, .sleepy = true,
+                                   .link_letter = 'S'};
+  assert_rewrite(true, &sms_sleepy, QUERIES("ep=a"), QUERIES("ep=a", "b=USQ"));
+  gw_rewrite_rules_t pass = {.profile = GW_PROFILE_PASSTHROUGH, .link_letter = 'S'};
+  assert_rewrite(true, &pass, QUERIES("ep=a", "b=U"), QUERIES("ep=a", "b=U"));
+  assert_rewrite(true, &pass, QUERIES("ep=a"), QUERIES("ep=a"));
+}
+
 /* LwM2M 1.1 6.2.1: queue mode announced with the Q parameter is relayed as the device sent it. */
 static void test_rewrite_queue_parameter_kept(void **state) {
   assert_rewrite(true, &strict_sleepy, QUERIES("ep=a", "lwm2m=1.1", "b=U", "Q"),
@@ -188,7 +207,7 @@ static void test_rewrite_other_params_in_order(void **state) {
 }
 
 static void test_rewrite_endpoint_override(void **state) {
-  gw_rewrite_rules_t rules = {GW_PROFILE_LWM2M11, false, "gw-node-7"};
+  gw_rewrite_rules_t rules = {.profile = GW_PROFILE_LWM2M11, .endpoint = "gw-node-7"};
   assert_rewrite(true, &rules, QUERIES("ep=device-own", "lt=300", "b=U"),
                  QUERIES("ep=gw-node-7", "lt=300", "b=U"));
   /* LwM2M 1.1+ lets the device leave ep= out; the server still needs the configured name */
@@ -196,7 +215,8 @@ static void test_rewrite_endpoint_override(void **state) {
 }
 
 static void test_rewrite_update(void **state) {
-  gw_rewrite_rules_t rules = {GW_PROFILE_LWM2M11, true, "gw-node-7"};
+  gw_rewrite_rules_t rules = {.profile = GW_PROFILE_LWM2M11, .sleepy = true,
+                              .endpoint = "gw-node-7"};
   /* Update without b=: nothing to rewrite, no ep= added */
   assert_rewrite(false, &rules, QUERIES("lt=60"), QUERIES("lt=60"));
   assert_rewrite(false, &rules, QUERIES("lt=60", "b=UM"), QUERIES("lt=60", "b=UQ"));
@@ -212,7 +232,7 @@ static void test_rewrite_update(void **state) {
 /* ---- gw_profile_rewrite_query, passthrough ----------------------------------------------- */
 
 static void test_rewrite_passthrough(void **state) {
-  gw_rewrite_rules_t rules = {GW_PROFILE_PASSTHROUGH, true, NULL};
+  gw_rewrite_rules_t rules = {.profile = GW_PROFILE_PASSTHROUGH, .sleepy = true};
   const char *const *queries = QUERIES("ep=a", "lt=300", "lwm2m=1.2", "b=UMH", "Q", "vendor=1");
   assert_rewrite(true, &rules, queries, queries);
   assert_rewrite(false, &rules, QUERIES("lwm2m=1.2", "b=M"), QUERIES("lwm2m=1.2", "b=M"));
@@ -236,7 +256,7 @@ static void test_rewrite_too_long(void **state) {
 
   static char long_endpoint[GW_REG_QUERY_BUF];
   memset(long_endpoint, 'e', sizeof(long_endpoint) - 1);
-  gw_rewrite_rules_t rules = {GW_PROFILE_PASSTHROUGH, false, long_endpoint};
+  gw_rewrite_rules_t rules = {.profile = GW_PROFILE_PASSTHROUGH, .endpoint = long_endpoint};
   make_reg_msg(&msg, true, QUERIES("ep=a"));
   assert_int_equal(gw_profile_rewrite_query(&msg, true, &rules, &list), -1);
   make_reg_msg(&msg, true, QUERIES("lt=1"));
@@ -281,6 +301,7 @@ int main(void) {
       cmocka_unit_test(test_rewrite_binding),
       cmocka_unit_test(test_rewrite_binding_sleepy),
       cmocka_unit_test(test_rewrite_queue_parameter_kept),
+      cmocka_unit_test(test_rewrite_link_letter_added),
       cmocka_unit_test(test_rewrite_lwm2m_register_example),
       cmocka_unit_test(test_rewrite_other_params_in_order),
       cmocka_unit_test(test_rewrite_endpoint_override),
