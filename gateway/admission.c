@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "gw_log.h"
+#include "journal.h"
 #include "relay.h"
 
 #define MOD "relay"
@@ -110,6 +111,21 @@ static bool make_room(gw_gateway_t *gw) {
   return dev != NULL;
 }
 
+/* A device in the table with its slot in the exchange journal (its message IDs, journal.h). */
+static gw_device_t *device_create(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *addr,
+                                  const gw_device_conf_t *conf) {
+  gw_device_t *dev = gw_device_add(&gw->devices, b, addr, gw->config.gateway.downlink_queue_length);
+  if (!dev)
+    return NULL;
+  dev->conf = conf;
+  dev->gateway = gw;
+  snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", conf ? conf->endpoint : addr->text);
+  dev->queue_mode = (conf && conf->queue_mode) || gw_binding_policy(b)->sleepy;
+  dev->journal_slot =
+      gw_journal_claim(gw_state_journal(gw->state), gw_journal_key(b->ops->name, addr->text));
+  return dev;
+}
+
 gw_device_t *gw_admit_device(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
                              const char **out_refusal) {
   *out_refusal = NULL;
@@ -130,19 +146,39 @@ gw_device_t *gw_admit_device(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t
     gw->metrics.devices_refused++;
     return NULL;
   }
-  gw_device_t *dev = gw_device_add(&gw->devices, b, from, gw->config.gateway.downlink_queue_length);
+  gw_device_t *dev = device_create(gw, b, from, conf);
   if (!dev) {
     *out_refusal = "out of memory";
     return NULL;
   }
-  dev->conf = conf;
-  dev->gateway = gw;
-  snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", conf ? conf->endpoint : from->text);
-  dev->queue_mode = (conf && conf->queue_mode) || policy->sleepy;
-  dev->last_active_ms = gw_now_ms();
   list_push_tail(&gw->unregistered, dev);
   gw->metrics.devices_created++;
   GW_INFO_LIMITED(MOD, "%s: new device %s at %s", b->ops->name, dev->endpoint, from->text);
+  return dev;
+}
+
+gw_device_t *gw_admission_restore(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *addr,
+                                  const gw_device_conf_t *conf, const gw_state_device_t *saved) {
+  gw_device_t *dev = device_create(gw, b, addr, conf);
+  if (!dev)
+    return NULL;
+  if (!conf && saved->endpoint[0])
+    snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", saved->endpoint);
+  dev->device_params = saved->params;
+  dev->server_instance = saved->server_instance;
+  dev->queue_mode = dev->queue_mode || saved->queue_mode;
+  dev->local_port = saved->local_port;
+  dev->registered_at = saved->registered_at;
+  dev->last_active_ms = gw_now_ms();
+  if (!saved->registered) {
+    list_push_tail(&gw->unregistered, dev);
+    return dev;
+  }
+  snprintf(dev->location, sizeof(dev->location), "%s", saved->location);
+  dev->registered = true;
+  uint32_t lifetime = saved->params.has_lifetime ? saved->params.lifetime : 86400u;
+  int64_t left = saved->registered_at + (int64_t)lifetime - gw_wall_s();
+  gw_admission_registered(gw, dev, left > 0 ? (uint32_t)left : 0, saved->upstream_key);
   return dev;
 }
 

@@ -12,6 +12,7 @@
 #define GW_ADMISSION_H
 
 #include "gateway.h"
+#include "state.h"
 
 void gw_admission_init(gw_gateway_t *gw);
 void gw_admission_stop(gw_gateway_t *gw);
@@ -21,6 +22,12 @@ void gw_admission_stop(gw_gateway_t *gw);
  * to be answered at all (not a configured device on a binding that takes only those). */
 gw_device_t *gw_admit_device(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *from,
                              const char **out_refusal);
+
+/* A device saved by an earlier run (state.h), made again with its registration: on the
+ * registered side until the rest of its lifetime has passed, else on the unregistered list.
+ * No limit applies: these devices were admitted before. */
+gw_device_t *gw_admission_restore(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t *addr,
+                                  const gw_device_conf_t *conf, const gw_state_device_t *saved);
 
 /* dev was heard from, or the server sent it something. */
 void gw_admission_touch(gw_gateway_t *gw, gw_device_t *dev);

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "gw_error.h"
-#include "gw_random.h"
 #include "gw_text.h"
 
 /* FNV-1a over the binding pointer and the address text. */
@@ -67,9 +66,7 @@ gw_device_t *gw_device_add(gw_device_table_t *table, gw_binding_t *binding, cons
   dev->addr = *addr;
   dev->downlink_capacity = GW_MAX_INFLIGHT_DOWN + downlink_queue_length;
   dev->downlink = calloc(dev->downlink_capacity, sizeof(*dev->downlink));
-  /* Start downstream MIDs at a random point so a restarted gateway is not taken for a
-   * duplicate (RFC 7252 4.4). */
-  dev->next_device_mid = gw_random_u16();
+  dev->journal_slot = UINT32_MAX; /* GW_JOURNAL_NO_SLOT until the gateway gives it one */
   if (!dev->downlink || gw_dedup_init(&dev->uplink_dedup, GW_DEDUP_ENTRIES) != GW_OK ||
       gw_dedup_init(&dev->downlink_dedup, GW_DEDUP_ENTRIES) != GW_OK) {
     gw_device_free(dev);
@@ -299,4 +296,3 @@ size_t gw_observation_count(const gw_device_t *dev) {
   return n;
 }
 
-uint16_t gw_device_next_mid(gw_device_t *dev) { return dev->next_device_mid++; }

@@ -60,6 +60,7 @@ typedef struct gw_downlink_xchg {
   bool acked_upstream;        /* empty ACK sent: the answer goes as a separate response */
   bool observe_register;      /* GET/FETCH with Observe=0 */
   bool observe_cancel;        /* GET/FETCH with Observe=1 */
+  bool persisted;             /* saved in the state database (state.h) until answered */
   uint8_t retransmits_left;
   uint32_t retransmit_ms;
   uint32_t queue_seq;         /* arrival order while queued */
@@ -95,7 +96,14 @@ struct gw_device {
   bool letter_mismatch_logged; /* its b= lacks the letter of the link it registered over */
   unsigned server_instance; /* its Server object instance (/1/x), from the registration */
   uint64_t last_heard_ms;
-  uint16_t next_device_mid;
+  /* state.h: its row in the state database (0: not saved yet), its slot in the exchange
+   * journal (message IDs of both directions, journal.h), the local port of its upstream
+   * session (kept when the session is renewed, so the server keeps reaching the device) */
+  int64_t state_id;
+  uint32_t journal_slot;
+  uint16_t local_port;
+  uint16_t saved_port;    /* local_port as the state database has it */
+  int64_t registered_at;  /* wall clock of its last Register or Update */
   gw_dedup_t uplink_dedup;   /* by the device's MIDs */
   gw_dedup_t downlink_dedup; /* by the server's MIDs */
   gw_uplink_xchg_t uplink[GW_MAX_UPLINK];
@@ -171,7 +179,5 @@ gw_observation_t *gw_observation_add(gw_device_t *dev, const uint8_t *token, siz
                                      const char *path);
 void gw_observation_remove(gw_observation_t *obs);
 size_t gw_observation_count(const gw_device_t *dev);
-
-uint16_t gw_device_next_mid(gw_device_t *dev);
 
 #endif

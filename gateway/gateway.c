@@ -8,8 +8,10 @@
 #include "admission.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_text.h"
 #include "metrics.h"
 #include "relay.h"
+#include "state.h"
 #include "upstream.h"
 
 #define MOD "gateway"
@@ -59,6 +61,81 @@ static size_t bucket_count_for(uint32_t max_devices) {
   return n;
 }
 
+/* Once per turn of the event loop, before it waits: what the turn changed is committed in one
+ * transaction (state.h). */
+static int flush_state(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  gw_gateway_t *gw = arg;
+  gw_state_flush(gw->state);
+  return -1;
+}
+
+/* ---- devices saved by an earlier run ---- */
+
+static gw_binding_t *binding_named(gw_gateway_t *gw, const char *name) {
+  for (size_t i = 0; i < gw->binding_count; i++)
+    if (strcmp(gw->bindings[i]->ops->name, name) == 0)
+      return gw->bindings[i];
+  return NULL;
+}
+
+/* Why a saved device is not restored, or NULL when it is. */
+static const char *restore_refusal(gw_gateway_t *gw, gw_binding_t *b,
+                                   const gw_state_device_t *saved, const gw_baddr_t *addr,
+                                   const gw_device_conf_t *conf) {
+  if (!b)
+    return "its binding is not enabled any more";
+  if (!conf && !gw_binding_policy(b)->accept_unknown)
+    return "it is not in the configuration any more";
+  const gw_upstream_conf_t *u = gw_binding_upstream(b, &gw->config, addr, conf);
+  if (!u || (saved->upstream_key && (uint32_t)gw_hash_str(u->uri) != saved->upstream_key))
+    return "its upstream server changed";
+  uint32_t lifetime = saved->params.has_lifetime ? saved->params.lifetime : 86400u;
+  if (saved->registered && saved->registered_at + (int64_t)lifetime < gw_wall_s())
+    return "its registration's lifetime passed";
+  return NULL;
+}
+
+static gw_device_t *restore_device(void *arg, const gw_state_device_t *saved) {
+  gw_gateway_t *gw = arg;
+  gw_baddr_t addr;
+  snprintf(addr.text, sizeof(addr.text), "%s", saved->address);
+  gw_binding_t *b = binding_named(gw, saved->binding);
+  const gw_device_conf_t *conf = b ? gw_binding_lookup_device(b, &gw->config, &addr) : NULL;
+  const char *why = restore_refusal(gw, b, saved, &addr, conf);
+  if (why) {
+    GW_NOTICE(MOD, "%s (%s %s) not restored: %s", saved->endpoint, saved->binding,
+              saved->address, why);
+    return NULL;
+  }
+  gw_device_t *dev = gw_admission_restore(gw, b, &addr, conf, saved);
+  if (!dev)
+    return NULL;
+  if (gw_upstream_open(gw->upstream, dev) != GW_OK)
+    GW_WARN(MOD, "%s: no upstream session yet; opened on its next message", dev->endpoint);
+  dev->saved_port = saved->local_port;
+  return dev;
+}
+
+static void restore_observation(void *arg, gw_device_t *dev, const uint8_t *token,
+                                size_t token_len, const char *path) {
+  (void)arg;
+  gw_observation_add(dev, token, token_len, path);
+}
+
+static void restore_downlink(void *arg, gw_device_t *dev, const gw_state_downlink_t *saved) {
+  gw_relay_restore_downlink(arg, dev, saved);
+}
+
+static void restore_devices(gw_gateway_t *gw) {
+  gw_state_restore_t cb = {.arg = gw, .device = restore_device,
+                           .observation = restore_observation, .downlink = restore_downlink};
+  size_t n = gw_state_restore(gw->state, &cb);
+  gw_journal_release_unclaimed(gw_state_journal(gw->state));
+  if (n)
+    GW_NOTICE(MOD, "%zu devices restored from the state of the last run", n);
+}
+
 int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t *const *registry,
                    size_t registry_count, gw_gateway_t **out_gw) {
   gw_gateway_t *gw = calloc(1, sizeof(*gw));
@@ -73,6 +150,11 @@ int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t 
     rc = gw_upstream_new(gw, &gw->upstream);
   if (rc == GW_OK)
     rc = create_bindings(gw, registry, registry_count);
+  if (rc == GW_OK)
+    rc = gw_state_open(gw->config.gateway.state_dir, gw->config.gateway.max_devices,
+                       &gw->state);
+  if (rc == GW_OK)
+    rc = gw_loop_add_prepare(loop, flush_state, gw);
   if (rc != GW_OK) {
     gw_gateway_free(&gw);
     return rc;
@@ -82,6 +164,7 @@ int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t 
 }
 
 int gw_gateway_start(gw_gateway_t *gw) {
+  restore_devices(gw);
   for (size_t i = 0; i < gw->binding_count; i++) {
     int rc = gw->bindings[i]->ops->start(gw->bindings[i]);
     if (rc != GW_OK)
@@ -92,9 +175,13 @@ int gw_gateway_start(gw_gateway_t *gw) {
   return GW_OK;
 }
 
+/* The gateway stops. With persistent state every device, its registration and the server's
+ * requests it has not answered stay in the state for the next start (a restart or upgrade loses
+ * nothing); without, what is in flight is answered 5.03 now. */
 static void device_teardown(gw_device_t *dev, void *arg) {
   gw_gateway_t *gw = arg;
-  gw_relay_device_abort(gw, dev);
+  if (!gw->state || !gw_state_persistent(gw->state))
+    gw_relay_device_abort(gw, dev);
   gw_upstream_close(gw->upstream, dev);
   gw_admission_forget(gw, dev);
 }
@@ -109,6 +196,7 @@ void gw_gateway_free(gw_gateway_t **pgw) {
     gw_device_table_clear(&gw->devices, device_teardown, gw);
   for (size_t i = 0; i < gw->binding_count; i++)
     gw->bindings[i]->ops->free(&gw->bindings[i]);
+  gw_state_close(&gw->state);
   gw_upstream_free(&gw->upstream);
   gw_config_free(&gw->config);
   free(gw);
@@ -142,11 +230,14 @@ static void drop_session(gw_gateway_t *gw, gw_device_t *dev) {
   if (dev->registered)
     gw_admission_deregistered(gw, dev);
   dev->registered = false;
+  gw_state_save_device(gw->state, dev);
 }
 
 void gw_gateway_drop_device(gw_gateway_t *gw, gw_device_t *dev) {
   drop_session(gw, dev);
   gw_admission_forget(gw, dev);
+  gw_state_forget_device(gw->state, dev);
+  gw_journal_release(gw_state_journal(gw->state), dev->journal_slot);
   gw_device_remove(&gw->devices, dev);
   gw_device_free(dev);
 }

@@ -43,6 +43,7 @@ typedef struct {
 } gw_metrics_t;
 
 typedef struct gw_upstream gw_upstream_t;
+typedef struct gw_state gw_state_t;
 typedef struct gw_metrics_server gw_metrics_server_t;
 
 typedef struct gw_gateway {
@@ -54,6 +55,7 @@ typedef struct gw_gateway {
   gw_binding_t *bindings[GW_MAX_BINDINGS];
   size_t binding_count;
   gw_upstream_t *upstream;
+  gw_state_t *state; /* state.h */
   gw_metrics_t metrics;
   gw_metrics_server_t *metrics_server;
   uint32_t queue_seq;
@@ -64,6 +66,7 @@ typedef struct gw_gateway {
  * transports of registry (bindings/registry.c in the daemon). */
 int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t *const *registry,
                    size_t registry_count, gw_gateway_t **out_gw);
+/* Restores the devices saved by an earlier run (state.h), then starts the bindings. */
 int gw_gateway_start(gw_gateway_t *gw);
 /* SIGHUP: applies a new configuration's devices and credentials. Sessions of devices whose
  * settings did not change are kept. Gateway-level and binding settings need a restart; a change

@@ -50,6 +50,7 @@ void gw_log_limited(gw_log_limit_t *limit, gw_log_level_t level, const char *mod
     static gw_log_limit_t limit_;                                                              \
     gw_log_limited(&limit_, level, mod, __VA_ARGS__);                                          \
   } while (0)
+#define GW_ERR_LIMITED(mod, ...) GW_LOG_LIMITED(GW_LOG_ERR, mod, __VA_ARGS__)
 #define GW_WARN_LIMITED(mod, ...) GW_LOG_LIMITED(GW_LOG_WARNING, mod, __VA_ARGS__)
 #define GW_NOTICE_LIMITED(mod, ...) GW_LOG_LIMITED(GW_LOG_NOTICE, mod, __VA_ARGS__)
 #define GW_INFO_LIMITED(mod, ...) GW_LOG_LIMITED(GW_LOG_INFO, mod, __VA_ARGS__)

@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include "state.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,16 @@ size_t gw_metrics_format(const gw_gateway_t *gw, char *out, size_t out_size) {
          counts[0]);
   APPEND("# TYPE lwm2m_gw_observations gauge\nlwm2m_gw_observations %zu\n", counts[1]);
   APPEND("# TYPE lwm2m_gw_queued_requests gauge\nlwm2m_gw_queued_requests %zu\n", counts[2]);
+  if (gw->state) {
+    APPEND("# HELP lwm2m_gw_state_persistent 1 when state survives a restart (gateway.state_dir)"
+           "\n# TYPE lwm2m_gw_state_persistent gauge\nlwm2m_gw_state_persistent %d\n",
+           gw_state_persistent(gw->state));
+    APPEND("# TYPE lwm2m_gw_state_commits_total counter\nlwm2m_gw_state_commits_total %llu\n",
+           (unsigned long long)gw_state_commits(gw->state));
+    APPEND("# TYPE lwm2m_gw_state_write_errors_total counter\n"
+           "lwm2m_gw_state_write_errors_total %llu\n",
+           (unsigned long long)gw_state_write_errors(gw->state));
+  }
   for (size_t i = 0; i < gw->binding_count; i++)
     used += gw_binding_format_metrics(gw->bindings[i], out + used, out_size - used);
 #undef APPEND

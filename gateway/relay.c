@@ -24,9 +24,46 @@
 #include "gw_log.h"
 #include "gw_random.h"
 #include "gw_text.h"
+#include "state.h"
 #include "upstream.h"
 
 #define MOD "relay"
+
+/* ------------------------------------------------------------------------------------------ */
+/* message IDs (journal.h: they continue after a restart, and a message relayed again after a
+ * restart keeps the ID it had, so the peer's deduplication sees it for what it is)             */
+
+static uint32_t wall_now_s(void) { return (uint32_t)gw_wall_s(); }
+
+/* The upstream ID of the device's own message device_mid (a request, a notification, a
+ * separate response). */
+static uint16_t upstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t device_mid) {
+  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
+    return gw_random_u16();
+  return gw_journal_upstream_mid(gw_state_journal(gw->state), dev->journal_slot, device_mid,
+                                 wall_now_s());
+}
+
+/* A fresh upstream ID for a message of the gateway's own (a separate response it makes). */
+static uint16_t next_upstream_mid(gw_gateway_t *gw, gw_device_t *dev) {
+  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
+    return gw_random_u16();
+  return gw_journal_next_upstream_mid(gw_state_journal(gw->state), dev->journal_slot);
+}
+
+/* The ID toward the device for the server's message server_mid. */
+static uint16_t downstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t server_mid) {
+  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
+    return gw_random_u16();
+  return gw_journal_downstream_mid(gw_state_journal(gw->state), dev->journal_slot, server_mid,
+                                   wall_now_s());
+}
+
+static uint16_t next_downstream_mid(gw_gateway_t *gw, gw_device_t *dev) {
+  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
+    return gw_random_u16();
+  return gw_journal_next_downstream_mid(gw_state_journal(gw->state), dev->journal_slot);
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* device side output                                                                          */
@@ -76,7 +113,7 @@ static void device_answer(gw_gateway_t *gw, gw_device_t *dev, const gw_uplink_xc
   gw_coap_msg_t m;
   bool con = x->device_type == GW_COAP_CON;
   gw_coap_msg_init(&m, con ? GW_COAP_ACK : GW_COAP_NON, code,
-                   con ? x->device_mid : gw_device_next_mid(dev));
+                   con ? x->device_mid : next_downstream_mid(gw, dev));
   gw_coap_set_token(&m, x->token, x->token_len);
   if (body)
     copy_response_body(&m, body);
@@ -90,7 +127,6 @@ static void device_answer(gw_gateway_t *gw, gw_device_t *dev, const gw_uplink_xc
   gw->metrics.uplink_responses++;
 }
 
-/* Answers a device request that never got an uplink exchange (no capacity, no session). */
 /* Answers a device request that never got an uplink exchange (no capacity, no session, not
  * its registration) with code and the reason as diagnostic payload (RFC 7252 5.5.2). */
 static void device_reject_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
@@ -128,6 +164,34 @@ static void refuse_stateless(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* what must survive the process (state.h): written before what acknowledges it leaves          */
+
+/* The device's row, made durable now: before the first message leaves a new upstream session
+ * (after a restart the gateway speaks for the device from the same port, which is how the
+ * server knows it), and before the answer to a Register or Update reaches the device. */
+static void save_device_now(gw_gateway_t *gw, gw_device_t *dev) {
+  dev->saved_port = dev->local_port;
+  gw_state_save_device(gw->state, dev);
+  gw_state_commit(gw->state);
+}
+
+static void save_session(gw_gateway_t *gw, gw_device_t *dev) {
+  if (!dev->state_id || dev->saved_port != dev->local_port)
+    save_device_now(gw, dev);
+}
+
+/* A server request the device will answer later, made durable before the empty ACK (or the
+ * queueing) tells the server to wait: after a restart it is still answered. */
+static void save_downlink_now(gw_gateway_t *gw, gw_downlink_xchg_t *x) {
+  uint64_t now = gw_now_ms();
+  uint64_t due = gw_timer_active(&x->deadline_timer) ? x->deadline_timer.due_ms : now;
+  gw_state_save_downlink(gw->state, x->device, x,
+                         gw_wall_s() + (int64_t)((due > now ? due - now : 0) / 1000u));
+  x->persisted = true;
+  gw_state_commit(gw->state);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* server side output                                                                          */
 
 static void server_send_empty_ack(gw_gateway_t *gw, gw_device_t *dev, uint16_t server_mid) {
@@ -146,7 +210,12 @@ static void server_answer(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_coap
   bool piggyback = x->server_type == GW_COAP_CON && !x->acked_upstream;
   gw_coap_type_t type = piggyback ? GW_COAP_ACK
                         : x->server_type == GW_COAP_CON ? GW_COAP_CON : GW_COAP_NON;
-  gw_coap_msg_init(&m, type, code, piggyback ? x->server_mid : 0);
+  /* A separate response the device sent itself keeps the ID of its message (a retransmission
+   * after a restart is then a duplicate to the server); one the gateway makes gets a new one. */
+  uint16_t mid = piggyback                                  ? x->server_mid
+                 : body && body->type != GW_COAP_ACK ? upstream_mid_for(gw, dev, body->mid)
+                                                            : next_upstream_mid(gw, dev);
+  gw_coap_msg_init(&m, type, code, mid);
   gw_coap_set_token(&m, x->token, x->token_len);
   if (body)
     copy_response_body(&m, body);
@@ -168,6 +237,8 @@ static void server_answer(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_coap
                      ? gw_coap_serialize(&ack, gw->tx_buf, sizeof(gw->tx_buf)) : 0;
     gw_dedup_answer(&dev->downlink_dedup, x->server_mid, len ? gw->tx_buf : NULL, len);
   }
+  if (x->persisted)
+    gw_state_forget_downlink(gw->state, dev, x->server_mid);
   gw_downlink_release(gw->loop, x);
 }
 
@@ -215,8 +286,9 @@ static void piggyback_window_expired(gw_loop_t *loop, void *arg) {
   gw_downlink_xchg_t *x = arg;
   if (x->server_type != GW_COAP_CON || x->acked_upstream)
     return;
-  server_send_empty_ack(x->device->gateway, x->device, x->server_mid);
   x->acked_upstream = true;
+  save_downlink_now(x->device->gateway, x);
+  server_send_empty_ack(x->device->gateway, x->device, x->server_mid);
 }
 
 static void deadline_expired(gw_loop_t *loop, void *arg) {
@@ -231,6 +303,13 @@ static void deadline_expired(gw_loop_t *loop, void *arg) {
   GW_NOTICE(MOD, "%s: no answer to %s within %u ms", x->device->endpoint, x->path,
             x->device->gateway->config.gateway.device_timeout_ms);
   server_answer_code(x->device->gateway, x, GW_COAP_GATEWAY_TIMEOUT);
+}
+
+static void observation_end(gw_gateway_t *gw, gw_device_t *dev, gw_observation_t *o) {
+  if (!o)
+    return;
+  gw_state_forget_observation(gw->state, dev, o->token, o->token_len);
+  gw_observation_remove(o);
 }
 
 /* Device-side CoAP retransmission, only on links whose policy allows it (RFC 7252 4.2). */
@@ -298,7 +377,7 @@ static uint32_t observe_value(const gw_coap_msg_t *m, bool *out_present) {
 static int downlink_prepare(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_coap_msg_t *req) {
   gw_device_t *dev = x->device;
   gw_coap_msg_t down = *req;
-  down.mid = x->device_mid = gw_device_next_mid(dev);
+  down.mid = x->device_mid = downstream_mid_for(gw, dev, req->mid);
   size_t len = gw_coap_serialize(&down, gw->tx_buf, sizeof(gw->tx_buf));
   if (len == 0 || len > gw_binding_policy(dev->binding)->mtu)
     return GW_ERR_TOOBIG;
@@ -361,7 +440,7 @@ static int send_sms_execute(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_ms
   gw_binding_t *sms = sms_binding(gw);
   gw_coap_msg_t m = *execute;
   m.type = GW_COAP_NON;
-  m.mid = gw_device_next_mid(dev);
+  m.mid = next_downstream_mid(gw, dev);
   size_t len = gw_coap_serialize(&m, gw->tx_buf, sizeof(gw->tx_buf));
   gw_baddr_t to;
   snprintf(to.text, sizeof(to.text), "%s",
@@ -469,13 +548,54 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
   /* Sleepy device: acknowledge now, answer when the device was heard from and answered. */
   gw->metrics.queued++;
   x->queue_seq = ++gw->queue_seq;
-  if (x->server_type == GW_COAP_CON) {
-    server_send_empty_ack(gw, dev, x->server_mid);
-    x->acked_upstream = true;
-  }
+  x->acked_upstream = x->server_type == GW_COAP_CON;
   gw_timer_start(gw->loop, &x->deadline_timer, (uint64_t)registration_lifetime(dev) * 1000u);
+  save_downlink_now(gw, x);
+  if (x->acked_upstream)
+    server_send_empty_ack(gw, dev, x->server_mid);
   GW_INFO(MOD, "%s: %s queued until the device is heard from", dev->endpoint, x->path);
   wake_by_sms(gw, dev);
+}
+
+void gw_relay_restore_downlink(gw_gateway_t *gw, gw_device_t *dev,
+                               const gw_state_downlink_t *saved) {
+  bool queued = saved->state == GW_DOWN_QUEUED;
+  gw_downlink_xchg_t *x = gw_downlink_alloc(dev, queued);
+  uint8_t *request = x ? malloc(saved->request_len) : NULL;
+  if (!request) {
+    GW_WARN(MOD, "%s: saved request %s dropped: no room", dev->endpoint, saved->path);
+    if (x)
+      gw_downlink_release(gw->loop, x);
+    gw_state_forget_downlink(gw->state, dev, saved->server_mid);
+    return;
+  }
+  memcpy(request, saved->request, saved->request_len);
+  x->request = request;
+  x->request_len = saved->request_len;
+  x->state = saved->state;
+  x->server_mid = saved->server_mid;
+  x->server_type = saved->server_type;
+  x->device_mid = saved->device_mid;
+  x->token_len = saved->token_len;
+  memcpy(x->token, saved->token, saved->token_len);
+  x->acked_upstream = saved->acked_upstream;
+  x->observe_register = saved->observe_register;
+  x->observe_cancel = saved->observe_cancel;
+  x->queue_seq = saved->queue_seq;
+  x->persisted = true;
+  snprintf(x->path, sizeof(x->path), "%s", saved->path);
+  if (queued && (int32_t)(saved->queue_seq - gw->queue_seq) > 0)
+    gw->queue_seq = saved->queue_seq;
+  gw_timer_init(&x->piggyback_timer, piggyback_window_expired, x);
+  gw_timer_init(&x->deadline_timer, deadline_expired, x);
+  gw_timer_init(&x->retransmit_timer, retransmit_due, x);
+  int64_t left_s = saved->deadline_at - gw_wall_s();
+  gw_timer_start(gw->loop, &x->deadline_timer, left_s > 0 ? (uint64_t)left_s * 1000u : 0);
+  /* The server's retransmissions of it are duplicates in progress (RFC 7252 4.5). */
+  const uint8_t *answer;
+  size_t answer_len;
+  gw_dedup_check(&dev->downlink_dedup, x->server_mid, x->server_type == GW_COAP_CON,
+                 gw_now_ms(), &answer, &answer_len);
 }
 
 /* The device answered downlink exchange x (piggybacked or separately). */
@@ -486,13 +606,16 @@ static void downlink_complete(gw_gateway_t *gw, gw_downlink_xchg_t *x,
   observe_value(resp, &has_observe);
   bool success = GW_COAP_CODE_CLASS(resp->code) == 2;
   if (x->observe_register && success && has_observe) {
-    if (!gw_observation_add(dev, x->token, x->token_len, x->path))
+    gw_observation_t *o = gw_observation_add(dev, x->token, x->token_len, x->path);
+    if (!o) {
       GW_WARN(MOD, "%s: observation table full; notifications for %s will be rejected",
               dev->endpoint, x->path);
+    } else { /* durable before the server hears that it observes */
+      gw_state_save_observation(gw->state, dev, o);
+      gw_state_commit(gw->state);
+    }
   } else if (x->observe_cancel || (x->observe_register && !has_observe)) {
-    gw_observation_t *o = gw_observation_find(dev, x->token, x->token_len);
-    if (o)
-      gw_observation_remove(o);
+    observation_end(gw, dev, gw_observation_find(dev, x->token, x->token_len));
   }
   gw->metrics.downlink_responses++;
   server_answer(gw, x, resp, resp->code);
@@ -664,7 +787,9 @@ static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg
                           "no session to the LwM2M server");
     return;
   }
+  save_session(gw, dev);
   gw_coap_msg_t up = *req;
+  up.mid = upstream_mid_for(gw, dev, req->mid);
   gw_query_list_t queries;
   if ((is_register || is_update) &&
       rewrite_registration(gw, dev, &up, is_register, &queries) != GW_OK) {
@@ -700,14 +825,19 @@ void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_
   if (x->is_register && resp->code == GW_COAP_CREATED) {
     gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, dev->location, sizeof(dev->location));
     dev->registered = true;
+    dev->registered_at = gw_wall_s();
     gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
+    save_device_now(gw, dev); /* before the device hears 2.01 */
     GW_NOTICE(MOD, "%s: registered at %s (upstream port %u)", dev->endpoint, dev->location,
               gw_upstream_local_port(dev));
   } else if (x->is_update && dev->registered && resp->code == GW_COAP_CHANGED) {
+    dev->registered_at = gw_wall_s();
     gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
+    save_device_now(gw, dev);
   } else if (x->is_deregister && GW_COAP_CODE_CLASS(resp->code) == 2) {
     dev->registered = false;
     gw_admission_deregistered(gw, dev);
+    gw_state_save_device(gw->state, dev);
     GW_NOTICE(MOD, "%s: de-registered", dev->endpoint);
   }
   device_answer(gw, dev, x, resp, resp->code);
@@ -750,10 +880,11 @@ static void relay_notification(gw_gateway_t *gw, gw_device_t *dev, gw_observatio
   if (o->cancelled_upstream) {
     /* The server cancelled by RST: tell the device the same way (RFC 7641 3.6). */
     device_send_empty(gw, dev, GW_COAP_RST, note->mid, false);
-    gw_observation_remove(o);
+    observation_end(gw, dev, o);
     return;
   }
   gw_coap_msg_t up = *note;
+  up.mid = upstream_mid_for(gw, dev, note->mid);
   if (gw_upstream_send(dev, &up) != GW_OK) {
     GW_WARN(MOD, "%s: notification of %s could not be relayed", dev->endpoint, o->path);
     return;

@@ -4,6 +4,7 @@
 #define GW_RELAY_H
 
 #include "gateway.h"
+#include "state.h"
 
 typedef enum {
   GW_NACK_TIMEOUT,  /* retransmissions exhausted: the server is silent */
@@ -21,6 +22,10 @@ void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_
 /* Something the gateway sent upstream was not acknowledged. sent is what was sent (borrowed). */
 void gw_relay_upstream_nack(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *sent,
                             gw_nack_t reason);
+/* A server request saved by an earlier run (acknowledged empty or queued) that the device has
+ * not answered: waiting again, with what is left of its deadline. */
+void gw_relay_restore_downlink(gw_gateway_t *gw, gw_device_t *dev,
+                               const gw_state_downlink_t *saved);
 /* Fails everything in flight for dev (device removed, session dropped): each server request
  * gets 5.03, each device request 5.03. */
 void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev);

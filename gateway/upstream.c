@@ -90,13 +90,12 @@ static int msg_from_pdu(const coap_pdu_t *pdu, gw_coap_msg_t *out) {
   return GW_OK;
 }
 
-static coap_pdu_t *pdu_from_msg(coap_session_t *session, const gw_coap_msg_t *m) {
+static coap_pdu_t *pdu_from_msg(const gw_coap_msg_t *m) {
   size_t size = 4 + m->token_len + 1 + m->payload_len;
   for (size_t i = 0; i < m->option_count; i++)
     size += 5 + m->options[i].length;
-  bool answers_server = m->type == GW_COAP_ACK || m->type == GW_COAP_RST;
-  coap_mid_t mid = answers_server ? m->mid : coap_new_message_id(session);
-  coap_pdu_t *pdu = coap_pdu_init((coap_pdu_type_t)m->type, (coap_pdu_code_t)m->code, mid, size);
+  coap_pdu_t *pdu = coap_pdu_init((coap_pdu_type_t)m->type, (coap_pdu_code_t)m->code, m->mid,
+                                  size);
   if (!pdu)
     return NULL;
   if (m->token_len && !coap_add_token(pdu, m->token_len, m->token))
@@ -349,19 +348,20 @@ static int resolve(const gw_upstream_conf_t *uconf, coap_address_t *out_addr) {
   return GW_OK;
 }
 
-static coap_session_t *open_psk(coap_context_t *ctx, const coap_address_t *server,
-                                const gw_device_conf_t *dconf, gw_upstream_session_t *us) {
+static coap_session_t *open_psk(coap_context_t *ctx, const coap_address_t *local,
+                                const coap_address_t *server, const gw_device_conf_t *dconf,
+                                gw_upstream_session_t *us) {
   coap_dtls_cpsk_t setup = {.version = COAP_DTLS_CPSK_SETUP_VERSION, .client_sni = us->sni};
   setup.psk_info.identity.s = (const uint8_t *)dconf->psk_identity;
   setup.psk_info.identity.length = strlen(dconf->psk_identity);
   setup.psk_info.key.s = dconf->psk_key;
   setup.psk_info.key.length = dconf->psk_key_len;
-  return coap_new_client_session_psk2(ctx, NULL, server, COAP_PROTO_DTLS, &setup);
+  return coap_new_client_session_psk2(ctx, local, server, COAP_PROTO_DTLS, &setup);
 }
 
-static coap_session_t *open_pki(coap_context_t *ctx, const coap_address_t *server,
-                                const gw_upstream_conf_t *uconf, const gw_device_conf_t *dconf,
-                                gw_upstream_session_t *us) {
+static coap_session_t *open_pki(coap_context_t *ctx, const coap_address_t *local,
+                                const coap_address_t *server, const gw_upstream_conf_t *uconf,
+                                const gw_device_conf_t *dconf, gw_upstream_session_t *us) {
   coap_dtls_pki_t setup = {.version = COAP_DTLS_PKI_SETUP_VERSION, .client_sni = us->sni};
   bool own = dconf && dconf->cert_file;
   setup.verify_peer_cert = uconf->ca_file != NULL;
@@ -372,21 +372,41 @@ static coap_session_t *open_pki(coap_context_t *ctx, const coap_address_t *serve
   setup.pki_key.key.pem.ca_file = uconf->ca_file;
   setup.pki_key.key.pem.public_cert = own ? dconf->cert_file : uconf->cert_file;
   setup.pki_key.key.pem.private_key = own ? dconf->key_file : uconf->key_file;
-  return coap_new_client_session_pki(ctx, NULL, server, COAP_PROTO_DTLS, &setup);
+  return coap_new_client_session_pki(ctx, local, server, COAP_PROTO_DTLS, &setup);
+}
+
+/* The wildcard address of the server's family with port: a session that speaks from the port
+ * the device had (a restart, a renewed session), so the server keeps reaching the device. */
+static void local_address(const coap_address_t *server, uint16_t port, coap_address_t *out) {
+  coap_address_init(out);
+  out->addr.sa.sa_family = server->addr.sa.sa_family;
+  if (server->addr.sa.sa_family == AF_INET6) {
+    out->size = sizeof(struct sockaddr_in6);
+    out->addr.sin6.sin6_port = htons(port);
+  } else {
+    out->size = sizeof(struct sockaddr_in);
+    out->addr.sin.sin_port = htons(port);
+  }
 }
 
 static coap_session_t *open_session(coap_context_t *ctx, const gw_upstream_conf_t *uconf,
-                                    const gw_device_conf_t *dconf, gw_upstream_session_t *us) {
-  coap_address_t server;
+                                    const gw_device_conf_t *dconf, uint16_t port,
+                                    gw_upstream_session_t *us) {
+  coap_address_t server, local_storage;
   if (resolve(uconf, &server) != GW_OK)
     return NULL;
+  const coap_address_t *local = NULL;
+  if (port) {
+    local_address(&server, port, &local_storage);
+    local = &local_storage;
+  }
   if (!uconf->secure)
-    return coap_new_client_session(ctx, NULL, &server, COAP_PROTO_UDP);
+    return coap_new_client_session(ctx, local, &server, COAP_PROTO_UDP);
   snprintf(us->sni, sizeof(us->sni), "%s", uconf->host);
   if (dconf && dconf->psk_identity)
-    return open_psk(ctx, &server, dconf, us);
+    return open_psk(ctx, local, &server, dconf, us);
   if ((dconf && dconf->cert_file) || uconf->cert_file)
-    return open_pki(ctx, &server, uconf, dconf, us);
+    return open_pki(ctx, local, &server, uconf, dconf, us);
   GW_ERR(MOD, "%s: upstream %s is coaps but the device has neither a PSK nor a certificate",
          dconf ? dconf->endpoint : "unlisted device", uconf->name);
   return NULL;
@@ -410,7 +430,14 @@ int gw_upstream_open(gw_upstream_t *up, gw_device_t *dev) {
   us->context = context_for(up, uconf);
   if (us->context)
     us->context->sessions++;
-  us->session = us->context ? open_session(us->context->ctx, uconf, dev->conf, us) : NULL;
+  us->session = us->context ? open_session(us->context->ctx, uconf, dev->conf, dev->local_port,
+                                           us)
+                            : NULL;
+  if (!us->session && us->context && dev->local_port) {
+    GW_WARN(MOD, "%s: cannot speak from port %u again (taken?): a new port, so the server "
+                 "reaches the device only after its next Update", dev->endpoint, dev->local_port);
+    us->session = open_session(us->context->ctx, uconf, dev->conf, 0, us);
+  }
   if (!us->session) {
     GW_ERR(MOD, "%s: cannot open a session to %s", dev->endpoint, uconf->uri);
     if (us->context)
@@ -420,6 +447,7 @@ int gw_upstream_open(gw_upstream_t *up, gw_device_t *dev) {
   }
   coap_session_set_app_data(us->session, us);
   dev->upstream = us;
+  dev->local_port = (uint16_t)gw_upstream_local_port(dev);
   GW_INFO(MOD, "%s: session to %s from local port %u", dev->endpoint, uconf->uri,
           gw_upstream_local_port(dev));
   return GW_OK;
@@ -439,7 +467,7 @@ void gw_upstream_close(gw_upstream_t *up, gw_device_t *dev) {
 int gw_upstream_send(gw_device_t *dev, const gw_coap_msg_t *msg) {
   if (!dev->upstream)
     return GW_ERR_UPSTREAM;
-  coap_pdu_t *pdu = pdu_from_msg(dev->upstream->session, msg);
+  coap_pdu_t *pdu = pdu_from_msg(msg);
   if (!pdu)
     return GW_ERR_NOMEM;
   /* coap_send() takes the PDU over. */

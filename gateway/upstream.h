@@ -16,8 +16,8 @@ void gw_upstream_free(gw_upstream_t **upstream);
 int gw_upstream_open(gw_upstream_t *upstream, gw_device_t *dev);
 void gw_upstream_close(gw_upstream_t *upstream, gw_device_t *dev);
 
-/* Sends msg on dev's session; borrows msg. For ACK and RST the msg's mid is used (answering the
- * server's message); for CON and NON a new mid is taken from the session. Returns GW_OK,
+/* Sends msg on dev's session with msg's message ID, which the relay chose (the server's for an
+ * ACK or RST; from the exchange journal for CON and NON, journal.h); borrows msg. Returns GW_OK,
  * GW_ERR_UPSTREAM or GW_ERR_NOMEM. */
 int gw_upstream_send(gw_device_t *dev, const gw_coap_msg_t *msg);
 

@@ -9,6 +9,8 @@ packages=(
   # the configuration file; real serial ports and USB modem enumeration (SMS binding);
   # DTLS over SMS and secured packets
   libconfig-dev libserialport-dev libmbedtls-dev
+  # state that survives a restart (registrations, observations, waiting requests)
+  libsqlite3-dev
   # unit tests, libFuzzer targets, integration tests (Debian's /usr/bin/python3)
   libcmocka-dev clang libclang-rt-14-dev python3-pytest
   # reading the metrics endpoint; a throwaway X.509 PKI for the certificate tests

@@ -2,7 +2,7 @@
 unknown peer from a raw UDP socket. Written apart from the gateway's codec."""
 TYPES = {"CON": 0, "NON": 1, "ACK": 2, "RST": 3}
 METHODS = {"GET": 1, "POST": 2, "PUT": 3, "DELETE": 4, "FETCH": 5, "PATCH": 6, "IPATCH": 7}
-URI_PATH, URI_QUERY = 11, 15
+LOCATION_PATH, URI_PATH, URI_QUERY = 8, 11, 15
 
 
 def _option(delta, value):
@@ -17,12 +17,12 @@ def _option(delta, value):
     return bytes([d << 4 | ln]) + dext + lext + value
 
 
-def coap(type_, code, mid, token=b"", path=(), query=(), payload=b""):
+def coap(type_, code, mid, token=b"", path=(), query=(), payload=b"", location=()):
     """code: a method name, 0 for an empty message, or an int."""
     code = METHODS.get(code, code) if isinstance(code, str) else code
     out = bytes([0x40 | TYPES[type_] << 4 | len(token), code]) + mid.to_bytes(2, "big") + token
     last = 0
-    for number, values in ((URI_PATH, path), (URI_QUERY, query)):
+    for number, values in ((LOCATION_PATH, location), (URI_PATH, path), (URI_QUERY, query)):
         for v in values:
             out += _option(number - last, v.encode())
             last = number

@@ -30,6 +30,12 @@ def peers(tmp_path):
             started.append(g)
             return g
 
+        def restart(self, gateway, **kw):
+            """gateway (killed or stopped) started again on its state_dir and ports."""
+            g = gateway.restart(**kw)
+            started.append(g)
+            return g
+
         def device(self, gateway, ep, server_uri=None, **kw):
             """A test device; on the gateway's SGi port unless server_uri says otherwise
             (e.g. a vmodem phone port, making it an SMS device)."""

@@ -153,10 +153,16 @@ class Gateway:
 
     def __init__(self, tmp_path, upstream_uri, devices="", gateway_extra="", nidd_extra="",
                  name="gateway", upstream_extra="", sms=None, device_timeout_ms=3000,
-                 mqtt=None, more_upstreams="", http=None, log_level="debug"):
-        """log_level: the daemon's -l (benchmarks lower it: debug logging costs CPU per op)."""
+                 mqtt=None, more_upstreams="", http=None, log_level="debug", state_dir=None,
+                 sgi_port=None):
+        """log_level: the daemon's -l (benchmarks lower it: debug logging costs CPU per op).
+        state_dir: gateway.state_dir, by default a directory of its own in tmp_path (a restarted
+        gateway is given its predecessor's, and its sgi_port)."""
         self.tmp_path = tmp_path
-        self.sgi_port = free_port()
+        self.state_dir = state_dir or os.path.join(tmp_path, f"state-{name}")
+        if "state_dir" in gateway_extra:
+            self.state_dir = None
+        self.sgi_port = sgi_port or free_port()
         self.metrics_port = free_port(socket.SOCK_STREAM)
         self.config_path = os.path.join(tmp_path, f"{name}.conf")
         self.upstream_uri = upstream_uri
@@ -176,14 +182,17 @@ class Gateway:
         self._wait_ready()
 
     def write_config(self, devices, upstream_extra=""):
+        self.devices = devices
+        self.upstream_extra = upstream_extra
         sms_group = f"sms = {{ enabled = true; {self.sms} }};" if self.sms is not None else ""
         if self.mqtt is not None:
             sms_group += f"mqtt = {{ enabled = true; {self.mqtt} }};"
         if self.http is not None:
             sms_group += f"http = {{ enabled = true; {self.http} }};"
         more = f", {self.more_upstreams}" if self.more_upstreams else ""
+        state = f'state_dir = "{self.state_dir}";' if self.state_dir else ""
         text = f"""
-gateway = {{ log_level = "debug"; metrics = "127.0.0.1:{self.metrics_port}";
+gateway = {{ log_level = "debug"; metrics = "127.0.0.1:{self.metrics_port}"; {state}
             piggyback_window_ms = 1000; device_timeout_ms = {self.device_timeout_ms};
             {self.gateway_extra} }};
 upstream = ( {{ name = "default"; uri = "{self.upstream_uri}"; {upstream_extra} }}{more} );
@@ -236,8 +245,24 @@ bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_p
     def reload(self):
         self.peer.proc.send_signal(signal.SIGHUP)
 
+    def kill(self):
+        """SIGKILL, as the OOM killer or a power cut does: no chance to save anything."""
+        self.peer.proc.kill()
+        self.peer.proc.wait()
+        self.killed = True
+
+    def restart(self, name=None, **kw):
+        """A new gateway process on this one's state_dir, SGi port and configuration."""
+        return Gateway(self.tmp_path, self.upstream_uri, name=name or self.peer.name + "-next",
+                       state_dir=self.state_dir, sgi_port=self.sgi_port,
+                       gateway_extra=self.gateway_extra, nidd_extra=self.nidd_extra, sms=self.sms,
+                       device_timeout_ms=self.device_timeout_ms, mqtt=self.mqtt, http=self.http,
+                       more_upstreams=self.more_upstreams, devices=self.devices,
+                       upstream_extra=self.upstream_extra, **kw)
+
     def stop(self):
-        return self.peer.stop()
+        rc = self.peer.stop()
+        return 0 if getattr(self, "killed", False) else rc
 
 
 class VModem(Peer):

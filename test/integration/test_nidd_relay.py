@@ -268,10 +268,12 @@ def test_sighup_keeps_unchanged_sessions(peers):
     assert server.wait_for("update", ep="keep")["peer"] == reg_keep["peer"]
     # The changed device's session and registration are gone: its Update is answered 4.04 by
     # the gateway (an Update never moves a registration to another session: issue 11), and it
-    # registers again under its new name, from a new session.
+    # registers again under its new name, on a new session from the port it had (so a server
+    # that keys devices by address keeps reaching it).
     assert change.wait_for("updated")["code"] == "4.04"
     reg = server.wait_for("register", ep="changed")
-    assert reg["peer"] != reg_change["peer"]
+    assert reg["location"] != reg_change["location"]
+    assert reg["peer"] == reg_change["peer"]
     assert change.wait_for("registered")["code"] == "2.01"
     assert server.count("update", ep="change") == 0
     assert "reloaded" in gw.peer.log_text()

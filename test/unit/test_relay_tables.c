@@ -1,6 +1,6 @@
 /* Unit tests of the device registry and the relay mapping tables of a device (device.h): uplink
  * exchanges, downlink exchanges (in flight and queued for sleepy devices), observations
- * (RFC 7641) and downstream message IDs. Bindings are fake structs: no network. */
+ * (RFC 7641). Bindings are fake structs: no network. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -545,68 +543,6 @@ static void test_observation_table_full(void **state) {
   assert_int_equal(gw_observation_count(dev), GW_MAX_OBSERVATIONS);
 }
 
-static void test_next_mid_wraps(void **state) {
-  gw_device_t *dev = ((device_fixture_t *)*state)->dev;
-  uint16_t first = gw_device_next_mid(dev);
-  assert_int_equal(gw_device_next_mid(dev), (uint16_t)(first + 1));
-  dev->next_device_mid = 0xfffe;
-  assert_int_equal(gw_device_next_mid(dev), 0xfffe);
-  assert_int_equal(gw_device_next_mid(dev), 0xffff);
-  assert_int_equal(gw_device_next_mid(dev), 0x0000);
-  assert_int_equal(gw_device_next_mid(dev), 0x0001);
-}
-
-/* 65536 consecutive MIDs are all distinct (RFC 7252 4.4: an ID is not reused within
- * EXCHANGE_LIFETIME, which the full 16-bit cycle gives at the gateway's rates). */
-static void test_next_mid_full_cycle(void **state) {
-  gw_device_t *dev = ((device_fixture_t *)*state)->dev;
-  static uint8_t seen[65536];
-  memset(seen, 0, sizeof(seen));
-  for (unsigned i = 0; i < 65536; i++) {
-    uint16_t mid = gw_device_next_mid(dev);
-    assert_int_equal(seen[mid], 0);
-    seen[mid] = 1;
-  }
-}
-
-/* The first downstream message ID of a device differs from one process to the next: a restarted
- * gateway must not start where its former self did (issue 11: an unseeded random() made it
- * 17767 at every start, and a device answered a new request from its duplicate cache). */
-static uint16_t first_mid_in_child(void) {
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    gw_device_table_t table;
-    gw_binding_t b;
-    gw_baddr_t a = addr_of("127.0.0.1:40001");
-    uint16_t mid = 0;
-    if (gw_device_table_init(&table, 64) == GW_OK) {
-      gw_device_t *dev = gw_device_add(&table, &b, &a, QUEUE_LEN);
-      mid = dev ? gw_device_next_mid(dev) : 0;
-    }
-    _exit(write(fds[1], &mid, sizeof(mid)) == sizeof(mid) ? 0 : 1);
-  }
-  uint16_t mid = 0;
-  assert_int_equal(read(fds[0], &mid, sizeof(mid)), sizeof(mid));
-  int status;
-  waitpid(pid, &status, 0);
-  close(fds[0]);
-  close(fds[1]);
-  return mid;
-}
-
-static void test_first_mid_differs_per_process(void **state) {
-  (void)state;
-  /* Eight processes all starting at one value would happen by chance with p = 2^-112. */
-  uint16_t first = first_mid_in_child();
-  bool differs = false;
-  for (int i = 0; i < 7 && !differs; i++)
-    differs = first_mid_in_child() != first;
-  assert_true(differs);
-}
-
 #define DEVICE_TEST(fn) cmocka_unit_test_setup_teardown(fn, device_setup, device_teardown)
 #define REGISTRY_TEST(fn) cmocka_unit_test_setup_teardown(fn, registry_setup, registry_teardown)
 
@@ -632,9 +568,6 @@ int main(void) {
       DEVICE_TEST(test_observations),
       DEVICE_TEST(test_observation_long_path_truncated),
       DEVICE_TEST(test_observation_table_full),
-      DEVICE_TEST(test_next_mid_wraps),
-      DEVICE_TEST(test_next_mid_full_cycle),
-      cmocka_unit_test(test_first_mid_differs_per_process),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
