@@ -68,6 +68,22 @@
   X(server_refused, "server requests answered by the gateway (not translatable, 7.1.4)")      \
   X(device_errors, "server requests that got no HTTP answer from the device (5.02 / 5.04)")
 
+/* What the HTTP server (http_server.c) refused or closed before the binding saw a request:
+ * metric name, http_server_status_t field, help. */
+#define HTTP_SERVER_METRICS(X)                                                                 \
+  X(rejected, refused,                                                                         \
+    "requests answered by the HTTP server itself: malformed HTTP (400, 431, 505 from "         \
+    "libmicrohttpd) or a body over max_body (413)")                                            \
+  X(tls_failures, tls_failures, "TLS handshakes that failed")                                 \
+  X(connections_refused_per_client, refused_per_client,                                      \
+    "connections closed at once: their address had max_connections_per_client open")          \
+  X(connection_limit_reached, limit_reached,                                                  \
+    "times all max_connections were in use (new clients then wait in the listen backlog)")    \
+  X(header_timeouts, header_timeouts,                                                         \
+    "connections closed: request header not complete within header_timeout_s")               \
+  X(body_timeouts, body_timeouts,                                                             \
+    "connections closed: request body not complete within body_timeout_s")
+
 typedef struct {
 #define HTTP_METRIC_FIELD(name, help) uint64_t name;
   HTTP_METRICS(HTTP_METRIC_FIELD)
@@ -767,7 +783,12 @@ static int http_start(gw_binding_t *binding) {
                            .cert_file = conf->cert_file,
                            .key_file = conf->key_file,
                            .client_ca_file = conf->client_ca_file,
-                           .max_body = max_body};
+                           .max_body = max_body,
+                           .max_connections = conf->max_connections,
+                           .max_connections_per_client = conf->max_connections_per_client,
+                           .idle_timeout_s = conf->idle_timeout_s,
+                           .header_timeout_s = conf->header_timeout_s,
+                           .body_timeout_s = conf->body_timeout_s};
   http_server_callbacks_t cb = {.arg = b, .on_request = on_device_request,
                                 .on_abandoned = on_device_abandoned};
   int rc = http_server_new(b->env.loop, &sc, &cb, &b->server);
@@ -859,8 +880,11 @@ static size_t http_format_metrics(const gw_binding_t *binding, char *out, size_t
   HTTP_METRICS(HTTP_METRIC_TEXT)
   if (b->server) {
     const http_server_status_t *s = http_server_status(b->server);
+#define HTTP_SERVER_METRIC_TEXT(name, field, help) \
+  gw_append_counter(out, out_size, &used, "http", #name, help, s->field);
+    HTTP_SERVER_METRICS(HTTP_SERVER_METRIC_TEXT)
+#undef HTTP_SERVER_METRIC_TEXT
     APPEND("lwm2m_gw_http_connections %u\n", s->connections);
-    APPEND("lwm2m_gw_http_tls_failures_total %llu\n", (unsigned long long)s->tls_failures);
   }
   if (b->client) {
     const http_client_status_t *c = http_client_status(b->client);
