@@ -149,6 +149,7 @@ typedef struct http_binding {
   gw_local_answers_t local;
   gw_timer_t sweep_timer;
   http_metrics_t metrics;
+  gw_log_limit_t refusal_log[5]; /* per kind of refusal (refuse_request()) */
   uint8_t coap_buf[GW_COAP_MAX_TOKEN + HTTP_MTU + 256];
 } http_binding_t;
 
@@ -452,16 +453,22 @@ static int use_upstream_location(const http_device_t *d, gw_coap_msg_t *m) {
 
 static void refuse_request(http_binding_t *b, http_exchange_t *x, const http_server_request_t *req,
                            unsigned status, const char *reason) {
-  if (status == 501)
+  size_t kind = 0; /* its log limit: a flood of one kind must not hide the others */
+  if (status == 501) {
     b->metrics.unsupported++;
-  else if (status == 401)
+    kind = 1;
+  } else if (status == 401) {
     b->metrics.unauthenticated++;
-  else if (status == 403)
+    kind = 2;
+  } else if (status == 403) {
     b->metrics.forbidden++;
-  else if (status == 400 || status == 413 || status == 414 || status == 415)
+    kind = 3;
+  } else if (status == 400 || status == 413 || status == 414 || status == 415) {
     b->metrics.bad_requests++; /* 404 has its own counters; 500 / 503 are the gateway's */
-  GW_NOTICE(MOD, "%s %.80s from %s refused with %u: %s", req->method, req->target, req->peer_ip,
-            status, reason);
+    kind = 4;
+  }
+  gw_log_limited(&b->refusal_log[kind], GW_LOG_NOTICE, MOD, "%s %.80s from %s refused with %u: %s",
+                 req->method, req->target, req->peer_ip, status, reason);
   gw_baddr_t from;
   snprintf(from.text, sizeof(from.text), "%s", req->peer_ip);
   if (status == 400 || status == 414 || status == 415)
