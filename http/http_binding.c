@@ -354,6 +354,22 @@ static void check_endpoint(const http_binding_t *b, const char *ep, http_identit
   }
 }
 
+/* May a request with identity id update or de-register d's registration? Credentials of one
+ * endpoint never act on another's, even one registered without credentials (its location is
+ * secret, but a location can leak); a registration made with credentials needs the same kind
+ * again. */
+static bool may_act_on_registration(const http_device_t *d, http_identity_t *id) {
+  if (id->kind != HTTP_AUTH_NONE && strcmp(id->ep, d->ep) != 0) {
+    id->status = 403;
+    snprintf(id->reason, sizeof(id->reason),
+             "the credentials are endpoint \"%.40s\"'s, not this registration's", id->ep);
+  } else if (d->auth != HTTP_AUTH_NONE && id->kind != d->auth) {
+    id->status = id->kind == HTTP_AUTH_NONE ? 401 : 403;
+    snprintf(id->reason, sizeof(id->reason), "this registration needs its device's credentials");
+  }
+  return id->status == 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* uplink: device requests                                                                     */
 
@@ -404,9 +420,7 @@ static http_device_t *device_for_request(http_binding_t *b, const http_server_re
       b->metrics.unknown_locations++;
       id->status = 404;
       snprintf(id->reason, sizeof(id->reason), "no registration at this location; register again");
-    } else if (d->auth != HTTP_AUTH_NONE && (id->kind != d->auth || strcmp(id->ep, d->ep) != 0)) {
-      id->status = id->kind == HTTP_AUTH_NONE ? 401 : 403;
-      snprintf(id->reason, sizeof(id->reason), "this registration needs its device's credentials");
+    } else if (!may_act_on_registration(d, id)) {
       d = NULL;
     }
     break;
