@@ -77,8 +77,10 @@
   X(tls_failures, tls_failures, "TLS handshakes that failed")                                 \
   X(connections_refused_per_client, refused_per_client,                                      \
     "connections closed at once: their address had max_connections_per_client open")          \
-  X(connection_limit_reached, limit_reached,                                                  \
-    "times all max_connections were in use (new clients then wait in the listen backlog)")    \
+  X(connections_evicted, evicted,                                                             \
+    "connections waiting for a request header closed to make room for a new client")          \
+  X(connections_refused_busy, refused_busy,                                                   \
+    "connections closed at once: all max_connections busy with requests")                     \
   X(header_timeouts, header_timeouts,                                                         \
     "connections closed: request header not complete within header_timeout_s")               \
   X(body_timeouts, body_timeouts,                                                             \

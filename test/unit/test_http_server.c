@@ -664,10 +664,15 @@ static bool connections_are(void *arg) {
 
 static void wait_connections(unsigned n) { assert_true(run_until(connections_are, &n)); }
 
-static void assert_served(int fd, const char *target) {
-  char req[128], buf[512];
+static void send_request(int fd, const char *target) {
+  char req[128];
   snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", target);
   send_text(fd, req);
+}
+
+static void assert_served(int fd, const char *target) {
+  char buf[512];
+  send_request(fd, target);
   read_answer(fd, buf, sizeof buf);
   assert_true(strncmp(buf, "HTTP/1.1 201", 12) == 0);
   assert_string_equal(rec.target, target);
@@ -713,29 +718,37 @@ static void test_per_client_limit(void **state) {
   close(e);
 }
 
-/* max_connections 3: a fourth client waits in the listen backlog, and is served as soon as a
- * connection closes (libmicrohttpd takes its listening socket back only when run again). */
+/* max_connections 3: a new client takes the place of the connection that has waited longest
+ * for its request header; when all are busy with requests, it is closed at once. */
 static void test_connection_limit(void **state) {
   (void)state;
   rec.mode = ANSWER_NOW;
   const http_server_status_t *st = http_server_status(rec.server);
-  int a = connect_from("127.0.0.1"), b = connect_from("127.0.0.2"), c = connect_from("127.0.0.3");
+  int a = connect_from("127.0.0.1");
+  wait_connections(1);
+  int b = connect_from("127.0.0.2"), c = connect_from("127.0.0.3");
   wait_connections(3);
-  assert_int_equal(st->limit_reached, 1);
-  int d = connect_from("127.0.0.4"); /* the kernel completes it: it waits to be accepted */
-  send_text(d, "GET /rd/9 HTTP/1.1\r\n\r\n");
-  for (int i = 0; i < 20; i++)
-    gw_loop_run_once(rec.loop, 10);
-  assert_int_equal(rec.requests, 0);
-  assert_int_equal(st->connections, 3);
-  close(a);
-  char buf[512];
-  read_answer(d, buf, sizeof buf); /* idle_timeout_s is 30: no timer would run it before */
-  assert_true(strncmp(buf, "HTTP/1.1 201", 12) == 0);
+  int d = connect_from("127.0.0.4");
+  assert_served(d, "/rd/9");
+  assert_true(run_until(closed_by_server, &a));
+  assert_int_equal(st->evicted, 1);
+  assert_int_equal(st->refused_busy, 0);
+  rec.mode = ANSWER_NEVER; /* b, c, d busy with requests: nobody to evict */
+  send_request(b, "/rd/10");
+  send_request(c, "/rd/11");
+  send_request(d, "/rd/12");
+  int four = 4;
+  assert_true(run_until(requests_seen, &four));
+  int e = connect_from("127.0.0.5");
+  assert_true(run_until(closed_by_server, &e));
+  assert_int_equal(st->refused_busy, 1);
+  assert_int_equal(st->evicted, 1);
   assert_int_equal(st->refused_per_client, 0);
+  close(a);
   close(b);
   close(c);
   close(d);
+  close(e);
 }
 
 /* A client that trickles its header (slowloris) is closed after header_timeout_s, though it is
