@@ -51,6 +51,7 @@
 
 #include "gw_config.h"
 #include "gw_error.h"
+#include "gw_list.h"
 #include "gw_log.h"
 
 #define MOD "http"
@@ -394,12 +395,7 @@ static void exchange_free(http_exchange_t *x) {
   http_server_t *s = x->server;
   if (x->link && x->link->exchange == x)
     x->link->exchange = NULL;
-  if (x->prev)
-    x->prev->next = x->next;
-  else
-    s->exchanges = x->next;
-  if (x->next)
-    x->next->prev = x->prev;
+  GW_LIST_REMOVE(s->exchanges, x);
   if (x->response)
     MHD_destroy_response(x->response);
   free(x->target);
@@ -585,10 +581,7 @@ static void conn_open(http_server_t *s, struct MHD_Connection *conn, void **sock
   client_address(ci ? ci->client_addr : NULL, &c->client);
   c->server = s;
   c->fd = fd;
-  c->next = s->conns;
-  if (c->next)
-    c->next->prev = c;
-  s->conns = c;
+  GW_LIST_PUSH(s->conns, c);
   c->watched = gw_loop_add_fd(s->loop, c->fd, EPOLLRDHUP, on_peer_closed, c) == GW_OK;
   conn_expect(c, CONN_AWAITING_HEADER, s->header_timeout_s);
   *socket_context = c;
@@ -606,12 +599,7 @@ static void conn_close(http_server_t *s, http_conn_t *c) {
     s->shut_count--;
   if (c->exchange)
     c->exchange->link = NULL;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    s->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
+  GW_LIST_REMOVE(s->conns, c);
   free(c);
 }
 
@@ -647,10 +635,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
   x->link = ci ? ci->socket_context : NULL;
   if (x->link)
     x->link->exchange = x;
-  x->next = s->exchanges;
-  if (x->next)
-    x->next->prev = x;
-  s->exchanges = x;
+  GW_LIST_PUSH(s->exchanges, x);
   return x;
 }
 

@@ -664,6 +664,11 @@ static bool connections_are(void *arg) {
 
 static void wait_connections(unsigned n) { assert_true(run_until(connections_are, &n)); }
 
+static void close_all(const int *fds, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    close(fds[i]);
+}
+
 static void send_request(int fd, const char *target) {
   char req[128];
   snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", target);
@@ -712,10 +717,7 @@ static void test_per_client_limit(void **state) {
   int e = connect_from("127.0.0.1");
   assert_served(e, "/rd/8");
   assert_int_equal(st->refused_per_client, 1);
-  close(b);
-  close(c);
-  close(d);
-  close(e);
+  close_all((int[]){b, c, d, e}, 4);
 }
 
 /* max_connections 3: a new client takes the place of the connection that has waited longest
@@ -744,11 +746,7 @@ static void test_connection_limit(void **state) {
   assert_int_equal(st->refused_busy, 1);
   assert_int_equal(st->evicted, 1);
   assert_int_equal(st->refused_per_client, 0);
-  close(a);
-  close(b);
-  close(c);
-  close(d);
-  close(e);
+  close_all((int[]){a, b, c, d, e}, 5);
 }
 
 /* A client that trickles its header (slowloris) is closed after header_timeout_s, though it is
