@@ -496,8 +496,8 @@ static void on_peer_closed(gw_loop_t *loop, int fd, uint32_t events, void *arg) 
 }
 
 /* After each MHD_run(): wakes libmicrohttpd for the half-closed connections whose bytes it has
- * all read (the rest wait until it has), and lets it accept again once below max_connections
- * (it takes its listening socket back into its epoll set only at the start of a run). */
+ * all read (the rest wait until it has), and runs it again once it is below its own connection
+ * limit (it takes its listening socket back into its epoll set only at the start of a run). */
 static void conns_after_run(http_server_t *s) {
   for (http_conn_t *c = s->conns; c && s->wakes_pending; c = c->next) {
     int unread = 0;
