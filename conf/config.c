@@ -73,7 +73,8 @@ static const char *const mqtt_keys[] = {
 static const char *const http_keys[] = {
     "enabled",   "listen",         "cert_file",        "key_file",        "client_ca_file",
     "upstream",  "bootstrap",      "device_ca_file",   "device_cert_file", "device_key_file",
-    "accept_unknown", "max_body", NULL};
+    "accept_unknown", "max_body", "max_connections", "max_connections_per_client",
+    "idle_timeout_s", "header_timeout_s", "body_timeout_s", NULL};
 static const char *const mqtt_prefix_keys[] = {"prefix", "upstream", "bootstrap", NULL};
 
 /* ---- messages ---- */
@@ -1761,6 +1762,33 @@ static int load_http_files(load_ctx_t *ctx, const config_setting_t *g, gw_http_c
   return 0;
 }
 
+/* What one client, or all together, may hold of the listener (slowloris, floods). */
+static int load_http_limits(load_ctx_t *ctx, const config_setting_t *g, gw_http_conf_t *http) {
+  static const char *const P = "bindings.http";
+  const config_setting_t *per_client;
+  int rc;
+  if ((rc = get_uint(ctx, g, P, "max_connections", 1, 65535, " connections", NULL,
+                     &http->max_connections)) != 0 ||
+      (rc = get_uint(ctx, g, P, "max_connections_per_client", 1, 65535, " connections",
+                     &per_client, &http->max_connections_per_client)) != 0 ||
+      (rc = get_uint(ctx, g, P, "idle_timeout_s", 1, 86400, " seconds", NULL,
+                     &http->idle_timeout_s)) != 0 ||
+      (rc = get_uint(ctx, g, P, "header_timeout_s", 1, 3600, " seconds", NULL,
+                     &http->header_timeout_s)) != 0 ||
+      (rc = get_uint(ctx, g, P, "body_timeout_s", 1, 3600, " seconds", NULL,
+                     &http->body_timeout_s)) != 0)
+    return rc;
+  if (http->max_connections_per_client <= http->max_connections)
+    return 0;
+  if (!per_client) { /* the default, under a smaller max_connections */
+    http->max_connections_per_client = http->max_connections;
+    return 0;
+  }
+  return fail(ctx, per_client, "bindings.http.max_connections_per_client",
+              "%u is more than max_connections (%u)", http->max_connections_per_client,
+              http->max_connections);
+}
+
 static int load_http(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
                      gw_http_conf_t *http) {
   static const char *const P = "bindings.http";
@@ -1768,7 +1796,8 @@ static int load_http(load_ctx_t *ctx, const config_setting_t *g, const gw_config
   if ((rc = check_known(ctx, g, P, http_keys)) != 0 ||
       (rc = get_bool(ctx, g, P, "enabled", NULL, &http->enabled)) != 0 ||
       (rc = get_bool(ctx, g, P, "accept_unknown", NULL, &http->accept_unknown)) != 0 ||
-      (rc = get_uint(ctx, g, P, "max_body", 1024, 16u << 20, " bytes", NULL, &http->max_body)))
+      (rc = get_uint(ctx, g, P, "max_body", 1024, 16u << 20, " bytes", NULL, &http->max_body)) ||
+      (rc = load_http_limits(ctx, g, http)) != 0)
     return rc;
   if (http->enabled && (rc = refuse_unbuilt(ctx, g, "http", GW_BUILT_HTTP)) != 0)
     return rc;
@@ -1932,8 +1961,14 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   mqtt->mqtt_version = 4;
   mqtt->keepalive_s = 30;
   mqtt->accept_unknown = true;
-  config->bindings.http.max_body = 65536;
-  config->bindings.http.accept_unknown = false;
+  gw_http_conf_t *http = &config->bindings.http;
+  http->max_body = 65536;
+  http->accept_unknown = false;
+  http->max_connections = 256;
+  http->max_connections_per_client = 16;
+  http->idle_timeout_s = 60;
+  http->header_timeout_s = 10;
+  http->body_timeout_s = 30;
 
   int rc;
   if ((rc = check_config_files(ctx, root)) != 0 ||

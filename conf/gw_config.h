@@ -158,6 +158,12 @@ typedef struct {
                                                devices, optional */
   bool accept_unknown;   /* endpoints not listed in devices are served; default false */
   uint32_t max_body;     /* largest request body accepted, bytes; default 65536 */
+  /* What one client, or all together, may hold of the HTTP server (slowloris, floods). */
+  uint32_t max_connections;            /* open at once; default 256 */
+  uint32_t max_connections_per_client; /* open at once from one address; default 16 */
+  uint32_t idle_timeout_s;   /* a connection without traffic is closed after; default 60 */
+  uint32_t header_timeout_s; /* a request's header must be complete within; default 10 */
+  uint32_t body_timeout_s;   /* its body within this after the header; default 30 */
 } gw_http_conf_t;
 
 typedef struct {

@@ -68,6 +68,24 @@
   X(server_refused, "server requests answered by the gateway (not translatable, 7.1.4)")      \
   X(device_errors, "server requests that got no HTTP answer from the device (5.02 / 5.04)")
 
+/* What the HTTP server (http_server.c) refused or closed before the binding saw a request:
+ * metric name, http_server_status_t field, help. */
+#define HTTP_SERVER_METRICS(X)                                                                 \
+  X(rejected, refused,                                                                         \
+    "requests answered by the HTTP server itself: malformed HTTP (400, 431, 505 from "         \
+    "libmicrohttpd) or a body over max_body (413)")                                            \
+  X(tls_failures, tls_failures, "TLS handshakes that failed")                                 \
+  X(connections_refused_per_client, refused_per_client,                                      \
+    "connections closed at once: their address had max_connections_per_client open")          \
+  X(connections_evicted, evicted,                                                             \
+    "connections waiting for a request header closed to make room for a new client")          \
+  X(connections_refused_busy, refused_busy,                                                   \
+    "connections closed at once: all max_connections busy with requests")                     \
+  X(header_timeouts, header_timeouts,                                                         \
+    "connections closed: request header not complete within header_timeout_s")               \
+  X(body_timeouts, body_timeouts,                                                             \
+    "connections closed: request body not complete within body_timeout_s")
+
 typedef struct {
 #define HTTP_METRIC_FIELD(name, help) uint64_t name;
   HTTP_METRICS(HTTP_METRIC_FIELD)
@@ -133,6 +151,7 @@ typedef struct http_binding {
   gw_local_answers_t local;
   gw_timer_t sweep_timer;
   http_metrics_t metrics;
+  gw_log_limit_t refusal_log[5]; /* per kind of refusal (refuse_request()) */
   uint8_t coap_buf[GW_COAP_MAX_TOKEN + HTTP_MTU + 256];
 } http_binding_t;
 
@@ -337,6 +356,22 @@ static void check_endpoint(const http_binding_t *b, const char *ep, http_identit
   }
 }
 
+/* May a request with identity id update or de-register d's registration? Credentials of one
+ * endpoint never act on another's, even one registered without credentials (its location is
+ * secret, but a location can leak); a registration made with credentials needs the same kind
+ * again. */
+static bool may_act_on_registration(const http_device_t *d, http_identity_t *id) {
+  if (id->kind != HTTP_AUTH_NONE && strcmp(id->ep, d->ep) != 0) {
+    id->status = 403;
+    snprintf(id->reason, sizeof(id->reason),
+             "the credentials are endpoint \"%.40s\"'s, not this registration's", id->ep);
+  } else if (d->auth != HTTP_AUTH_NONE && id->kind != d->auth) {
+    id->status = id->kind == HTTP_AUTH_NONE ? 401 : 403;
+    snprintf(id->reason, sizeof(id->reason), "this registration needs its device's credentials");
+  }
+  return id->status == 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* uplink: device requests                                                                     */
 
@@ -387,9 +422,7 @@ static http_device_t *device_for_request(http_binding_t *b, const http_server_re
       b->metrics.unknown_locations++;
       id->status = 404;
       snprintf(id->reason, sizeof(id->reason), "no registration at this location; register again");
-    } else if (d->auth != HTTP_AUTH_NONE && (id->kind != d->auth || strcmp(id->ep, d->ep) != 0)) {
-      id->status = id->kind == HTTP_AUTH_NONE ? 401 : 403;
-      snprintf(id->reason, sizeof(id->reason), "this registration needs its device's credentials");
+    } else if (!may_act_on_registration(d, id)) {
       d = NULL;
     }
     break;
@@ -436,16 +469,22 @@ static int use_upstream_location(const http_device_t *d, gw_coap_msg_t *m) {
 
 static void refuse_request(http_binding_t *b, http_exchange_t *x, const http_server_request_t *req,
                            unsigned status, const char *reason) {
-  if (status == 501)
+  size_t kind = 0; /* its log limit: a flood of one kind must not hide the others */
+  if (status == 501) {
     b->metrics.unsupported++;
-  else if (status == 401)
+    kind = 1;
+  } else if (status == 401) {
     b->metrics.unauthenticated++;
-  else if (status == 403)
+    kind = 2;
+  } else if (status == 403) {
     b->metrics.forbidden++;
-  else if (status == 400 || status == 413 || status == 414 || status == 415)
+    kind = 3;
+  } else if (status == 400 || status == 413 || status == 414 || status == 415) {
     b->metrics.bad_requests++; /* 404 has its own counters; 500 / 503 are the gateway's */
-  GW_NOTICE(MOD, "%s %.80s from %s refused with %u: %s", req->method, req->target, req->peer_ip,
-            status, reason);
+    kind = 4;
+  }
+  gw_log_limited(&b->refusal_log[kind], GW_LOG_NOTICE, MOD, "%s %.80s from %s refused with %u: %s",
+                 req->method, req->target, req->peer_ip, status, reason);
   gw_baddr_t from;
   snprintf(from.text, sizeof(from.text), "%s", req->peer_ip);
   if (status == 400 || status == 414 || status == 415)
@@ -767,7 +806,12 @@ static int http_start(gw_binding_t *binding) {
                            .cert_file = conf->cert_file,
                            .key_file = conf->key_file,
                            .client_ca_file = conf->client_ca_file,
-                           .max_body = max_body};
+                           .max_body = max_body,
+                           .max_connections = conf->max_connections,
+                           .max_connections_per_client = conf->max_connections_per_client,
+                           .idle_timeout_s = conf->idle_timeout_s,
+                           .header_timeout_s = conf->header_timeout_s,
+                           .body_timeout_s = conf->body_timeout_s};
   http_server_callbacks_t cb = {.arg = b, .on_request = on_device_request,
                                 .on_abandoned = on_device_abandoned};
   int rc = http_server_new(b->env.loop, &sc, &cb, &b->server);
@@ -859,8 +903,11 @@ static size_t http_format_metrics(const gw_binding_t *binding, char *out, size_t
   HTTP_METRICS(HTTP_METRIC_TEXT)
   if (b->server) {
     const http_server_status_t *s = http_server_status(b->server);
+#define HTTP_SERVER_METRIC_TEXT(name, field, help) \
+  gw_append_counter(out, out_size, &used, "http", #name, help, s->field);
+    HTTP_SERVER_METRICS(HTTP_SERVER_METRIC_TEXT)
+#undef HTTP_SERVER_METRIC_TEXT
     APPEND("lwm2m_gw_http_connections %u\n", s->connections);
-    APPEND("lwm2m_gw_http_tls_failures_total %llu\n", (unsigned long long)s->tls_failures);
   }
   if (b->client) {
     const http_client_status_t *c = http_client_status(b->client);

@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 
 #include "gw_error.h"
+#include "gw_list.h"
 #include "gw_log.h"
 #include "gw_text.h"
 
@@ -146,23 +147,9 @@ static int url_check(const char *url) {
 
 /* ---- the request list ------------------------------------------------------------------------ */
 
-static void req_link(http_client_t *c, http_req_t *r) {
-  r->prev = NULL;
-  r->next = c->reqs;
-  if (c->reqs)
-    c->reqs->prev = r;
-  c->reqs = r;
-}
+static void req_link(http_client_t *c, http_req_t *r) { GW_LIST_PUSH(c->reqs, r); }
 
-static void req_unlink(http_client_t *c, http_req_t *r) {
-  if (r->prev)
-    r->prev->next = r->next;
-  else
-    c->reqs = r->next;
-  if (r->next)
-    r->next->prev = r->prev;
-  r->next = r->prev = NULL;
-}
+static void req_unlink(http_client_t *c, http_req_t *r) { GW_LIST_REMOVE(c->reqs, r); }
 
 static http_req_t *req_find(const http_client_t *c, uint64_t id) {
   for (http_req_t *r = c->reqs; r; r = r->next)

@@ -15,10 +15,24 @@
  *     handler once more -> MHD_queue_response() (libmicrohttpd wants it from the handler)
  *   completion callback -> on_abandoned if handed over and never answered; free
  *
- * libmicrohttpd does not watch a suspended connection, so it would not see a client that gives
- * up while its request waits for the owner: while suspended, the loop watches the socket for
- * EPOLLRDHUP itself, and a hang-up abandons the exchange and resumes the connection so that
- * libmicrohttpd closes it. */
+ * Every connection also has an http_conn_t, from libmicrohttpd's "started" notification to its
+ * "closed" one: the client's address (max_connections_per_client), the deadline of the request
+ * under way (header_timeout_s, body_timeout_s; one timer for all), and a watch of its socket
+ * for the client's hang-up (EPOLLRDHUP). The accept policy callback enforces the limits: at
+ * max_connections a new client takes the place of the connection waiting longest for its
+ * header, instead of waiting in the listen backlog (behind the reconnects of slow clients, as
+ * the benchmark showed: 0 of 5 Registers in 30 s). The watch is there for two reasons:
+ *  - libmicrohttpd does not watch a suspended connection, so it would not see a client that
+ *    gives up while its request waits for the owner: that hang-up abandons the exchange and
+ *    resumes the connection so that libmicrohttpd closes it;
+ *  - libmicrohttpd 0.9.75 registers its sockets edge-triggered without EPOLLRDHUP and takes a
+ *    short read for "no more to read": when the end of the stream comes with a client's last
+ *    bytes (a few bytes, then close), no further event ever tells it, and the connection stays
+ *    in CLOSE-WAIT, holding its slot, until idle_timeout_s. Once libmicrohttpd has read what
+ *    there is, shutdown(SHUT_RD) on the socket wakes its epoll again; it reads the end of the
+ *    stream and closes the connection (after sending an answer it is writing).
+ * A deadline that passes shuts the socket down; libmicrohttpd sees the hang-up and closes it.
+ * (Later libmicrohttpd versions add EPOLLRDHUP themselves; the wake is harmless there.) */
 #include "http_server.h"
 
 #include <errno.h>
@@ -28,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <gnutls/gnutls.h>
@@ -36,20 +51,51 @@
 
 #include "gw_config.h"
 #include "gw_error.h"
+#include "gw_list.h"
 #include "gw_log.h"
 
 #define MOD "http"
 #define DEFAULT_MAX_BODY 65536u
 #define DEFAULT_MAX_CONNECTIONS 256u
+#define DEFAULT_MAX_PER_CLIENT 16u
 #define DEFAULT_IDLE_TIMEOUT_S 60u
+#define DEFAULT_HEADER_TIMEOUT_S 10u
+#define DEFAULT_BODY_TIMEOUT_S 30u
+/* libmicrohttpd's own limit is above max_connections: a connection evicted to make room is
+ * shut down at once but counted by libmicrohttpd until its next run, and one run accepts up to
+ * 10 connections (daemon.c), so up to 20 may be on their way out. */
+#define EVICTION_HEADROOM 20u
 #define MAX_PEM_FILE (1024 * 1024) /* a PEM file larger than this is not a key or a CA list */
 #define CN_MAX 256
 #define PEER_IP_MAX 64 /* INET6_ADDRSTRLEN plus a scope id */
+
+/* What the deadline of a connection guards: the request under way. */
+typedef enum {
+  CONN_AWAITING_HEADER, /* header_timeout_s from the opening (kept alive: + idle_timeout_s) */
+  CONN_AWAITING_BODY,   /* body_timeout_s from the header */
+  CONN_HANDED,          /* the owner's now: no deadline (the binding answers within its own) */
+} conn_phase_t;
+
+/* One TCP connection, from libmicrohttpd's "started" notification to its "closed" one. */
+typedef struct http_conn {
+  struct http_conn *prev, *next; /* server's list of open connections */
+  http_server_t *server;
+  int fd;                        /* libmicrohttpd's socket; it closes it */
+  bool watched;                  /* fd watched by the loop for the client's hang-up */
+  struct sockaddr_storage client; /* IPv4-mapped IPv6 as IPv4 (a dual-stack listener) */
+  conn_phase_t phase;
+  uint64_t deadline_ms;          /* 0: none */
+  bool peer_closed;              /* the client half-closed or left */
+  bool wake_pending;             /* libmicrohttpd must be woken to read the end of the stream */
+  bool shut;                     /* shut down here; libmicrohttpd closes it next */
+  http_exchange_t *exchange;     /* its request, from the URI callback to completion */
+} http_conn_t;
 
 struct http_exchange {
   struct http_exchange *prev, *next; /* server's list of live exchanges */
   http_server_t *server;
   struct MHD_Connection *conn;
+  http_conn_t *link; /* its connection; NULL if that could not be tracked */
   char *target; /* raw request-target from the URI callback */
   uint8_t *body;
   size_t body_len, body_cap;
@@ -59,7 +105,6 @@ struct http_exchange {
   bool answered;      /* http_server_respond() called */
   bool abandoned;     /* on_abandoned called */
   bool suspended;     /* MHD_suspend_connection() in force */
-  int watched_fd;     /* socket watched for hang-up while suspended, or -1 */
   struct MHD_Response *response; /* the answer until the handler queues it; NULL with answered:
                                     500 without a body */
   unsigned status;
@@ -75,6 +120,13 @@ struct http_server {
   bool kick;     /* a connection was resumed: MHD_run() at once */
   bool stopping; /* http_server_free() running */
   size_t max_body;
+  unsigned max_connections, max_per_client;
+  unsigned idle_timeout_s, header_timeout_s, body_timeout_s;
+  bool mhd_full;        /* libmicrohttpd's own limit reached: it stopped accepting */
+  http_conn_t *conns;
+  unsigned shut_count;  /* connections shut down here, still open until libmicrohttpd sees it */
+  size_t wakes_pending; /* connections with wake_pending */
+  gw_timer_t deadline_timer; /* at the earliest deadline of the connections */
   uint16_t port;
   bool verify_clients; /* client_ca_file given */
   char *cert_pem, *key_pem, *ca_pem; /* libmicrohttpd keeps pointers to these */
@@ -171,32 +223,56 @@ static int parse_listen(const char *text, struct sockaddr_storage *addr, unsigne
   return gw_parse_host_port(text, addr, len) == 0 ? GW_OK : GW_ERR_INVAL;
 }
 
-/* Numeric address of the client; an IPv4 client of a dual-stack listener as plain IPv4. */
+/* The client's address, an IPv4-mapped IPv6 one (a client of a dual-stack listener) as plain
+ * IPv4; AF_UNSPEC for any other family. */
+static void client_address(const struct sockaddr *sa, struct sockaddr_storage *out) {
+  memset(out, 0, sizeof *out);
+  if (!sa)
+    return;
+  if (sa->sa_family == AF_INET) {
+    memcpy(out, sa, sizeof(struct sockaddr_in));
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+    if (!IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      memcpy(out, v6, sizeof *v6);
+      return;
+    }
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    v4->sin_family = AF_INET;
+    v4->sin_port = v6->sin6_port;
+    memcpy(&v4->sin_addr, &v6->sin6_addr.s6_addr[12], 4);
+  }
+}
+
+/* Same client: same address (the port does not count). */
+static bool same_client(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family)
+    return false;
+  if (a->ss_family == AF_INET)
+    return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                  &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+  if (a->ss_family == AF_INET6)
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+  return false;
+}
+
+/* Numeric text of an address from client_address(): "192.0.2.1", "2001:db8::1", or "?". */
+static void address_text(const struct sockaddr_storage *a, char *out, size_t size) {
+  socklen_t len =
+      a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (a->ss_family == AF_UNSPEC ||
+      getnameinfo((const struct sockaddr *)a, len, out, (socklen_t)size, NULL, 0,
+                  NI_NUMERICHOST) != 0)
+    snprintf(out, size, "?");
+}
+
 static void peer_ip_text(struct MHD_Connection *conn, char *out, size_t size) {
-  snprintf(out, size, "?");
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (!ci || !ci->client_addr)
-    return;
-  const struct sockaddr *sa = ci->client_addr;
-  struct sockaddr_in v4;
-  socklen_t len = sizeof(struct sockaddr_in);
-  if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
-    len = sizeof(struct sockaddr_in6);
-    if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
-      memset(&v4, 0, sizeof v4);
-      v4.sin_family = AF_INET;
-      v4.sin_port = v6->sin6_port;
-      memcpy(&v4.sin_addr, &v6->sin6_addr.s6_addr[12], 4);
-      sa = (const struct sockaddr *)&v4;
-      len = sizeof v4;
-    }
-  } else if (sa->sa_family != AF_INET) {
-    return;
-  }
-  if (getnameinfo(sa, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST) != 0)
-    snprintf(out, size, "?");
+  struct sockaddr_storage a;
+  client_address(ci ? ci->client_addr : NULL, &a);
+  address_text(&a, out, size);
 }
 
 /* ---- TLS client certificates ----------------------------------------------------------------- */
@@ -271,10 +347,13 @@ static void rearm_timer(http_server_t *s) {
   }
 }
 
+static void conns_after_run(http_server_t *s);
+
 static void run_mhd(http_server_t *s) {
   s->kick = false;
   if (MHD_run(s->mhd) != MHD_YES)
     GW_WARN(MOD, "MHD_run failed");
+  conns_after_run(s);
   rearm_timer(s);
 }
 
@@ -292,18 +371,10 @@ static void mhd_timer_fired(gw_loop_t *loop, void *arg) {
 
 /* ---- exchanges ------------------------------------------------------------------------------- */
 
-static void exchange_unwatch(http_exchange_t *x) {
-  if (x->watched_fd >= 0) {
-    gw_loop_del_fd(x->server->loop, x->watched_fd);
-    x->watched_fd = -1;
-  }
-}
-
 /* Lets libmicrohttpd process x's connection again (to send the answer, or to close it). */
 static void exchange_resume(http_exchange_t *x) {
   if (!x->suspended)
     return;
-  exchange_unwatch(x);
   x->suspended = false;
   MHD_resume_connection(x->conn);
   x->server->kick = true;
@@ -320,44 +391,230 @@ static void exchange_abandon(http_exchange_t *x) {
     s->cb.on_abandoned(s->cb.arg, x);
 }
 
-/* The client hung up while its request waited for the owner. */
-static void peer_hangup(gw_loop_t *loop, int fd, uint32_t events, void *arg) {
-  (void)loop;
-  (void)fd;
-  (void)events;
-  http_exchange_t *x = arg;
-  exchange_unwatch(x);
-  if (!x->answered && !x->abandoned)
-    exchange_abandon(x);
-  exchange_resume(x); /* libmicrohttpd then sees the closed socket, or the handler says MHD_NO */
-}
-
-static void exchange_suspend(http_exchange_t *x) {
-  MHD_suspend_connection(x->conn);
-  x->suspended = true;
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-  if (ci && gw_loop_add_fd(x->server->loop, ci->connect_fd, EPOLLRDHUP, peer_hangup, x) == GW_OK)
-    x->watched_fd = ci->connect_fd;
-  else
-    GW_DEBUG(MOD, "cannot watch a suspended connection: a client that leaves goes unnoticed");
-}
-
 static void exchange_free(http_exchange_t *x) {
   http_server_t *s = x->server;
-  exchange_unwatch(x);
-  if (x->prev)
-    x->prev->next = x->next;
-  else
-    s->exchanges = x->next;
-  if (x->next)
-    x->next->prev = x->prev;
+  if (x->link && x->link->exchange == x)
+    x->link->exchange = NULL;
+  GW_LIST_REMOVE(s->exchanges, x);
   if (x->response)
     MHD_destroy_response(x->response);
   free(x->target);
   free(x->body);
   free(x);
 }
+
+/* ---- connections ----------------------------------------------------------------------------- */
+
+static void deadline_timer_arm(http_server_t *s, uint64_t due_ms) {
+  if (s->stopping || (gw_timer_active(&s->deadline_timer) && s->deadline_timer.due_ms <= due_ms))
+    return;
+  uint64_t now = gw_now_ms();
+  gw_timer_start(s->loop, &s->deadline_timer, due_ms > now ? due_ms - now : 0);
+}
+
+/* The request under way on c is now in phase; it must be through it within after_s (0: no
+ * deadline). */
+static void conn_expect(http_conn_t *c, conn_phase_t phase, unsigned after_s) {
+  if (!c || c->shut)
+    return;
+  c->phase = phase;
+  c->deadline_ms = after_s ? gw_now_ms() + 1000ull * after_s : 0;
+  if (c->deadline_ms)
+    deadline_timer_arm(c->server, c->deadline_ms);
+}
+
+static void conn_unwatch(http_conn_t *c) {
+  if (c->watched)
+    gw_loop_del_fd(c->server->loop, c->fd);
+  c->watched = false;
+}
+
+/* Ends c from outside libmicrohttpd: it sees the hang-up on its epoll fd and closes the
+ * connection (completion and "closed" notifications follow). */
+static void conn_shut(http_conn_t *c) {
+  c->shut = true;
+  c->server->shut_count++;
+  c->deadline_ms = 0;
+  shutdown(c->fd, SHUT_RDWR);
+}
+
+static void conn_time_out(http_conn_t *c) {
+  http_server_t *s = c->server;
+  char ip[PEER_IP_MAX];
+  address_text(&c->client, ip, sizeof ip);
+  if (c->phase == CONN_AWAITING_HEADER) {
+    s->status.header_timeouts++;
+    GW_INFO_LIMITED(MOD, "%s: request header not complete in time (header_timeout_s %u); "
+                    "connection closed", ip, s->header_timeout_s);
+  } else {
+    s->status.body_timeouts++;
+    GW_INFO_LIMITED(MOD, "%s: request body not complete in time (body_timeout_s %u); "
+                    "connection closed", ip, s->body_timeout_s);
+  }
+  conn_shut(c);
+}
+
+/* The deadline timer: closes the connections whose deadline passed, waits for the next one. */
+static void deadlines_due(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  http_server_t *s = arg;
+  uint64_t now = gw_now_ms(), next = 0;
+  for (http_conn_t *c = s->conns; c; c = c->next) {
+    if (!c->deadline_ms)
+      continue;
+    if (c->deadline_ms <= now)
+      conn_time_out(c);
+    else if (!next || c->deadline_ms < next)
+      next = c->deadline_ms;
+  }
+  if (next)
+    deadline_timer_arm(s, next);
+}
+
+/* The client half-closed or left (EPOLLRDHUP, EPOLLHUP): see the top of this file. */
+static void on_peer_closed(gw_loop_t *loop, int fd, uint32_t events, void *arg) {
+  (void)loop;
+  (void)fd;
+  (void)events;
+  http_conn_t *c = arg;
+  http_server_t *s = c->server;
+  conn_unwatch(c); /* level-triggered: it would fire again and again */
+  c->peer_closed = true;
+  if (c->shut)
+    return;
+  http_exchange_t *x = c->exchange;
+  if (x && x->suspended) { /* its request waits for the owner */
+    if (!x->answered && !x->abandoned)
+      exchange_abandon(x);
+    exchange_resume(x); /* libmicrohttpd then sees the closed socket, or the handler says MHD_NO */
+    return;
+  }
+  c->wake_pending = true;
+  s->wakes_pending++;
+  s->kick = true; /* conns_after_run() once libmicrohttpd has read what came before the end */
+  rearm_timer(s);
+}
+
+/* After each MHD_run(): wakes libmicrohttpd for the half-closed connections whose bytes it has
+ * all read (the rest wait until it has), and runs it again once it is below its own connection
+ * limit (it takes its listening socket back into its epoll set only at the start of a run). */
+static void conns_after_run(http_server_t *s) {
+  for (http_conn_t *c = s->conns; c && s->wakes_pending; c = c->next) {
+    int unread = 0;
+    if (!c->wake_pending || (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0))
+      continue;
+    c->wake_pending = false;
+    s->wakes_pending--;
+    shutdown(c->fd, SHUT_RD);
+    s->kick = true;
+  }
+  if (s->mhd_full && s->status.connections < s->max_connections + EVICTION_HEADROOM) {
+    s->mhd_full = false;
+    s->kick = true;
+  }
+}
+
+/* The connection to close for a new client when max_connections are open: the one that has
+ * waited longest for a request header (the earliest deadline of that phase). A client that
+ * trickles its header (slowloris) is such a connection by construction; a legitimate one sends
+ * its header at once, or idles between requests (RFC 9112 9.3 lets a server close that). NULL
+ * when all are busy with a request. */
+static http_conn_t *eviction_victim(http_server_t *s) {
+  http_conn_t *victim = NULL;
+  for (http_conn_t *c = s->conns; c; c = c->next)
+    if (!c->shut && c->phase == CONN_AWAITING_HEADER &&
+        (!victim || c->deadline_ms <= victim->deadline_ms)) /* the list is newest first */
+      victim = c;
+  return victim;
+}
+
+/* libmicrohttpd's accept policy: at most max_per_client connections from one address, and at
+ * most max_connections in all, a new client taking the place of one that waits for its header
+ * (rather than waiting in the listen backlog behind the reconnects of slow clients). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+  (void)addrlen;
+  http_server_t *s = cls;
+  struct sockaddr_storage client;
+  client_address(addr, &client);
+  unsigned from_client = 0;
+  for (http_conn_t *c = s->conns; c; c = c->next)
+    if (!c->shut && same_client(&c->client, &client))
+      from_client++;
+  char ip[PEER_IP_MAX];
+  if (from_client >= s->max_per_client) {
+    s->status.refused_per_client++;
+    address_text(&client, ip, sizeof ip);
+    GW_INFO_LIMITED(MOD, "%s: %u connections open from this address already "
+                    "(max_connections_per_client); connection refused", ip, from_client);
+    return MHD_NO;
+  }
+  if (s->status.connections - s->shut_count < s->max_connections)
+    return MHD_YES;
+  http_conn_t *victim = eviction_victim(s);
+  if (!victim) {
+    s->status.refused_busy++;
+    address_text(&client, ip, sizeof ip);
+    GW_NOTICE_LIMITED(MOD, "%s: all %u connections busy with requests (max_connections); "
+                      "connection refused", ip, s->max_connections);
+    return MHD_NO;
+  }
+  s->status.evicted++;
+  address_text(&victim->client, ip, sizeof ip);
+  GW_INFO_LIMITED(MOD, "%s: connection waiting for a request header closed to make room "
+                  "(max_connections %u)", ip, s->max_connections);
+  conn_shut(victim);
+  return MHD_YES;
+}
+
+static void conn_open(http_server_t *s, struct MHD_Connection *conn, void **socket_context) {
+  if (++s->status.connections >= s->max_connections + EVICTION_HEADROOM)
+    s->mhd_full = true;
+  int fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD)->connect_fd;
+  http_conn_t *c = calloc(1, sizeof *c);
+  if (!c) { /* untracked, it would escape the deadlines */
+    GW_WARN(MOD, "out of memory for a connection; closed");
+    shutdown(fd, SHUT_RDWR);
+    return;
+  }
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  client_address(ci ? ci->client_addr : NULL, &c->client);
+  c->server = s;
+  c->fd = fd;
+  GW_LIST_PUSH(s->conns, c);
+  c->watched = gw_loop_add_fd(s->loop, c->fd, EPOLLRDHUP, on_peer_closed, c) == GW_OK;
+  conn_expect(c, CONN_AWAITING_HEADER, s->header_timeout_s);
+  *socket_context = c;
+}
+
+static void conn_close(http_server_t *s, http_conn_t *c) {
+  if (s->status.connections > 0)
+    s->status.connections--;
+  if (!c)
+    return;
+  conn_unwatch(c);
+  if (c->wake_pending)
+    s->wakes_pending--;
+  if (c->shut)
+    s->shut_count--;
+  if (c->exchange)
+    c->exchange->link = NULL;
+  GW_LIST_REMOVE(s->conns, c);
+  free(c);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  http_server_t *s = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    conn_open(s, conn, socket_context);
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+    conn_close(s, *socket_context);
+    *socket_context = NULL;
+  }
+}
+
+/* ---- requests -------------------------------------------------------------------------------- */
 
 /* libmicrohttpd's URI log callback: the first sight of a request, before the target is
  * percent-decoded and split at '?'. What it returns is the handler's first *req_cls. */
@@ -373,44 +630,53 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
   }
   x->server = s;
   x->conn = conn;
-  x->watched_fd = -1;
-  x->next = s->exchanges;
-  if (x->next)
-    x->next->prev = x;
-  s->exchanges = x;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  x->link = ci ? ci->socket_context : NULL;
+  if (x->link)
+    x->link->exchange = x;
+  GW_LIST_PUSH(s->exchanges, x);
   return x;
 }
 
+/* The request is over; a kept-alive connection now waits for the next one: idle (up to
+ * idle_timeout_s), then its header (header_timeout_s). */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)cls;
   (void)conn;
   (void)toe;
+  http_server_t *s = cls;
   http_exchange_t *x = *req_cls;
   if (!x)
     return;
   *req_cls = NULL;
   if (x->handed && !x->answered && !x->abandoned)
     exchange_abandon(x);
+  conn_expect(x->link, CONN_AWAITING_HEADER, s->idle_timeout_s + s->header_timeout_s);
   exchange_free(x);
 }
 
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe) {
-  (void)conn;
-  (void)socket_context;
-  http_server_t *s = cls;
-  if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-    s->status.connections++;
-  else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && s->status.connections > 0)
-    s->status.connections--;
+/* Lines of libmicrohttpd's error log that report what a client did (closed early, sent a bad
+ * field), not trouble of the gateway. */
+static bool client_fault_line(const char *line) {
+  static const char *const prefixes[] = {
+      "Connection was closed by remote", "Socket has been disconnected",
+      "Connection socket is closed",     "Failed to send",
+      "Server reached connection limit", "Too large value of",
+      "Failed to parse",                 "Received HTTP/1.1 request without",
+      "Not enough memory in pool",       NULL};
+  for (const char *const *p = prefixes; *p; p++)
+    if (strncmp(line, *p, strlen(*p)) == 0)
+      return true;
+  return false;
 }
 
 /* libmicrohttpd's error log. libmicrohttpd has no callback for a failed TLS handshake nor for
  * a request it answers itself (400 for a malformed one, 505, 431...), but logs each one: those
  * lines are what tls_failures and refused count. They are the clients' faults, so INFO (any
- * port scan makes some). "Application reported internal error" follows every MHD_NO of ours,
- * each already logged with its reason. */
+ * port scan makes some), and every line is rate-limited: a flood must not fill the log.
+ * "Application reported internal error" follows every MHD_NO of ours, each already logged
+ * with its reason. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   http_server_t *s = cls;
   char line[256];
@@ -421,15 +687,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   const char *code = strstr(line, "HTTP response code is ");
   if (strstr(line, "handshake")) {
     s->status.tls_failures++;
-    GW_INFO(MOD, "TLS handshake failed: %s", line);
+    GW_INFO_LIMITED(MOD, "TLS handshake failed: %s", line);
   } else if (strncmp(line, "Error processing request", 24) == 0) {
     s->status.refused++;
-    GW_INFO(MOD, "malformed request answered %.3s by libmicrohttpd",
-            code ? code + strlen("HTTP response code is ") : "4xx");
+    GW_INFO_LIMITED(MOD, "malformed request answered %.3s by libmicrohttpd",
+                    code ? code + strlen("HTTP response code is ") : "4xx");
   } else if (strncmp(line, "Application reported internal error", 35) == 0) {
     GW_DEBUG(MOD, "libmicrohttpd: %s", line);
+  } else if (client_fault_line(line)) {
+    GW_INFO_LIMITED(MOD, "libmicrohttpd: %s", line);
   } else {
-    GW_WARN(MOD, "libmicrohttpd: %s", line);
+    GW_WARN_LIMITED(MOD, "libmicrohttpd: %s", line);
   }
 }
 
@@ -458,6 +726,7 @@ static enum MHD_Result queue_answer(http_exchange_t *x) {
 static enum MHD_Result on_headers(http_exchange_t *x) {
   http_server_t *s = x->server;
   x->headers_seen = true;
+  conn_expect(x->link, CONN_AWAITING_BODY, s->body_timeout_s);
   const char *cl = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND,
                                                MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (!cl)
@@ -469,7 +738,8 @@ static enum MHD_Result on_headers(http_exchange_t *x) {
       break;
   }
   if (declared > s->max_body) {
-    GW_INFO(MOD, "%s: body of %s bytes refused (max_body %zu)", x->target, cl, s->max_body);
+    GW_INFO_LIMITED(MOD, "%s: body of %s bytes refused (max_body %zu)", x->target, cl,
+                    s->max_body);
     return refuse(x, MHD_HTTP_CONTENT_TOO_LARGE, s->resp_413);
   }
   if (declared > 0) {
@@ -488,7 +758,8 @@ static enum MHD_Result on_body(http_exchange_t *x, const char *data, size_t *siz
   size_t n = *size;
   *size = 0;
   if (n > s->max_body - x->body_len) {
-    GW_INFO(MOD, "%s: body over max_body %zu, connection closed", x->target, s->max_body);
+    GW_INFO_LIMITED(MOD, "%s: body over max_body %zu, connection closed", x->target,
+                    s->max_body);
     x->refused = true;
     s->status.refused++;
     return MHD_NO;
@@ -509,6 +780,19 @@ static enum MHD_Result on_body(http_exchange_t *x, const char *data, size_t *siz
   }
   memcpy(x->body + x->body_len, data, n);
   x->body_len += n;
+  return MHD_YES;
+}
+
+/* The request waits for the owner's answer, suspended; unless its client has left already
+ * (on_peer_closed() came before the request was read): then it is abandoned and closed. */
+static enum MHD_Result wait_for_owner(http_exchange_t *x) {
+  if (x->link && x->link->peer_closed) {
+    if (!x->abandoned)
+      exchange_abandon(x);
+    return MHD_NO;
+  }
+  MHD_suspend_connection(x->conn);
+  x->suspended = true;
   return MHD_YES;
 }
 
@@ -536,8 +820,9 @@ static enum MHD_Result hand_over(http_exchange_t *x, const char *method) {
       .client_cert_error = cert_error,
   };
   if (cert_error)
-    GW_INFO(MOD, "%s: client certificate not accepted: %s", peer_ip, cert_error);
+    GW_INFO_LIMITED(MOD, "%s: client certificate not accepted: %s", peer_ip, cert_error);
   x->handed = true;
+  conn_expect(x->link, CONN_HANDED, 0);
   s->status.requests++;
   if (s->cb.on_request)
     s->cb.on_request(s->cb.arg, x, &req);
@@ -545,8 +830,7 @@ static enum MHD_Result hand_over(http_exchange_t *x, const char *method) {
     http_server_respond(x, 503, NULL, NULL, 0);
   if (x->answered)
     return queue_answer(x);
-  exchange_suspend(x);
-  return MHD_YES;
+  return wait_for_owner(x);
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -563,10 +847,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return MHD_NO;
   if (x->answered) /* resumed by http_server_respond() */
     return queue_answer(x);
-  if (x->handed) { /* resumed without an answer: keep waiting */
-    exchange_suspend(x);
-    return MHD_YES;
-  }
+  if (x->handed) /* resumed without an answer: keep waiting */
+    return wait_for_owner(x);
   if (!x->headers_seen)
     return on_headers(x);
   if (*upload_data_size)
@@ -641,6 +923,8 @@ static void server_stop_mhd(http_server_t *s) {
   s->epoll_added = false;
   MHD_stop_daemon(s->mhd);
   s->mhd = NULL;
+  while (s->conns) /* none left: MHD_stop_daemon() notifies each closed; defensive */
+    conn_close(s, s->conns);
 }
 
 void http_server_free(http_server_t **sp) {
@@ -649,6 +933,7 @@ void http_server_free(http_server_t **sp) {
   http_server_t *s = *sp;
   *sp = NULL;
   gw_timer_stop(s->loop, &s->timer);
+  gw_timer_stop(s->loop, &s->deadline_timer);
   server_stop_mhd(s);
   gw_timer_stop(s->loop, &s->timer);
   while (s->exchanges) /* none left after MHD_stop_daemon(); defensive */
@@ -699,10 +984,8 @@ static int start_mhd(http_server_t *s, const http_server_conf_t *conf,
   OPT(MHD_OPTION_URI_LOG_CALLBACK, on_uri, s);
   OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, s);
   OPT(MHD_OPTION_NOTIFY_CONNECTION, on_connection, s);
-  OPT(MHD_OPTION_CONNECTION_LIMIT,
-      conf->max_connections ? conf->max_connections : DEFAULT_MAX_CONNECTIONS, NULL);
-  OPT(MHD_OPTION_CONNECTION_TIMEOUT,
-      conf->idle_timeout_s ? conf->idle_timeout_s : DEFAULT_IDLE_TIMEOUT_S, NULL);
+  OPT(MHD_OPTION_CONNECTION_LIMIT, s->max_connections + EVICTION_HEADROOM, NULL);
+  OPT(MHD_OPTION_CONNECTION_TIMEOUT, s->idle_timeout_s, NULL);
   if (s->cert_pem) {
     OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem);
     OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem);
@@ -712,7 +995,7 @@ static int start_mhd(http_server_t *s, const http_server_conf_t *conf,
   OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
   errno = 0;
-  s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
+  s->mhd = MHD_start_daemon(flags, 0, on_accept, s, on_access, s, MHD_OPTION_ARRAY, opts,
                             MHD_OPTION_END);
   if (!s->mhd) {
     GW_ERR(MOD, "cannot listen on %s: %s", conf->listen,
@@ -758,7 +1041,15 @@ int http_server_new(gw_loop_t *loop, const http_server_conf_t *conf,
   if (cb)
     s->cb = *cb;
   s->max_body = conf->max_body ? conf->max_body : DEFAULT_MAX_BODY;
+#define OR_DEFAULT(v, d) ((v) ? (v) : (d))
+  s->max_connections = OR_DEFAULT(conf->max_connections, DEFAULT_MAX_CONNECTIONS);
+  s->max_per_client = OR_DEFAULT(conf->max_connections_per_client, DEFAULT_MAX_PER_CLIENT);
+  s->idle_timeout_s = OR_DEFAULT(conf->idle_timeout_s, DEFAULT_IDLE_TIMEOUT_S);
+  s->header_timeout_s = OR_DEFAULT(conf->header_timeout_s, DEFAULT_HEADER_TIMEOUT_S);
+  s->body_timeout_s = OR_DEFAULT(conf->body_timeout_s, DEFAULT_BODY_TIMEOUT_S);
+#undef OR_DEFAULT
   gw_timer_init(&s->timer, mhd_timer_fired, s);
+  gw_timer_init(&s->deadline_timer, deadlines_due, s);
   s->resp_413 = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
   s->resp_500 = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
   rc = !s->resp_413 || !s->resp_500 ? GW_ERR_NOMEM : load_tls(s, conf);

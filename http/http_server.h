@@ -10,6 +10,14 @@
  * for and verified against it, and the subject's CN of a verified one is given with the
  * request. A missing or unverifiable certificate is not an error here (client_cert_cn NULL,
  * client_cert_error set): the owner decides what an anonymous client may do.
+ *
+ * Abuse (slowloris, floods): connections are limited in total and per client address, and a
+ * request must arrive in time: its header within header_timeout_s of the connection's opening
+ * (on a kept-alive connection: of the previous answer plus idle_timeout_s), its body within
+ * body_timeout_s of the header. Whatever an idle timeout alone would let a client hold by
+ * trickling bytes is thereby bounded. With all connections open, a new client takes the place
+ * of the one waiting longest for its header, so that slow clients cannot keep others out even
+ * until their deadline. A client that half-closes is noticed at once.
  */
 #ifndef HTTP_SERVER_H
 #define HTTP_SERVER_H
@@ -31,8 +39,15 @@ typedef struct {
   const char *key_file;        /* PEM */
   const char *client_ca_file;  /* PEM; client certificates are requested and verified */
   size_t max_body;             /* larger bodies are answered 413 by the server; 0: 65536 */
-  unsigned max_connections;    /* 0: 256 */
-  unsigned idle_timeout_s;     /* idle keep-alive connections closed after; 0: 60 */
+  unsigned max_connections;    /* open at once; 0: 256. A new client takes the place of the
+                                  one waiting longest for a request header, or is closed at
+                                  once when all are busy with requests */
+  unsigned max_connections_per_client; /* open at once from one address; more are closed at
+                                          once; 0: 16 */
+  unsigned idle_timeout_s;     /* a connection without traffic is closed after; 0: 60 */
+  unsigned header_timeout_s;   /* a request's header must be complete within; 0: 10 */
+  unsigned body_timeout_s;     /* a request's body must be complete within, after its header;
+                                  0: 30 */
 } http_server_conf_t;
 
 /* What the owner gets; everything is borrowed for the on_request call only, except that the
@@ -75,6 +90,12 @@ typedef struct {
   uint64_t refused;         /* answered by the server itself (413 body too large, 400 from
                                libmicrohttpd's own parser) */
   uint64_t tls_failures;    /* TLS handshakes that failed */
+  uint64_t refused_per_client; /* connections closed at once: max_connections_per_client */
+  uint64_t evicted;         /* connections waiting for a request header closed for a new
+                               client when max_connections were open */
+  uint64_t refused_busy;    /* connections closed at once: max_connections busy with requests */
+  uint64_t header_timeouts; /* connections closed: header not complete in header_timeout_s */
+  uint64_t body_timeouts;   /* connections closed: body not complete in body_timeout_s */
   unsigned connections;     /* open now */
 } http_server_status_t;
 

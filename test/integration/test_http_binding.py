@@ -261,6 +261,28 @@ def test_basic_and_bearer_credentials(peers, tmp_path):
     assert m["http_unauthenticated_total"] == 3 and m["http_forbidden_total"] == 1
 
 
+def test_credentials_never_act_on_another_devices_registration(peers):
+    """Issue 11: a device authenticated as b must not update nor de-register the registration of
+    a, even one a made without credentials (its location is secret, but a location can leak)."""
+    devices = '{ endpoint = "a"; }, { endpoint = "b"; http_password = "pw-b"; }'
+    server, gw, base = http_setup(peers, devices=devices)
+    status, h, _ = curl("-X", "POST", f"{base}/rd?ep=a&lt=60&b=H")
+    assert status == 201
+    server.wait_for("register", ep="a")
+    location = h["location"]
+    as_b = ["-u", "b:pw-b"]
+    status, _, text = curl("-X", "POST", *as_b, f"{base}{location}?lt=600")
+    assert status == 403 and "not this registration's" in text
+    status, _, text = curl("-X", "DELETE", *as_b, f"{base}{location}")
+    assert status == 403 and "not this registration's" in text
+    # The server saw neither; the registration is still a's.
+    assert curl("-X", "POST", f"{base}{location}?lt=90")[0] == 204
+    assert server.wait_for("update", ep="a")["lt"] == 90
+    assert server.count("update") == 1 and server.count("deregister") == 0
+    assert gw.metrics()["http_forbidden_total"] == 2
+    assert f"DELETE {location} from 127.0.0.1 refused with 403" in gw.peer.log_text()
+
+
 def test_tls_with_client_certificates(peers, tmp_path):
     pki = make_pki(str(tmp_path / "pki"))
     other = make_pki(str(tmp_path / "other"), prefix="other-")

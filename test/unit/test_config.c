@@ -1154,6 +1154,42 @@ static void test_http(void **state) {
            "} );\n" HTTP_ON(""), "<string>:2: devices.[0].http_token_file: ", "not both");
 }
 
+/* bindings.http's limits against slowloris and floods: defaults, values, errors. */
+static void test_http_limits(void **state) {
+  (void)state;
+  load_ok(UP HTTP_ON(""));
+  const gw_http_conf_t *h = &cfg.bindings.http;
+  assert_int_equal(h->max_connections, 256);
+  assert_int_equal(h->max_connections_per_client, 16);
+  assert_int_equal(h->idle_timeout_s, 60);
+  assert_int_equal(h->header_timeout_s, 10);
+  assert_int_equal(h->body_timeout_s, 30);
+  load_ok(UP HTTP_ON("max_connections = 1000; max_connections_per_client = 4; "
+                     "idle_timeout_s = 120; header_timeout_s = 5; body_timeout_s = 20;"));
+  assert_int_equal(h->max_connections, 1000);
+  assert_int_equal(h->max_connections_per_client, 4);
+  assert_int_equal(h->idle_timeout_s, 120);
+  assert_int_equal(h->header_timeout_s, 5);
+  assert_int_equal(h->body_timeout_s, 20);
+  /* the per-client default follows a smaller total */
+  load_ok(UP HTTP_ON("max_connections = 8;"));
+  assert_int_equal(h->max_connections_per_client, 8);
+
+  load_err(UP HTTP_ON("max_connections = 0;"), "<string>:2: bindings.http.max_connections: ",
+           "from 1 to 65535 connections, got 0");
+  load_err(UP HTTP_ON("max_connections = 8; max_connections_per_client = 32;"),
+           "<string>:2: bindings.http.max_connections_per_client: ",
+           "32 is more than max_connections (8)");
+  load_err(UP HTTP_ON("max_connections_per_client = 0;"),
+           "<string>:2: bindings.http.max_connections_per_client: ", "from 1 to 65535");
+  load_err(UP HTTP_ON("idle_timeout_s = \"60\";"), "<string>:2: bindings.http.idle_timeout_s: ",
+           "expected an integer from 1 to 86400 seconds, got a string");
+  load_err(UP HTTP_ON("header_timeout_s = 0;"), "<string>:2: bindings.http.header_timeout_s: ",
+           "from 1 to 3600 seconds");
+  load_err(UP HTTP_ON("body_timeout_s = 3601;"), "<string>:2: bindings.http.body_timeout_s: ",
+           "got 3601");
+}
+
 #define MQTT_ON(extra) "bindings = { mqtt = { enabled = true; broker = \"tcp://127.0.0.1:1883\"; " extra " }; };\n"
 
 static void test_mqtt(void **state) {
@@ -1525,6 +1561,7 @@ int main(void) {
       cmocka_unit_test(test_device_sms_secured_packet),
       cmocka_unit_test(test_nidd),             cmocka_unit_test(test_mqtt),
       cmocka_unit_test(test_http),
+      cmocka_unit_test(test_http_limits),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_included_secret_checked_from_any_directory),
       cmocka_unit_test(test_world_writable_files_refused),

@@ -15,6 +15,8 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -323,6 +325,29 @@ static int setup_idle(void **state) {
   return start_server(&conf) == GW_OK ? 0 : -1;
 }
 
+/* Small limits; deadlines far enough not to interfere. */
+static int setup_limits(void **state) {
+  (void)state;
+  http_server_conf_t conf = {.listen = "127.0.0.1:0", .max_connections = 3,
+                             .max_connections_per_client = 2, .idle_timeout_s = 30,
+                             .header_timeout_s = 30};
+  return start_server(&conf) == GW_OK ? 0 : -1;
+}
+
+static int setup_deadlines(void **state) {
+  (void)state;
+  http_server_conf_t conf = {.listen = "127.0.0.1:0", .idle_timeout_s = 30,
+                             .header_timeout_s = 1, .body_timeout_s = 1};
+  return start_server(&conf) == GW_OK ? 0 : -1;
+}
+
+static int setup_short_keep_alive(void **state) {
+  (void)state;
+  http_server_conf_t conf = {.listen = "127.0.0.1:0", .idle_timeout_s = 1,
+                             .header_timeout_s = 1};
+  return start_server(&conf) == GW_OK ? 0 : -1;
+}
+
 static int setup_tls(void **state) {
   (void)state;
   http_server_conf_t conf = {.listen = "127.0.0.1:0",
@@ -558,14 +583,28 @@ static void test_idle_timeout(void **state) {
   close(fd);
 }
 
-/* Sends raw bytes, returns what came back before the close or the end of the header. */
-static void raw_exchange(const char *req, char *buf, size_t size) {
+/* A TCP connection to the server from source, one of the loopback addresses (Linux routes
+ * all of 127.0.0.0/8 on lo). */
+static int connect_from(const char *source) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in src = {.sin_family = AF_INET};
+  assert_int_equal(inet_pton(AF_INET, source, &src.sin_addr), 1);
+  assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
   struct sockaddr_in a = {.sin_family = AF_INET,
                           .sin_port = htons(http_server_port(rec.server)),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+  return fd;
+}
+
+static void send_text(int fd, const char *text) {
+  assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
+}
+
+/* Runs the loop until the answer's header or the end of the stream arrived on fd; returns
+ * what came (NUL-terminated). */
+static void read_answer(int fd, char *buf, size_t size) {
   memset(buf, 0, size);
   size_t got = 0;
   uint64_t end = gw_now_ms() + DEADLINE_MS;
@@ -577,6 +616,20 @@ static void raw_exchange(const char *req, char *buf, size_t size) {
     if (n == 0 || strstr(buf, "\r\n\r\n"))
       break;
   }
+}
+
+/* The server closed fd: end of stream or reset, with no answer on the way. */
+static bool closed_by_server(void *arg) {
+  char c;
+  ssize_t n = recv(*(int *)arg, &c, 1, MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Sends raw bytes, returns what came back before the close or the end of the header. */
+static void raw_exchange(const char *req, char *buf, size_t size) {
+  int fd = connect_from("127.0.0.1");
+  send_text(fd, req);
+  read_answer(fd, buf, size);
   close(fd);
   for (int i = 0; i < 20; i++)
     gw_loop_run_once(rec.loop, 5);
@@ -601,6 +654,176 @@ static void test_refused_by_mhd(void **state) {
   raw_exchange("GET /x?a=%41 HTTP/1.1\r\n\r\n", buf, sizeof buf);
   assert_true(strncmp(buf, "HTTP/1.1 201", 12) == 0);
   assert_string_equal(rec.target, "/x?a=%41");
+}
+
+/* ---- limits and deadlines -------------------------------------------------------------------- */
+
+static bool connections_are(void *arg) {
+  return http_server_status(rec.server)->connections == *(unsigned *)arg;
+}
+
+static void wait_connections(unsigned n) { assert_true(run_until(connections_are, &n)); }
+
+static void close_all(const int *fds, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    close(fds[i]);
+}
+
+static void send_request(int fd, const char *target) {
+  char req[128];
+  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", target);
+  send_text(fd, req);
+}
+
+static void assert_served(int fd, const char *target) {
+  char buf[512];
+  send_request(fd, target);
+  read_answer(fd, buf, sizeof buf);
+  assert_true(strncmp(buf, "HTTP/1.1 201", 12) == 0);
+  assert_string_equal(rec.target, target);
+}
+
+/* Sends piece every 200 ms (the connection is never idle) until the server closes fd; returns
+ * how long that took. */
+static uint64_t trickle_until_closed(int fd, const char *piece) {
+  uint64_t start = gw_now_ms(), next = start;
+  while (!closed_by_server(&fd)) {
+    assert_true(gw_now_ms() - start < DEADLINE_MS);
+    if (gw_now_ms() >= next) {
+      send(fd, piece, strlen(piece), MSG_NOSIGNAL);
+      next += 200;
+    }
+    gw_loop_run_once(rec.loop, 20);
+  }
+  return gw_now_ms() - start;
+}
+
+/* max_connections_per_client 2: a third connection from one address is closed at once and
+ * counted; other addresses are served, and a slot that frees is a slot again. */
+static void test_per_client_limit(void **state) {
+  (void)state;
+  rec.mode = ANSWER_NOW;
+  const http_server_status_t *st = http_server_status(rec.server);
+  int a = connect_from("127.0.0.1"), b = connect_from("127.0.0.1");
+  wait_connections(2);
+  int c = connect_from("127.0.0.1");
+  assert_true(run_until(closed_by_server, &c));
+  assert_int_equal(st->refused_per_client, 1);
+  assert_int_equal(st->connections, 2);
+  int d = connect_from("127.0.0.2");
+  assert_served(d, "/rd/7");
+  close(a);
+  wait_connections(2);
+  int e = connect_from("127.0.0.1");
+  assert_served(e, "/rd/8");
+  assert_int_equal(st->refused_per_client, 1);
+  close_all((int[]){b, c, d, e}, 4);
+}
+
+/* max_connections 3: a new client takes the place of the connection that has waited longest
+ * for its request header; when all are busy with requests, it is closed at once. */
+static void test_connection_limit(void **state) {
+  (void)state;
+  rec.mode = ANSWER_NOW;
+  const http_server_status_t *st = http_server_status(rec.server);
+  int a = connect_from("127.0.0.1");
+  wait_connections(1);
+  int b = connect_from("127.0.0.2"), c = connect_from("127.0.0.3");
+  wait_connections(3);
+  int d = connect_from("127.0.0.4");
+  assert_served(d, "/rd/9");
+  assert_true(run_until(closed_by_server, &a));
+  assert_int_equal(st->evicted, 1);
+  assert_int_equal(st->refused_busy, 0);
+  rec.mode = ANSWER_NEVER; /* b, c, d busy with requests: nobody to evict */
+  send_request(b, "/rd/10");
+  send_request(c, "/rd/11");
+  send_request(d, "/rd/12");
+  int four = 4;
+  assert_true(run_until(requests_seen, &four));
+  int e = connect_from("127.0.0.5");
+  assert_true(run_until(closed_by_server, &e));
+  assert_int_equal(st->refused_busy, 1);
+  assert_int_equal(st->evicted, 1);
+  assert_int_equal(st->refused_per_client, 0);
+  close_all((int[]){a, b, c, d, e}, 5);
+}
+
+/* A client that trickles its header (slowloris) is closed after header_timeout_s, though it is
+ * never idle; nothing is handed over, others are served meanwhile. */
+static void test_header_timeout(void **state) {
+  (void)state;
+  rec.mode = ANSWER_NOW;
+  int fd = connect_from("127.0.0.1");
+  send_text(fd, "POST /rd?ep=slow HTTP/1.1\r\nHost: gw\r\n");
+  int other = connect_from("127.0.0.2");
+  assert_served(other, "/rd/1");
+  assert_true(trickle_until_closed(fd, "X-Slow: 1\r\n") >= 900);
+  const http_server_status_t *st = http_server_status(rec.server);
+  assert_int_equal(st->header_timeouts, 1);
+  assert_int_equal(st->body_timeouts, 0);
+  assert_int_equal(rec.requests, 1);
+  close(fd);
+  close(other);
+  assert_true(run_until(no_connections, NULL));
+}
+
+/* The same for a body that trickles: closed body_timeout_s after its header. */
+static void test_body_timeout(void **state) {
+  (void)state;
+  rec.mode = ANSWER_NOW;
+  int fd = connect_from("127.0.0.1");
+  send_text(fd, "POST /dp HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n");
+  assert_true(trickle_until_closed(fd, "0123456789") >= 900);
+  const http_server_status_t *st = http_server_status(rec.server);
+  assert_int_equal(st->body_timeouts, 1);
+  assert_int_equal(st->header_timeouts, 0);
+  assert_int_equal(rec.requests, 0);
+  close(fd);
+  int next = connect_from("127.0.0.1");
+  assert_served(next, "/rd/2");
+  close(next);
+}
+
+/* On a kept-alive connection the next request's header must be complete within
+ * idle_timeout_s + header_timeout_s (1 + 1 here) of the previous answer. */
+static void test_keep_alive_deadline(void **state) {
+  (void)state;
+  rec.mode = ANSWER_NOW;
+  int fd = connect_from("127.0.0.1");
+  assert_served(fd, "/rd/3");
+  assert_true(trickle_until_closed(fd, "G") >= 1900);
+  assert_int_equal(http_server_status(rec.server)->header_timeouts, 1);
+  assert_int_equal(rec.requests, 1);
+  close(fd);
+}
+
+/* Clients that send a few bytes and close or half-close are let go at once, not after
+ * idle_timeout_s (30 here): libmicrohttpd alone would keep them in CLOSE-WAIT. A whole request
+ * followed by a half-close is still answered. */
+static void test_half_closed(void **state) {
+  (void)state;
+  rec.mode = ANSWER_NOW;
+  int a = connect_from("127.0.0.1");
+  send_text(a, "GET /rd HT");
+  close(a);
+  int b = connect_from("127.0.0.2");
+  send_text(b, "GET /rd HT");
+  shutdown(b, SHUT_WR);
+  assert_true(run_until(closed_by_server, &b));
+  close(b);
+  assert_true(run_until(no_connections, NULL));
+  int c = connect_from("127.0.0.3");
+  send_text(c, "GET /rd/5 HTTP/1.1\r\n\r\n");
+  shutdown(c, SHUT_WR);
+  char buf[512];
+  read_answer(c, buf, sizeof buf);
+  assert_true(strncmp(buf, "HTTP/1.1 201", 12) == 0);
+  assert_true(run_until(closed_by_server, &c));
+  close(c);
+  assert_true(run_until(no_connections, NULL));
+  assert_int_equal(rec.requests, 1);
+  assert_int_equal(http_server_status(rec.server)->header_timeouts, 0);
 }
 
 static void test_config_errors(void **state) {
@@ -756,6 +979,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_keep_alive, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_idle_timeout, setup_idle, teardown),
       cmocka_unit_test_setup_teardown(test_refused_by_mhd, setup_plain, teardown),
+      cmocka_unit_test_setup_teardown(test_per_client_limit, setup_limits, teardown),
+      cmocka_unit_test_setup_teardown(test_connection_limit, setup_limits, teardown),
+      cmocka_unit_test_setup_teardown(test_header_timeout, setup_deadlines, teardown),
+      cmocka_unit_test_setup_teardown(test_body_timeout, setup_deadlines, teardown),
+      cmocka_unit_test_setup_teardown(test_keep_alive_deadline, setup_short_keep_alive, teardown),
+      cmocka_unit_test_setup_teardown(test_half_closed, setup_limits, teardown),
       cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_ipv6),
       cmocka_unit_test_setup_teardown(test_tls_client_cert, setup_tls, teardown),
