@@ -182,6 +182,9 @@ static void device_teardown(gw_device_t *dev, void *arg) {
   gw_gateway_t *gw = arg;
   if (!gw->state || !gw_state_persistent(gw->state))
     gw_relay_device_abort(gw, dev);
+  for (size_t i = 0; i < dev->downlink_capacity; i++) /* kept in the state: timers only */
+    if (dev->downlink[i].used)
+      gw_downlink_release(gw->loop, &dev->downlink[i]);
   gw_upstream_close(gw->upstream, dev);
   gw_admission_forget(gw, dev);
 }
