@@ -33,6 +33,10 @@ typedef struct {
   bool accept_unknown;     /* addresses not listed in `devices` become devices too */
   bool costly;             /* each message the gateway sends costs money (SMS): malformed input
                               and pings from unknown senders get no answer */
+  bool accepts_on_receipt; /* the link acknowledges a message on receipt (an SMS is deleted from
+                              the modem, an MQTT publish acknowledged): nothing would send it
+                              again, so the core keeps each request in the state until the server
+                              answered it */
   char binding_letter;     /* LwM2M binding letter of the link: 'N', 'S', 'M', 'H', ... */
   bool letter_implied;     /* a device heard on this link speaks it whatever its b= says: the
                               letter is added to the b= the server sees, and every request of

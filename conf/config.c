@@ -48,7 +48,7 @@ static const char *const gateway_keys[] = {
     "state_dir",      "log_level",     "log_target",  "metrics",
     "piggyback_window_ms", "device_timeout_ms", "downlink_queue_length", "queue_awake_ms",
     "max_devices",    "allow_readable_secrets", "max_unregistered", "unregistered_timeout_s",
-    NULL};
+    "uplink_queue_length", "uplink_hold_s", NULL};
 static const char *const upstream_keys[] = {"name",    "uri",       "profile",
                                             "ca_file", "cert_file", "key_file", NULL};
 static const char *const device_keys[] = {
@@ -757,8 +757,13 @@ static int load_gateway(load_ctx_t *ctx, const config_setting_t *root, gw_gatewa
   if (gw->max_unregistered > gw->max_devices)
     return fail(ctx, unreg_s, "gateway.max_unregistered",
                 "must not exceed gateway.max_devices (%u)", gw->max_devices);
-  return get_uint(ctx, g, "gateway", "unregistered_timeout_s", 1, 86400, "", NULL,
-                  &gw->unregistered_timeout_s);
+  if ((rc = get_uint(ctx, g, "gateway", "unregistered_timeout_s", 1, 86400, "", NULL,
+                     &gw->unregistered_timeout_s)))
+    return rc;
+  if ((rc = get_uint(ctx, g, "gateway", "uplink_queue_length", 0, 4096, "", NULL,
+                     &gw->uplink_queue_length)))
+    return rc;
+  return get_uint(ctx, g, "gateway", "uplink_hold_s", 1, 2592000, "", NULL, &gw->uplink_hold_s);
 }
 
 /* cert_file and key_file: both or neither. */
@@ -1945,6 +1950,8 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   gw->max_devices = 10000;
   gw->max_unregistered = 1000;
   gw->unregistered_timeout_s = 30;
+  gw->uplink_queue_length = 64;
+  gw->uplink_hold_s = 86400;
   config->bindings.nidd.accept_unknown = true;
   gw_sms_conf_t *sms = &config->bindings.sms;
   sms->baud = 115200;

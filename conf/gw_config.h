@@ -26,6 +26,8 @@ typedef struct {
   uint32_t max_devices;           /* default 10000 */
   uint32_t max_unregistered;      /* devices not registered (yet) at once; default 1000 */
   uint32_t unregistered_timeout_s; /* an idle device that never registered is dropped; 30 */
+  uint32_t uplink_queue_length;   /* device requests waiting behind those in flight; 64 */
+  uint32_t uplink_hold_s;         /* an accepted request waits this long for the server; 86400 */
 } gw_gateway_conf_t;
 
 typedef enum { GW_PROFILE_LWM2M11 = 0, GW_PROFILE_PASSTHROUGH = 1 } gw_profile_t;

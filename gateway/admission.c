@@ -216,6 +216,7 @@ void gw_admission_deregistered(gw_gateway_t *gw, gw_device_t *dev) {
 
 void gw_admission_forget(gw_gateway_t *gw, gw_device_t *dev) {
   gw_timer_stop(gw->loop, &dev->lifetime_timer);
+  gw_timer_stop(gw->loop, &dev->uplink_retry_timer);
   gw_device_unindex_registration(&gw->devices, dev);
   list_unlink(&gw->unregistered, dev);
 }

@@ -75,6 +75,7 @@ gw_device_t *gw_device_add(gw_device_table_t *table, gw_binding_t *binding, cons
   for (size_t i = 0; i < dev->downlink_capacity; i++)
     dev->downlink[i].device = dev;
   gw_timer_init(&dev->lifetime_timer, NULL, NULL);
+  gw_timer_init(&dev->uplink_retry_timer, NULL, NULL);
   size_t b = addr_hash(binding, addr) % table->bucket_count;
   dev->hash_next = table->buckets[b];
   table->buckets[b] = dev;
@@ -100,6 +101,13 @@ void gw_device_free(gw_device_t *dev) {
   for (size_t i = 0; dev->downlink && i < dev->downlink_capacity; i++)
     free(dev->downlink[i].request);
   free(dev->downlink);
+  for (size_t i = 0; i < GW_MAX_UPLINK; i++)
+    free(dev->uplink[i].datagram);
+  while (dev->waiting) {
+    gw_uplink_waiting_t *w = dev->waiting;
+    dev->waiting = w->next;
+    free(w);
+  }
   gw_dedup_clear(&dev->uplink_dedup);
   gw_dedup_clear(&dev->downlink_dedup);
   free(dev);
@@ -167,6 +175,7 @@ gw_uplink_xchg_t *gw_uplink_add(gw_device_t *dev, const gw_coap_msg_t *request, 
     /* A NON request may never be answered: past EXCHANGE_LIFETIME its slot is free again. */
     if (x->used && now_ms - x->started_ms < GW_EXCHANGE_LIFETIME_MS)
       continue;
+    free(x->datagram);
     *x = (gw_uplink_xchg_t){.used = true,
                             .token_len = request->token_len,
                             .device_mid = request->mid,
@@ -188,7 +197,17 @@ gw_uplink_xchg_t *gw_uplink_find(gw_device_t *dev, const uint8_t *token, size_t 
   return NULL;
 }
 
-void gw_uplink_remove(gw_uplink_xchg_t *x) { *x = (gw_uplink_xchg_t){0}; }
+bool gw_uplink_has_room(const gw_device_t *dev, uint64_t now_ms) {
+  for (size_t i = 0; i < GW_MAX_UPLINK; i++)
+    if (!dev->uplink[i].used || now_ms - dev->uplink[i].started_ms >= GW_EXCHANGE_LIFETIME_MS)
+      return true;
+  return false;
+}
+
+void gw_uplink_remove(gw_uplink_xchg_t *x) {
+  free(x->datagram);
+  *x = (gw_uplink_xchg_t){0};
+}
 
 gw_downlink_xchg_t *gw_downlink_alloc(gw_device_t *dev, bool in_queue) {
   size_t inflight = gw_downlink_count(dev, GW_DOWN_INFLIGHT) +

@@ -40,7 +40,24 @@ typedef struct {
   bool is_update;
   bool is_deregister;
   uint64_t started_ms;
+  /* A request the link acknowledged on receipt (policy accepts_on_receipt: the SMS was deleted
+   * from the modem, the MQTT publish acknowledged): its row in the state database and the
+   * datagram itself, owned, until the server has answered it. */
+  int64_t state_id;
+  uint64_t received_ms;
+  uint8_t *datagram;
+  size_t datagram_len;
 } gw_uplink_xchg_t;
+
+/* A device request waiting for its turn upstream: the device has GW_MAX_UPLINK in flight (a
+ * burst of SMS stored while the modem was away), or the server could not be reached. */
+typedef struct gw_uplink_waiting {
+  struct gw_uplink_waiting *next;
+  int64_t state_id; /* its row while it must survive a restart; 0: none */
+  uint64_t received_ms;
+  size_t len;
+  uint8_t data[]; /* the device's datagram as it came */
+} gw_uplink_waiting_t;
 
 typedef enum {
   GW_DOWN_QUEUED,   /* waiting for a sleepy device to be heard from */
@@ -116,6 +133,10 @@ struct gw_device {
   bool indexed;
   /* admission.c: the gateway's list of unregistered devices, least recently active first, and
    * the end of the registration's lifetime */
+  gw_uplink_waiting_t *waiting, *waiting_last; /* FIFO of requests waiting (relay.c) */
+  uint32_t waiting_count;
+  gw_timer_t uplink_retry_timer; /* the server was unreachable: when to try again */
+  uint32_t uplink_retry_ms;
   gw_device_t *unreg_prev, *unreg_next;
   bool unreg_linked;
   uint64_t last_active_ms;
@@ -160,6 +181,8 @@ void gw_device_foreach(const gw_device_table_t *table, void (*fn)(gw_device_t *d
 
 /* ---- relay mapping tables ---- */
 gw_uplink_xchg_t *gw_uplink_add(gw_device_t *dev, const gw_coap_msg_t *request, uint64_t now_ms);
+/* true when gw_uplink_add would find a slot. */
+bool gw_uplink_has_room(const gw_device_t *dev, uint64_t now_ms);
 gw_uplink_xchg_t *gw_uplink_find(gw_device_t *dev, const uint8_t *token, size_t token_len);
 void gw_uplink_remove(gw_uplink_xchg_t *x);
 

@@ -127,11 +127,20 @@ static void restore_downlink(void *arg, gw_device_t *dev, const gw_state_downlin
   gw_relay_restore_downlink(arg, dev, saved);
 }
 
+static void restore_uplink(void *arg, gw_device_t *dev, int64_t id, const uint8_t *data,
+                           size_t len, int64_t received_at) {
+  gw_relay_restore_uplink(arg, dev, id, data, len, received_at);
+}
+
+static void resume_device(gw_device_t *dev, void *arg) { gw_relay_resume(arg, dev); }
+
 static void restore_devices(gw_gateway_t *gw) {
   gw_state_restore_t cb = {.arg = gw, .device = restore_device,
-                           .observation = restore_observation, .downlink = restore_downlink};
+                           .observation = restore_observation, .downlink = restore_downlink,
+                           .uplink = restore_uplink};
   size_t n = gw_state_restore(gw->state, &cb);
   gw_journal_release_unclaimed(gw_state_journal(gw->state));
+  gw_device_foreach(&gw->devices, resume_device, gw);
   if (n)
     GW_NOTICE(MOD, "%zu devices restored from the state of the last run", n);
 }

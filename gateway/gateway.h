@@ -34,7 +34,11 @@
   X(devices_created, "devices created")                                                        \
   X(devices_dropped, "unregistered devices dropped: idle, or making room for a newcomer")     \
   X(devices_refused, "requests from new addresses refused: device limits reached (5.03)")     \
-  X(impersonations, "Register, Update, De-register refused: another device's identity (4.03)")
+  X(impersonations, "Register, Update, De-register refused: another device's identity (4.03)") \
+  X(uplink_queued, "device requests that waited for their turn behind requests in flight")   \
+  X(uplink_refused, "device requests refused: the device's queue was full (5.03)")           \
+  X(uplink_retries, "accepted device requests put back to wait for an unreachable server")   \
+  X(uplink_expired, "accepted device requests dropped after gateway.uplink_hold_s")
 
 typedef struct {
 #define GW_METRIC_FIELD(name, help) uint64_t name;

@@ -746,7 +746,190 @@ static uint8_t endpoint_refusal(gw_gateway_t *gw, gw_device_t *dev, const gw_coa
   return 0;
 }
 
-static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
+/* The rest of a device request's way upstream, once it is its turn: refusals, the session, the
+ * rewritten registration, then the server. Borrows req. row: its row in the state database
+ * (accepted on receipt), now owned by the exchange; 0 for none. */
+static void uplink_relay(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
+                         int64_t row, uint64_t received_ms, const uint8_t *data, size_t len) {
+  uint64_t now = gw_now_ms();
+  const char *refused = NULL;
+  uint8_t refusal = 0;
+  bool is_register = req->code == GW_COAP_POST && path_is(req, "rd", 1);
+  bool is_update = req->code == GW_COAP_POST && path_is(req, "rd", 2);
+  bool is_deregister = req->code == GW_COAP_DELETE && path_is(req, "rd", 2);
+  if (gw_uplink_find(dev, req->token, req->token_len)) {
+    GW_WARN_LIMITED(MOD, "%s: token reused while a request is in flight; refused", dev->endpoint);
+    refusal = GW_COAP_SERVICE_UNAVAILABLE;
+    refused = "token already in use by a request in flight";
+  } else if ((refusal = is_register                  ? endpoint_refusal(gw, dev, req)
+                        : is_update || is_deregister ? registration_refusal(gw, dev, req)
+                                                     : 0)) {
+    refused = refusal == GW_COAP_NOT_FOUND ? "no registration at this location"
+                                           : "not this device's registration";
+  } else if (gw_upstream_open(gw->upstream, dev) != GW_OK) {
+    gw->metrics.upstream_failures++;
+    refusal = GW_COAP_SERVICE_UNAVAILABLE;
+    refused = "no session to the LwM2M server";
+  }
+  gw_coap_msg_t up = *req;
+  gw_query_list_t queries;
+  if (!refusal && (is_register || is_update) &&
+      rewrite_registration(gw, dev, &up, is_register, &queries) != GW_OK) {
+    GW_WARN_LIMITED(MOD, "%s: registration parameters could not be rewritten", dev->endpoint);
+    refusal = GW_COAP_BAD_REQUEST;
+    refused = "registration parameters not understood";
+  }
+  gw_uplink_xchg_t *x = refusal ? NULL : gw_uplink_add(dev, req, now);
+  uint8_t *copy = x && row ? malloc(len) : NULL;
+  if (refusal || !x || (row && !copy)) {
+    free(copy);
+    gw_state_forget_uplink(gw->state, row);
+    device_reject_request(gw, dev, req, refusal ? refusal : GW_COAP_SERVICE_UNAVAILABLE,
+                          refused ? refused : "out of memory");
+    return;
+  }
+  save_session(gw, dev);
+  if (copy)
+    memcpy(copy, data, len);
+  x->is_register = is_register;
+  x->is_update = is_update;
+  x->is_deregister = is_deregister;
+  x->state_id = row;
+  x->received_ms = received_ms;
+  x->datagram = copy;
+  x->datagram_len = copy ? len : 0;
+  up.mid = upstream_mid_for(gw, dev, req->mid);
+  /* RFC 7252 5.7: a proxy forwards a request as an exchange of its own. Each goes upstream
+   * confirmable, so what the gateway accepted is retransmitted and its failure reported,
+   * instead of vanishing like an unanswered NON; the device still gets a NON answer. */
+  up.type = GW_COAP_CON;
+  if (gw_upstream_send(dev, &up) != GW_OK) {
+    gw_state_forget_uplink(gw->state, row);
+    x->state_id = 0;
+    gw_uplink_remove(x);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
+                          "the LwM2M server could not be reached");
+    return;
+  }
+  gw->metrics.uplink_requests++;
+}
+
+/* ---- requests waiting for their turn (device.h gw_uplink_waiting_t) ---- */
+
+static void uplink_drain(gw_gateway_t *gw, gw_device_t *dev);
+
+static void uplink_retry_due(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  gw_device_t *dev = arg;
+  uplink_drain(dev->gateway, dev);
+}
+
+static gw_uplink_waiting_t *waiting_new(int64_t row, uint64_t received_ms, const uint8_t *data,
+                                        size_t len) {
+  gw_uplink_waiting_t *w = malloc(sizeof(*w) + len);
+  if (!w)
+    return NULL;
+  *w = (gw_uplink_waiting_t){.state_id = row, .received_ms = received_ms, .len = len};
+  memcpy(w->data, data, len);
+  return w;
+}
+
+static void waiting_append(gw_device_t *dev, gw_uplink_waiting_t *w) {
+  w->next = NULL;
+  if (dev->waiting_last)
+    dev->waiting_last->next = w;
+  else
+    dev->waiting = w;
+  dev->waiting_last = w;
+  dev->waiting_count++;
+}
+
+static void waiting_push_front(gw_device_t *dev, gw_uplink_waiting_t *w) {
+  w->next = dev->waiting;
+  dev->waiting = w;
+  if (!dev->waiting_last)
+    dev->waiting_last = w;
+  dev->waiting_count++;
+}
+
+static gw_uplink_waiting_t *waiting_pop(gw_device_t *dev) {
+  gw_uplink_waiting_t *w = dev->waiting;
+  if (!w)
+    return NULL;
+  dev->waiting = w->next;
+  if (!dev->waiting)
+    dev->waiting_last = NULL;
+  dev->waiting_count--;
+  return w;
+}
+
+/* Requests go upstream in the order they came, as slots free up, unless a retry is pending. */
+static void uplink_drain(gw_gateway_t *gw, gw_device_t *dev) {
+  uint64_t now = gw_now_ms();
+  while (dev->waiting && !gw_timer_active(&dev->uplink_retry_timer) &&
+         gw_uplink_has_room(dev, now)) {
+    gw_uplink_waiting_t *w = waiting_pop(dev);
+    gw_coap_msg_t req;
+    if (gw_coap_parse(w->data, w->len, &req) == GW_COAP_PARSE_OK)
+      uplink_relay(gw, dev, &req, w->state_id, w->received_ms, w->data, w->len);
+    else
+      gw_state_forget_uplink(gw->state, w->state_id);
+    free(w);
+  }
+}
+
+/* Waits for its turn behind requests in flight; 5.03 when the device's queue is full. */
+static void uplink_wait(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
+                        int64_t row, const uint8_t *data, size_t len) {
+  gw_uplink_waiting_t *w = dev->waiting_count < gw->config.gateway.uplink_queue_length
+                               ? waiting_new(row, gw_now_ms(), data, len)
+                               : NULL;
+  if (!w) {
+    gw->metrics.uplink_refused++;
+    gw_state_forget_uplink(gw->state, row);
+    GW_WARN_LIMITED(MOD, "%s: %u requests already wait for their turn; refused with 5.03",
+                    dev->endpoint, dev->waiting_count);
+    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
+                          "too many requests waiting; try again later");
+    return;
+  }
+  gw->metrics.uplink_queued++;
+  waiting_append(dev, w);
+}
+
+/* A request accepted on receipt whose server could not be reached: it waits, retried with
+ * back-off from 5 s to 5 min, until gateway.uplink_hold_s after it came. */
+static void uplink_retry_later(gw_gateway_t *gw, gw_device_t *dev, gw_uplink_xchg_t *x) {
+  uint64_t now = gw_now_ms();
+  gw_uplink_waiting_t *w =
+      now - x->received_ms < (uint64_t)gw->config.gateway.uplink_hold_s * 1000u
+          ? waiting_new(x->state_id, x->received_ms, x->datagram, x->datagram_len)
+          : NULL;
+  if (!w) {
+    gw->metrics.uplink_expired++;
+    GW_WARN_LIMITED(MOD, "%s: a request accepted %llu s ago never reached the server; dropped",
+                    dev->endpoint, (unsigned long long)((now - x->received_ms) / 1000u));
+    gw_state_forget_uplink(gw->state, x->state_id);
+    return;
+  }
+  gw->metrics.uplink_retries++;
+  waiting_push_front(dev, w);
+  if (gw_timer_active(&dev->uplink_retry_timer))
+    return; /* another request of the device already failed: one retry for all */
+  dev->uplink_retry_ms = dev->uplink_retry_ms ? dev->uplink_retry_ms * 2 : 5000u;
+  if (dev->uplink_retry_ms > 300000u)
+    dev->uplink_retry_ms = 300000u;
+  gw_timer_init(&dev->uplink_retry_timer, uplink_retry_due, dev);
+  gw_timer_start(gw->loop, &dev->uplink_retry_timer, dev->uplink_retry_ms);
+  GW_NOTICE_LIMITED(MOD, "%s: server unreachable; the request waits (retry in %u s)",
+                    dev->endpoint, dev->uplink_retry_ms / 1000u);
+}
+
+/* A request from the device: answered from the duplicate cache (RFC 7252 4.5), else saved
+ * first when its link acknowledged it on receipt (nothing else would send it again after a
+ * restart), then relayed, or queued behind what is in flight. Borrows req and data. */
+static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
+                           const uint8_t *data, size_t len) {
   uint64_t now = gw_now_ms();
   const uint8_t *answer = NULL;
   size_t answer_len = 0;
@@ -763,57 +946,18 @@ static void uplink_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg
   case GW_DEDUP_NEW:
     break;
   }
-  if (gw_uplink_find(dev, req->token, req->token_len)) {
-    GW_WARN_LIMITED(MOD, "%s: token reused while a request is in flight; refused", dev->endpoint);
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
-                          "token already in use by a request in flight");
-    return;
+  int64_t row = 0;
+  if (gw_binding_policy(dev->binding)->accepts_on_receipt) {
+    if (!dev->state_id)
+      gw_state_save_device(gw->state, dev);
+    row = gw_state_save_uplink(gw->state, dev, data, len, gw_wall_s());
+    gw_state_commit(gw->state); /* before the link's acknowledgement (the SMS deleted ...) */
   }
-  bool is_register = req->code == GW_COAP_POST && path_is(req, "rd", 1);
-  bool is_update = req->code == GW_COAP_POST && path_is(req, "rd", 2);
-  bool is_deregister = req->code == GW_COAP_DELETE && path_is(req, "rd", 2);
-  uint8_t refusal = is_register                  ? endpoint_refusal(gw, dev, req)
-                    : is_update || is_deregister ? registration_refusal(gw, dev, req)
-                                                 : 0;
-  if (refusal) {
-    device_reject_request(gw, dev, req, refusal,
-                          refusal == GW_COAP_NOT_FOUND ? "no registration at this location"
-                                                       : "not this device's registration");
-    return;
-  }
-  if (gw_upstream_open(gw->upstream, dev) != GW_OK) {
-    gw->metrics.upstream_failures++;
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
-                          "no session to the LwM2M server");
-    return;
-  }
-  save_session(gw, dev);
-  gw_coap_msg_t up = *req;
-  up.mid = upstream_mid_for(gw, dev, req->mid);
-  gw_query_list_t queries;
-  if ((is_register || is_update) &&
-      rewrite_registration(gw, dev, &up, is_register, &queries) != GW_OK) {
-    GW_WARN_LIMITED(MOD, "%s: registration parameters could not be rewritten", dev->endpoint);
-    device_reject_request(gw, dev, req, GW_COAP_BAD_REQUEST,
-                          "registration parameters not understood");
-    return;
-  }
-  gw_uplink_xchg_t *x = gw_uplink_add(dev, req, now);
-  if (!x) {
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
-                          "too many requests in flight");
-    return;
-  }
-  x->is_register = is_register;
-  x->is_update = is_update;
-  x->is_deregister = is_deregister;
-  if (gw_upstream_send(dev, &up) != GW_OK) {
-    gw_uplink_remove(x);
-    device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,
-                          "the LwM2M server could not be reached");
-    return;
-  }
-  gw->metrics.uplink_requests++;
+  if (dev->waiting || !gw_uplink_has_room(dev, now) ||
+      gw_timer_active(&dev->uplink_retry_timer))
+    uplink_wait(gw, dev, req, row, data, len);
+  else
+    uplink_relay(gw, dev, req, row, now, data, len);
 }
 
 void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *resp) {
@@ -841,25 +985,40 @@ void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_
     GW_NOTICE(MOD, "%s: de-registered", dev->endpoint);
   }
   device_answer(gw, dev, x, resp, resp->code);
+  gw_state_forget_uplink(gw->state, x->state_id);
   gw_uplink_remove(x);
+  dev->uplink_retry_ms = 0; /* the server is reachable */
+  uplink_drain(gw, dev);
 }
 
 void gw_relay_upstream_nack(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *sent,
                             gw_nack_t reason) {
+  /* An ICMP error (the server's port closed, no route) is not final: libcoap keeps the
+   * confirmable message and retransmits it (RFC 7252 4.2), so a server back within the
+   * retransmission window still gets it. */
+  if (reason == GW_NACK_UNREACHABLE)
+    return;
   if (gw_coap_is_request(sent)) {
     gw_uplink_xchg_t *x = gw_uplink_find(dev, sent->token, sent->token_len);
     if (!x)
       return;
-    uint8_t code = reason == GW_NACK_TIMEOUT ? GW_COAP_GATEWAY_TIMEOUT
-                                             : GW_COAP_SERVICE_UNAVAILABLE;
-    GW_NOTICE(MOD, "%s: server did not take the request (%s)", dev->endpoint,
-              reason == GW_NACK_TIMEOUT ? "timeout" : reason == GW_NACK_RESET ? "reset" : "failed");
-    if (code == GW_COAP_GATEWAY_TIMEOUT)
-      gw->metrics.gateway_timeouts++;
-    else
-      gw->metrics.unavailable++;
-    device_answer(gw, dev, x, NULL, code);
+    GW_NOTICE_LIMITED(MOD, "%s: server did not take the request (%s)", dev->endpoint,
+                      reason == GW_NACK_TIMEOUT ? "timeout"
+                      : reason == GW_NACK_RESET ? "reset" : "failed");
+    if (x->state_id && reason != GW_NACK_RESET) {
+      uplink_retry_later(gw, dev, x); /* accepted: it waits for the server */
+    } else {
+      uint8_t code = reason == GW_NACK_TIMEOUT ? GW_COAP_GATEWAY_TIMEOUT
+                                               : GW_COAP_SERVICE_UNAVAILABLE;
+      if (code == GW_COAP_GATEWAY_TIMEOUT)
+        gw->metrics.gateway_timeouts++;
+      else
+        gw->metrics.unavailable++;
+      device_answer(gw, dev, x, NULL, code);
+      gw_state_forget_uplink(gw->state, x->state_id);
+    }
     gw_uplink_remove(x);
+    uplink_drain(gw, dev);
     return;
   }
   /* RFC 7641 3.6: an RST to a notification cancels the observation. */
@@ -1017,7 +1176,7 @@ void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_
   if (gw_coap_is_empty(&msg))
     device_empty_message(gw, dev, &msg);
   else if (gw_coap_is_request(&msg))
-    uplink_request(gw, dev, &msg);
+    uplink_request(gw, dev, &msg, data, len);
   else if (gw_coap_is_response(&msg))
     device_response(gw, dev, &msg);
   else {
@@ -1029,6 +1188,29 @@ void gw_relay_device_datagram(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_
   }
   downlink_flush_queue(gw, dev);
 }
+
+void gw_relay_restore_uplink(gw_gateway_t *gw, gw_device_t *dev, int64_t id, const uint8_t *data,
+                             size_t len, int64_t received_at) {
+  gw_coap_msg_t req;
+  int64_t age_s = gw_wall_s() - received_at;
+  uint64_t now = gw_now_ms();
+  uint64_t age_ms = age_s > 0 ? (uint64_t)age_s * 1000u : 0;
+  gw_uplink_waiting_t *w = gw_coap_parse(data, len, &req) == GW_COAP_PARSE_OK
+                               ? waiting_new(id, now > age_ms ? now - age_ms : 0, data, len)
+                               : NULL;
+  if (!w) {
+    gw_state_forget_uplink(gw->state, id);
+    return;
+  }
+  waiting_append(dev, w);
+  /* The device's retransmissions of it are duplicates in progress (RFC 7252 4.5). */
+  const uint8_t *answer;
+  size_t answer_len;
+  gw_dedup_check(&dev->uplink_dedup, req.mid, req.type == GW_COAP_CON, now, &answer,
+                 &answer_len);
+}
+
+void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev) { uplink_drain(gw, dev); }
 
 void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev) {
   for (size_t i = 0; i < dev->downlink_capacity; i++)

@@ -7,9 +7,10 @@
 #include "state.h"
 
 typedef enum {
-  GW_NACK_TIMEOUT,  /* retransmissions exhausted: the server is silent */
-  GW_NACK_RESET,    /* the server answered RST */
-  GW_NACK_FAILED    /* session or DTLS failure, not deliverable */
+  GW_NACK_TIMEOUT,    /* retransmissions exhausted: the server is silent */
+  GW_NACK_RESET,      /* the server answered RST */
+  GW_NACK_FAILED,     /* session or DTLS failure, not deliverable */
+  GW_NACK_UNREACHABLE /* an ICMP error: libcoap retransmits all the same, not final */
 } gw_nack_t;
 
 /* A datagram from a device on binding b. Borrows data. */
@@ -26,6 +27,12 @@ void gw_relay_upstream_nack(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_ms
  * not answered: waiting again, with what is left of its deadline. */
 void gw_relay_restore_downlink(gw_gateway_t *gw, gw_device_t *dev,
                                const gw_state_downlink_t *saved);
+/* A device request accepted by an earlier run and not answered (state.h): it waits again, with
+ * its age, and goes upstream after gw_relay_resume(). */
+void gw_relay_restore_uplink(gw_gateway_t *gw, gw_device_t *dev, int64_t id, const uint8_t *data,
+                             size_t len, int64_t received_at);
+/* The device's waiting requests go upstream as far as they can (after a restore). */
+void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev);
 /* Fails everything in flight for dev (device removed, session dropped): each server request
  * gets 5.03, each device request 5.03. */
 void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev);

@@ -30,6 +30,9 @@ enum {
   ST_DEVICES,
   ST_OBSERVATIONS_OF,
   ST_DOWNLINKS_OF,
+  ST_UPLINK_SAVE,
+  ST_UPLINK_DELETE,
+  ST_UPLINKS_OF,
   ST_COUNT
 };
 
@@ -57,6 +60,9 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_DOWNLINKS_OF] = "SELECT server_mid, device_mid, token, server_type, state, flags, "
                         "queue_seq, path, request, deadline_at FROM downlink WHERE device=?1 "
                         "ORDER BY queue_seq",
+    [ST_UPLINK_SAVE] = "INSERT INTO uplink(device, received_at, data) VALUES(?1,?2,?3)",
+    [ST_UPLINK_DELETE] = "DELETE FROM uplink WHERE id=?1",
+    [ST_UPLINKS_OF] = "SELECT id, data, received_at FROM uplink WHERE device=?1 ORDER BY id",
 };
 
 static const char schema_sql[] =
@@ -75,7 +81,11 @@ static const char schema_sql[] =
     " server_mid INTEGER NOT NULL, device_mid INTEGER NOT NULL, token BLOB NOT NULL,"
     " server_type INTEGER NOT NULL, state INTEGER NOT NULL, flags INTEGER NOT NULL,"
     " queue_seq INTEGER NOT NULL, path TEXT NOT NULL, request BLOB NOT NULL,"
-    " deadline_at INTEGER NOT NULL, PRIMARY KEY(device, server_mid)) WITHOUT ROWID;";
+    " deadline_at INTEGER NOT NULL, PRIMARY KEY(device, server_mid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS uplink("
+    " id INTEGER PRIMARY KEY, device INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE,"
+    " received_at INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS uplink_of_device ON uplink(device);";
 
 struct gw_state {
   sqlite3 *db;
@@ -386,6 +396,31 @@ void gw_state_forget_downlink(gw_state_t *st, const gw_device_t *dev, uint16_t s
   run(st, s, "forgetting a waiting request");
 }
 
+int64_t gw_state_save_uplink(gw_state_t *st, const gw_device_t *dev, const uint8_t *data,
+                             size_t len, int64_t received_at) {
+  sqlite3_stmt *s = dev->state_id ? begin(st, ST_UPLINK_SAVE) : NULL;
+  if (!s)
+    return 0;
+  sqlite3_bind_int64(s, 1, dev->state_id);
+  sqlite3_bind_int64(s, 2, received_at);
+  sqlite3_bind_blob(s, 3, data, (int)len, SQLITE_TRANSIENT);
+  if (sqlite3_step(s) != SQLITE_DONE) {
+    write_failed(st, "saving a device request");
+    sqlite3_reset(s);
+    return 0;
+  }
+  sqlite3_reset(s);
+  return sqlite3_last_insert_rowid(st->db);
+}
+
+void gw_state_forget_uplink(gw_state_t *st, int64_t id) {
+  sqlite3_stmt *s = id ? begin(st, ST_UPLINK_DELETE) : NULL;
+  if (!s)
+    return;
+  sqlite3_bind_int64(s, 1, id);
+  run(st, s, "forgetting a device request");
+}
+
 /* ---- reading back ---- */
 
 static const char *column_text(sqlite3_stmt *s, int i) {
@@ -465,6 +500,17 @@ static void restore_downlinks(gw_state_t *st, const gw_state_restore_t *cb, int6
   sqlite3_reset(s);
 }
 
+static void restore_uplinks(gw_state_t *st, const gw_state_restore_t *cb, int64_t id,
+                            gw_device_t *dev) {
+  sqlite3_stmt *s = st->stmt[ST_UPLINKS_OF];
+  sqlite3_reset(s);
+  sqlite3_bind_int64(s, 1, id);
+  while (sqlite3_step(s) == SQLITE_ROW)
+    cb->uplink(cb->arg, dev, sqlite3_column_int64(s, 0), sqlite3_column_blob(s, 1),
+               (size_t)sqlite3_column_bytes(s, 1), sqlite3_column_int64(s, 2));
+  sqlite3_reset(s);
+}
+
 size_t gw_state_restore(gw_state_t *st, const gw_state_restore_t *cb) {
   if (!st->db)
     return 0;
@@ -482,6 +528,8 @@ size_t gw_state_restore(gw_state_t *st, const gw_state_restore_t *cb) {
       dev->state_id = saved.id;
       restore_observations(st, cb, saved.id, dev);
       restore_downlinks(st, cb, saved.id, dev);
+      if (cb->uplink)
+        restore_uplinks(st, cb, saved.id, dev);
       restored++;
       continue;
     }

@@ -57,6 +57,12 @@ void gw_state_save_downlink(gw_state_t *state, const gw_device_t *dev,
                             const gw_downlink_xchg_t *x, int64_t deadline_at);
 void gw_state_forget_downlink(gw_state_t *state, const gw_device_t *dev, uint16_t server_mid);
 
+/* A device request the link acknowledged on receipt, kept until the server answered it.
+ * Returns its row id (0 without a database or on error). */
+int64_t gw_state_save_uplink(gw_state_t *state, const gw_device_t *dev, const uint8_t *data,
+                             size_t len, int64_t received_at);
+void gw_state_forget_uplink(gw_state_t *state, int64_t id);
+
 /* Makes every pending write durable now; GW_OK or GW_ERR_IO (counted, logged). */
 int gw_state_commit(gw_state_t *state);
 /* The event loop's turn is over: commit what is pending. */
@@ -100,6 +106,9 @@ typedef struct {
   void (*observation)(void *arg, gw_device_t *dev, const uint8_t *token, size_t token_len,
                       const char *path);
   void (*downlink)(void *arg, gw_device_t *dev, const gw_state_downlink_t *saved);
+  /* A request of the device that was accepted and not answered yet, oldest first. */
+  void (*uplink)(void *arg, gw_device_t *dev, int64_t id, const uint8_t *data, size_t len,
+                 int64_t received_at);
 } gw_state_restore_t;
 
 /* Calls back for every saved device, then its observations and waiting requests. Returns the

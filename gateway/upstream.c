@@ -164,6 +164,7 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     return;
   gw_nack_t why = reason == COAP_NACK_TOO_MANY_RETRIES ? GW_NACK_TIMEOUT
                   : reason == COAP_NACK_RST            ? GW_NACK_RESET
+                  : reason == COAP_NACK_ICMP_ISSUE     ? GW_NACK_UNREACHABLE
                                                        : GW_NACK_FAILED;
   gw_relay_upstream_nack(gateway_of(session), dev, &msg, why);
 }

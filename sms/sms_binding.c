@@ -621,6 +621,7 @@ static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
                                   * numbers itself (Transport 5.3) */
                                  .accept_unknown = true,
                                  .costly = true,
+                                 .accepts_on_receipt = true, /* deleted once handled */
                                  .binding_letter = 'S',
                                  /* a UDP client behind an SMS modem says b=U, yet it is
                                   * reached by SMS (issue 11) */

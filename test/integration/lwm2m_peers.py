@@ -125,18 +125,21 @@ def _matches(event, match):
 
 
 class TestServer(Peer):
-    def __init__(self, log_dir, psk=None, pki=None, quiet=False):
+    def __init__(self, log_dir, psk=None, pki=None, quiet=False, port=0, name="server"):
         """psk=(identity, key_hex) and/or pki=(cert_file, key_file, ca_file) open a DTLS port;
         with pki the server requires a client certificate that chains to ca_file. quiet: no
-        event per Send and Update (benchmarks: this process would parse thousands a second)."""
-        argv = [SERVER_BIN, "--listen", "127.0.0.1:0"] + (["--quiet"] if quiet else [])
+        event per Send and Update (benchmarks: this process would parse thousands a second).
+        port: where to listen (a server started again where it was), 0 for a free one."""
+        argv = [SERVER_BIN, "--listen", f"127.0.0.1:{port}"] + (["--quiet"] if quiet else [])
         if psk or pki:
             argv += ["--dtls-listen", "127.0.0.1:0"]
         if psk:
             argv += ["--psk-identity", psk[0], "--psk-key", psk[1]]
         if pki:
             argv += ["--cert", pki[0], "--key", pki[1], "--ca", pki[2]]
-        super().__init__("server", argv, log_dir)
+        if port and os.path.exists(os.path.join(log_dir, f"{name}.log")):
+            name = f"{name}-{port}-{int(time.monotonic() * 1000)}"
+        super().__init__(name, argv, log_dir)
         ready = self.wait_for("listening")
         self.port = ready["port"]
         self.dtls_port = ready.get("dtls_port")

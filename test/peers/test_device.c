@@ -821,9 +821,9 @@ static bool add_op_options(device_t *dev, client_op_t op, coap_pdu_t *pdu,
   return false;
 }
 
-/* Sends OP as a CON request and remembers its token; the payload is borrowed. */
-static void send_operation(device_t *dev, client_op_t op, const uint8_t *payload,
-                           size_t payload_len) {
+/* Sends OP as a request of the given type and remembers its token; the payload is borrowed. */
+static void send_operation_typed(device_t *dev, client_op_t op, coap_pdu_type_t type,
+                                 const uint8_t *payload, size_t payload_len) {
   coap_pdu_code_t method = op == OP_DEREGISTER ? COAP_REQUEST_CODE_DELETE
                                                : COAP_REQUEST_CODE_POST;
   size_t size = coap_session_max_pdu_size(dev->session) + payload_len;
@@ -835,7 +835,7 @@ static void send_operation(device_t *dev, client_op_t op, const uint8_t *payload
     return;
   }
   out = calloc(1, sizeof(*out));
-  pdu = coap_pdu_init(COAP_MESSAGE_CON, method, coap_new_message_id(dev->session), size);
+  pdu = coap_pdu_init(type, method, coap_new_message_id(dev->session), size);
   if (!out || !pdu)
     abort();
   out->op = op;
@@ -854,6 +854,12 @@ static void send_operation(device_t *dev, client_op_t op, const uint8_t *payload
   }
   out->next = dev->outgoing;
   dev->outgoing = out;
+}
+
+/* The LwM2M operations go as CON requests, but for `send-non`. */
+static void send_operation(device_t *dev, client_op_t op, const uint8_t *payload,
+                           size_t payload_len) {
+  send_operation_typed(dev, op, COAP_MESSAGE_CON, payload, payload_len);
 }
 
 static void start_registration(device_t *dev) {
@@ -989,15 +995,15 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
 
 /* ------------------------------------------------------------- the loop */
 
-static void cmd_send(device_t *dev, const char *hex) {
+static void cmd_send(device_t *dev, const char *hex, coap_pdu_type_t type) {
   uint8_t *payload;
   size_t len;
 
   if (!hex || !peer_hex_decode(hex, &payload, &len)) {
-    emit_error("usage: send HEXPAYLOAD");
+    emit_error(type == COAP_MESSAGE_NON ? "usage: send-non HEXPAYLOAD" : "usage: send HEXPAYLOAD");
     return;
   }
-  send_operation(dev, OP_SEND, payload, len);
+  send_operation_typed(dev, OP_SEND, type, payload, len);
   free(payload);
 }
 
@@ -1015,7 +1021,9 @@ static void on_line(void *arg, char *line) {
   else if (strcmp(verb, "deregister") == 0)
     send_operation(dev, OP_DEREGISTER, NULL, 0);
   else if (strcmp(verb, "send") == 0)
-    cmd_send(dev, peer_next_word(&cursor));
+    cmd_send(dev, peer_next_word(&cursor), COAP_MESSAGE_CON);
+  else if (strcmp(verb, "send-non") == 0)
+    cmd_send(dev, peer_next_word(&cursor), COAP_MESSAGE_NON);
   else if (strcmp(verb, "bootstrap") == 0)
     send_operation(dev, OP_BOOTSTRAP, NULL, 0);
   else if (strcmp(verb, "notify") == 0)

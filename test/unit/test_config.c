@@ -131,6 +131,8 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.gateway.max_devices, 10000);
   assert_int_equal(cfg.gateway.max_unregistered, 1000);
   assert_int_equal(cfg.gateway.unregistered_timeout_s, 30);
+  assert_int_equal(cfg.gateway.uplink_queue_length, 64);
+  assert_int_equal(cfg.gateway.uplink_hold_s, 86400);
   assert_int_equal(cfg.upstream_count, 1);
   const gw_upstream_conf_t *up = &cfg.upstreams[0];
   assert_string_equal(up->name, "default");
@@ -204,7 +206,9 @@ static void test_gateway_ranges(void **state) {
                 {"downlink_queue_length", 0, 1024},
                 {"queue_awake_ms", 1000, 86400000},
                 {"max_devices", 1, 1000000},
-                {"unregistered_timeout_s", 1, 86400}};
+                {"unregistered_timeout_s", 1, 86400},
+                {"uplink_queue_length", 0, 4096},
+                {"uplink_hold_s", 1, 2592000}};
   char fields[128], prefix[128];
   for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
     snprintf(prefix, sizeof(prefix), "<string>:1: gateway.%s: expected an integer from",
