@@ -61,6 +61,14 @@ typedef struct {
   /* Input that never became a CoAP message (wrong size, bad framing): counted by the core. */
   void (*on_rejected)(void *core, gw_binding_t *binding, const gw_baddr_t *from,
                       const char *reason);
+  /* What the binding must keep across a restart (the parts of a concatenated SMS, an MQTT
+   * token map), by a key of its own, in the gateway's state (gateway/state.h). put replaces,
+   * del removes; both become durable at the core's next commit (within this turn of the loop),
+   * or before put returns when durable_now is set: the binding is about to acknowledge what it
+   * keeps. Borrows key and value. No-ops without a state directory. */
+  void (*state_put)(void *core, gw_binding_t *binding, const char *key, const void *value,
+                    size_t len, bool durable_now);
+  void (*state_del)(void *core, gw_binding_t *binding, const char *key);
 } gw_binding_env_t;
 
 struct gw_binding_ops {
@@ -87,6 +95,9 @@ struct gw_binding_ops {
    * the device entry's upstream, else the default one. */
   const char *(*upstream_name)(const gw_binding_t *binding, const gw_baddr_t *addr,
                                const gw_device_conf_t *conf);
+  /* Optional: a value it put with state_put in an earlier run, handed back before start(), in
+   * key order. Borrows key and value. */
+  void (*restore)(gw_binding_t *binding, const char *key, const void *value, size_t len);
   /* Optional: the binding's own counters as Prometheus text; returns the length written. */
   size_t (*format_metrics)(const gw_binding_t *binding, char *out, size_t out_size);
 };

@@ -31,10 +31,27 @@ static void on_binding_rejected(void *core, gw_binding_t *binding, const gw_badd
           reason);
 }
 
+static void on_binding_state_put(void *core, gw_binding_t *binding, const char *key,
+                                 const void *value, size_t len, bool durable_now) {
+  gw_gateway_t *gw = core;
+  if (!gw->state)
+    return;
+  gw_state_put_binding(gw->state, binding->ops->name, key, value, len);
+  if (durable_now)
+    gw_state_commit(gw->state);
+}
+
+static void on_binding_state_del(void *core, gw_binding_t *binding, const char *key) {
+  gw_gateway_t *gw = core;
+  if (gw->state)
+    gw_state_del_binding(gw->state, binding->ops->name, key);
+}
+
 static int create_bindings(gw_gateway_t *gw, const gw_binding_ops_t *const *registry,
                            size_t count) {
   gw_binding_env_t env = {.loop = gw->loop, .core = gw, .on_message = on_binding_message,
-                          .on_rejected = on_binding_rejected};
+                          .on_rejected = on_binding_rejected,
+                          .state_put = on_binding_state_put, .state_del = on_binding_state_del};
   for (size_t i = 0; i < count && gw->binding_count < GW_MAX_BINDINGS; i++) {
     if (!registry[i]->enabled(&gw->config))
       continue;
@@ -157,11 +174,12 @@ int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t 
   int rc = gw_device_table_init(&gw->devices, bucket_count_for(gw->config.gateway.max_devices));
   if (rc == GW_OK)
     rc = gw_upstream_new(gw, &gw->upstream);
-  if (rc == GW_OK)
-    rc = create_bindings(gw, registry, registry_count);
+  /* The state directory first: bindings keep files of their own in it (SMS secured packets). */
   if (rc == GW_OK)
     rc = gw_state_open(gw->config.gateway.state_dir, gw->config.gateway.max_devices,
                        &gw->state);
+  if (rc == GW_OK)
+    rc = create_bindings(gw, registry, registry_count);
   if (rc == GW_OK)
     rc = gw_loop_add_prepare(loop, flush_state, gw);
   if (rc != GW_OK) {
@@ -172,8 +190,19 @@ int gw_gateway_new(gw_loop_t *loop, gw_config_t *config, const gw_binding_ops_t 
   return GW_OK;
 }
 
+static void restore_binding_value(void *arg, const char *key, const void *value, size_t len) {
+  gw_binding_t *b = arg;
+  b->ops->restore(b, key, value, len);
+}
+
 int gw_gateway_start(gw_gateway_t *gw) {
+  /* Devices first: what a binding's own state completes (a concatenated SMS whose last part
+   * the modem still had) is relayed on the device's restored session. */
   restore_devices(gw);
+  for (size_t i = 0; i < gw->binding_count; i++)
+    if (gw->bindings[i]->ops->restore)
+      gw_state_restore_binding(gw->state, gw->bindings[i]->ops->name, restore_binding_value,
+                               gw->bindings[i]);
   for (size_t i = 0; i < gw->binding_count; i++) {
     int rc = gw->bindings[i]->ops->start(gw->bindings[i]);
     if (rc != GW_OK)

@@ -33,6 +33,9 @@ enum {
   ST_UPLINK_SAVE,
   ST_UPLINK_DELETE,
   ST_UPLINKS_OF,
+  ST_BINDING_PUT,
+  ST_BINDING_DEL,
+  ST_BINDING_OF,
   ST_COUNT
 };
 
@@ -63,6 +66,10 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_UPLINK_SAVE] = "INSERT INTO uplink(device, received_at, data) VALUES(?1,?2,?3)",
     [ST_UPLINK_DELETE] = "DELETE FROM uplink WHERE id=?1",
     [ST_UPLINKS_OF] = "SELECT id, data, received_at FROM uplink WHERE device=?1 ORDER BY id",
+    [ST_BINDING_PUT] = "INSERT OR REPLACE INTO binding_state(binding, key, value) "
+                       "VALUES(?1,?2,?3)",
+    [ST_BINDING_DEL] = "DELETE FROM binding_state WHERE binding=?1 AND key=?2",
+    [ST_BINDING_OF] = "SELECT key, value FROM binding_state WHERE binding=?1 ORDER BY key",
 };
 
 static const char schema_sql[] =
@@ -85,7 +92,10 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS uplink("
     " id INTEGER PRIMARY KEY, device INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE,"
     " received_at INTEGER NOT NULL, data BLOB NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS uplink_of_device ON uplink(device);";
+    "CREATE INDEX IF NOT EXISTS uplink_of_device ON uplink(device);"
+    "CREATE TABLE IF NOT EXISTS binding_state("
+    " binding TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY(binding, key)) WITHOUT ROWID;";
 
 struct gw_state {
   sqlite3 *db;
@@ -419,6 +429,42 @@ void gw_state_forget_uplink(gw_state_t *st, int64_t id) {
     return;
   sqlite3_bind_int64(s, 1, id);
   run(st, s, "forgetting a device request");
+}
+
+static const char *column_text(sqlite3_stmt *s, int i);
+
+void gw_state_put_binding(gw_state_t *st, const char *binding, const char *key,
+                          const void *value, size_t len) {
+  sqlite3_stmt *s = begin(st, ST_BINDING_PUT);
+  if (!s)
+    return;
+  bind_text(s, 1, binding);
+  bind_text(s, 2, key);
+  sqlite3_bind_blob(s, 3, len ? value : "", (int)len, SQLITE_TRANSIENT);
+  run(st, s, "saving a binding's state");
+}
+
+void gw_state_del_binding(gw_state_t *st, const char *binding, const char *key) {
+  sqlite3_stmt *s = begin(st, ST_BINDING_DEL);
+  if (!s)
+    return;
+  bind_text(s, 1, binding);
+  bind_text(s, 2, key);
+  run(st, s, "forgetting a binding's state");
+}
+
+void gw_state_restore_binding(gw_state_t *st, const char *binding,
+                              void (*fn)(void *arg, const char *key, const void *value,
+                                         size_t len),
+                              void *arg) {
+  if (!st->db)
+    return;
+  sqlite3_stmt *s = st->stmt[ST_BINDING_OF];
+  sqlite3_reset(s);
+  bind_text(s, 1, binding);
+  while (sqlite3_step(s) == SQLITE_ROW)
+    fn(arg, column_text(s, 0), sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+  sqlite3_reset(s);
 }
 
 /* ---- reading back ---- */

@@ -63,6 +63,16 @@ int64_t gw_state_save_uplink(gw_state_t *state, const gw_device_t *dev, const ui
                              size_t len, int64_t received_at);
 void gw_state_forget_uplink(gw_state_t *state, int64_t id);
 
+/* A binding's own state (binding.h state_put / state_del), by its name and a key of its own. */
+void gw_state_put_binding(gw_state_t *state, const char *binding, const char *key,
+                          const void *value, size_t len);
+void gw_state_del_binding(gw_state_t *state, const char *binding, const char *key);
+/* Calls fn for each value saved for binding, in key order. */
+void gw_state_restore_binding(gw_state_t *state, const char *binding,
+                              void (*fn)(void *arg, const char *key, const void *value,
+                                         size_t len),
+                              void *arg);
+
 /* Makes every pending write durable now; GW_OK or GW_ERR_IO (counted, logged). */
 int gw_state_commit(gw_state_t *state);
 /* The event loop's turn is over: commit what is pending. */

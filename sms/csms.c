@@ -90,6 +90,14 @@ static void remove_at(csms_reassembly_t *r, size_t i) {
   }
 }
 
+/* Drops slot i, incomplete: its owner is told (csms_dropped_fn). */
+static void drop_at(csms_reassembly_t *r, size_t i) {
+  const csms_message_t *m = &r->messages[i];
+  if (r->on_dropped)
+    r->on_dropped(r->dropped_arg, m->sender, m->ref, m->total, m->ref16);
+  remove_at(r, i);
+}
+
 /* Evicts the oldest held message other than slot keep (SIZE_MAX: none kept). Returns false when
  * there is nothing to evict; *keep follows its message if that moves. */
 static bool evict_oldest(csms_reassembly_t *r, size_t *keep) {
@@ -105,7 +113,7 @@ static bool evict_oldest(csms_reassembly_t *r, size_t *keep) {
   r->counters.evicted++;
   if (keep && *keep == r->count - 1)
     *keep = oldest; /* remove_at() moves the last slot into the evicted one */
-  remove_at(r, oldest);
+  drop_at(r, oldest);
   return true;
 }
 
@@ -162,7 +170,7 @@ size_t csms_reassembly_check(csms_reassembly_t *r, uint64_t now_ms) {
     if (expired(r, m, now_ms)) {
       r->counters.expired++;
       r->counters.parts_missing += (uint64_t)(m->total - m->received);
-      remove_at(r, i); /* slot i now holds another message: look at it again */
+      drop_at(r, i); /* slot i now holds another message: look at it again */
       n++;
     } else {
       i++;
@@ -247,7 +255,7 @@ csms_result_t csms_reassembly_add(csms_reassembly_t *r, const char *sender,
   if (len > r->limits.max_bytes) {
     r->counters.evicted++;
     if (at != SIZE_MAX)
-      remove_at(r, at);
+      drop_at(r, at);
     return CSMS_TOO_BIG;
   }
   if (at == SIZE_MAX && concat->total == 1) {
@@ -275,7 +283,7 @@ csms_result_t csms_reassembly_add(csms_reassembly_t *r, const char *sender,
     /* Only this message is left and it cannot grow: it will never complete. */
     r->counters.evicted++;
     if (at != SIZE_MAX)
-      remove_at(r, at);
+      drop_at(r, at);
     return CSMS_TOO_BIG;
   }
 

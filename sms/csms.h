@@ -76,6 +76,12 @@ typedef enum {
 
 typedef struct csms_message csms_message_t; /* defined in csms.c */
 
+/* Told of an incomplete message dropped (expired, evicted, too big), so that a caller that keeps
+ * its parts elsewhere too (the SMS binding keeps them in the gateway's state until the whole
+ * message was handed on) can forget them. */
+typedef void (*csms_dropped_fn)(void *arg, const char *sender, uint16_t ref, uint8_t total,
+                                bool ref16);
+
 typedef struct {
   csms_limits_t limits;
   csms_counters_t counters;
@@ -85,6 +91,8 @@ typedef struct {
   uint64_t next_order;      /* creation order: the smallest held is the oldest */
   uint8_t *joined;          /* the last completed payload, lent to the caller */
   size_t joined_cap;
+  csms_dropped_fn on_dropped; /* optional, set after csms_reassembly_init */
+  void *dropped_arg;
 } csms_reassembly_t;
 
 /* The defaults: 60 s, 64 messages, 256 KiB. */

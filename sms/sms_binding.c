@@ -351,34 +351,105 @@ static void deliver(sms_binding_t *b, const char *msisdn, const uint8_t *data, s
   }
 }
 
+/* ---- parts of concatenated SMS in the gateway's state ----
+ * Each part is deleted from the modem once read; until its message is whole and handed on, the
+ * part lives in the gateway's state (issue 11: a SIGKILL mid-message lost the message), under
+ * "csms/SENDER/REF/TOTAL/SEQ" (REF with a w for a 16-bit reference) and the value: one octet
+ * with the CPI flag of a first part (5.3.2.1.3), then the part's user data. */
+
+#define PART_KEY_MAX (sizeof("csms///w65535/255/255") + CSMS_SENDER_MAX)
+
+static void part_key(char out[PART_KEY_MAX], const char *sender, uint16_t ref, bool ref16,
+                     uint8_t total, uint8_t seq) {
+  snprintf(out, PART_KEY_MAX, "csms/%s/%s%u/%03u/%03u", sender, ref16 ? "w" : "", ref, total,
+           seq);
+}
+
+static void part_keep(sms_binding_t *b, const char *sender, const sms_concat_t *c, bool cpi,
+                      const uint8_t *ud, size_t len) {
+  if (!b->env.state_put)
+    return;
+  uint8_t value[1 + CSMS_SINGLE_MAX];
+  size_t n = len < CSMS_SINGLE_MAX ? len : CSMS_SINGLE_MAX; /* a part's user data fits one SMS */
+  value[0] = cpi;
+  memcpy(value + 1, ud, n);
+  char key[PART_KEY_MAX];
+  part_key(key, sender, c->ref, c->ref16, c->total, c->seq);
+  /* durable before the modem deletes the part */
+  b->env.state_put(b->env.core, &b->base, key, value, 1 + n, true);
+}
+
+static void parts_forget(sms_binding_t *b, const char *sender, uint16_t ref, uint8_t total,
+                         bool ref16) {
+  if (!b->env.state_del)
+    return;
+  char key[PART_KEY_MAX];
+  for (unsigned seq = 1; seq <= total; seq++) {
+    part_key(key, sender, ref, ref16, total, (uint8_t)seq);
+    b->env.state_del(b->env.core, &b->base, key);
+  }
+}
+
+static void on_parts_dropped(void *arg, const char *sender, uint16_t ref, uint8_t total,
+                             bool ref16) {
+  parts_forget(arg, sender, ref, total, ref16);
+}
+
 /* A concatenated part: joined with its siblings before it reaches the core. */
-static void receive_part(sms_binding_t *b, const sms_deliver_t *sms) {
+static void receive_part_of(sms_binding_t *b, const char *sender, const sms_concat_t *concat,
+                            bool cpi, const uint8_t *ud, size_t ud_len, bool keep) {
   const uint8_t *joined = NULL;
   size_t joined_len = 0;
   /* the CPI travels in the first part only: remember it by (sender, reference) */
-  if (sms->udh.has_security && sms->udh.security_iei == SMS_IEI_CPI && sms->udh.concat.seq == 1)
-    sp_mark_cpi(b, sms->originator.number, sms->udh.concat.ref);
-  csms_result_t r = csms_reassembly_add(&b->reassembly, sms->originator.number, &sms->udh.concat,
-                                        sms->ud, sms->ud_len, gw_now_ms(), &joined, &joined_len);
+  if (cpi && concat->seq == 1)
+    sp_mark_cpi(b, sender, concat->ref);
+  csms_result_t r = csms_reassembly_add(&b->reassembly, sender, concat, ud, ud_len, gw_now_ms(),
+                                        &joined, &joined_len);
   switch (r) {
   case CSMS_COMPLETE:
-    deliver(b, sms->originator.number, joined, joined_len,
-            sp_take_cpi_mark(b, sms->originator.number, sms->udh.concat.ref));
+    /* Its kept parts go in the same commit that keeps the whole message in the core. */
+    parts_forget(b, sender, concat->ref, concat->total, concat->ref16);
+    deliver(b, sender, joined, joined_len, sp_take_cpi_mark(b, sender, concat->ref));
     break;
   case CSMS_STORED:
+    if (keep)
+      part_keep(b, sender, concat, cpi && concat->seq == 1, ud, ud_len);
     break;
   case CSMS_DUPLICATE:
-    GW_DEBUG(MOD, "%s: duplicate part %u/%u dropped", sms->originator.number,
-             sms->udh.concat.seq, sms->udh.concat.total);
+    GW_DEBUG(MOD, "%s: duplicate part %u/%u dropped", sender, concat->seq, concat->total);
     break;
   default:
-    GW_WARN_LIMITED(MOD, "%s: concatenated part %u/%u dropped (%s)", sms->originator.number,
-            sms->udh.concat.seq, sms->udh.concat.total,
-            r == CSMS_MALFORMED ? "malformed" : r == CSMS_TOO_BIG ? "over the memory limit"
-                                                                 : "out of memory");
+    GW_WARN_LIMITED(MOD, "%s: concatenated part %u/%u dropped (%s)", sender, concat->seq,
+                    concat->total,
+                    r == CSMS_MALFORMED ? "malformed" : r == CSMS_TOO_BIG ? "over the memory limit"
+                                                                         : "out of memory");
     break;
   }
   arm_reassembly_timer(b);
+}
+
+static void receive_part(sms_binding_t *b, const sms_deliver_t *sms) {
+  receive_part_of(b, sms->originator.number, &sms->udh.concat,
+                  sms->udh.has_security && sms->udh.security_iei == SMS_IEI_CPI, sms->ud,
+                  sms->ud_len, true);
+}
+
+/* A part kept by an earlier run (binding.h restore): back into the reassembly. */
+static void sms_restore(gw_binding_t *binding, const char *key, const void *value, size_t len) {
+  sms_binding_t *b = (sms_binding_t *)binding;
+  char sender[CSMS_SENDER_MAX];
+  char ref_text[8];
+  unsigned total, seq;
+  const uint8_t *v = value;
+  if (len < 1 || sscanf(key, "csms/%47[^/]/%7[^/]/%u/%u", sender, ref_text, &total, &seq) != 4 ||
+      total == 0 || total > 255 || seq == 0 || seq > total) {
+    b->env.state_del(b->env.core, binding, key);
+    return;
+  }
+  bool ref16 = ref_text[0] == 'w';
+  sms_concat_t c = {.ref = (uint16_t)strtoul(ref_text + ref16, NULL, 10), .total = (uint8_t)total,
+                    .seq = (uint8_t)seq, .ref16 = ref16};
+  receive_part_of(b, sender, &c, v[0] != 0, v + 1, len - 1, false);
 }
 
 static void reject(sms_binding_t *b, const char *from, const char *why) {
@@ -642,6 +713,8 @@ static int sms_create(const gw_config_t *config, const gw_binding_env_t *env,
     free(b);
     return GW_ERR_NOMEM;
   }
+  b->reassembly.on_dropped = on_parts_dropped;
+  b->reassembly.dropped_arg = b;
   sp_state_load(b, config->gateway.state_dir);
   for (size_t i = 0; i < config->device_count; i++) {
     const gw_device_conf_t *d = &config->devices[i];
@@ -742,6 +815,7 @@ const gw_binding_ops_t gw_sms_binding = {
     .policy = sms_policy,
     .lookup_device = sms_lookup,
     .forget_device = sms_forget_device,
+    .restore = sms_restore,
     .format_metrics = sms_format_metrics,
 };
 

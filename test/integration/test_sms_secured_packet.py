@@ -204,7 +204,8 @@ def test_secured_packet_register_read_replay_tamper_plain_restart(peers, tmp_pat
 
 
 def test_state_dir_not_writable_keeps_working_in_memory(peers, tmp_path):
-    modem, server, gw = start_gateway(peers, tmp_path / "missing")
+    # Its parent is missing: the gateway cannot create it (it creates the directory itself).
+    modem, server, gw = start_gateway(peers, tmp_path / "missing" / "state")
     dev = SecuredDevice(modem)
     first = register(dev, server, 0x2000)
     # A Register of 400 octets travels as concatenated SMS, the CPI in the first part only.
@@ -224,5 +225,7 @@ def test_state_dir_not_writable_keeps_working_in_memory(peers, tmp_path):
     assert put["path"] == ["3", "0", "14"] and put["payload"] == b"x" * 300
     dev.send(coap(2, 0x44, put["mid"], put["token"]))
     assert server.wait_for("response", id=2, timeout=30)["code"] == "2.04"
+    assert gw.metrics()["state_persistent"] == 0
     gw.stop()
     assert "counters are kept in memory only" in gw.peer.log_text()
+    assert "state kept in memory only" in gw.peer.log_text()

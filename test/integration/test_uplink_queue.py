@@ -106,3 +106,22 @@ def test_sms_accepted_while_the_server_is_down_survives_sigkill(peers):
     time.sleep(1)
     assert server2.count("send") == 2  # each once
     assert gw2.metrics()["uplink_expired_total"] == 0
+
+
+def test_concatenated_sms_half_read_survives_sigkill(peers):
+    """Issue 11: the parts of a concatenated SMS read (and deleted from the modem) before a kill
+    were lost with the gateway's memory. They are now kept in its state until the whole message
+    is handed on."""
+    modem, server, gw = sms_setup(peers, vmodem_extra=["--delay", "1500"])
+    payload = bytes(range(256)) * 2  # 512 octets of a NON Send: 4 SMS
+    send = coap("NON", "POST", 0x7701, token=b"\x5a\x01", path=["dp"], payload=payload)
+    modem.send(f"inject {DEVICE_NUMBER} {send.hex()}")
+    deleted = [modem.wait_for("deleted", timeout=20) for _ in range(2)]  # 2 of 4 parts read
+    assert len(deleted) == 2
+    gw.kill()
+    gw2 = peers.restart(gw)
+    s = server.wait_for("send", timeout=30)
+    assert s["payload_hex"] == payload.hex()
+    time.sleep(1)
+    assert server.count("send") == 1
+    assert gw2.metrics()["sms_concat_completed_total"] == 1

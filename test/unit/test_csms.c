@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -310,6 +311,48 @@ static void test_eviction_by_count(void **state) {
   csms_reassembly_clear(&r);
 }
 
+/* The owner is told of every incomplete message dropped, never of a completed one. */
+typedef struct {
+  int calls;
+  char sender[CSMS_SENDER_MAX];
+  uint16_t ref;
+  uint8_t total;
+} dropped_t;
+
+static void on_dropped(void *arg, const char *sender, uint16_t ref, uint8_t total, bool ref16) {
+  dropped_t *d = arg;
+  (void)ref16;
+  d->calls++;
+  snprintf(d->sender, sizeof(d->sender), "%s", sender);
+  d->ref = ref;
+  d->total = total;
+}
+
+static void test_dropped_messages_are_reported(void **state) {
+  (void)state;
+  csms_reassembly_t r;
+  csms_limits_t limits = {.max_messages = 1};
+  assert_int_equal(csms_reassembly_init(&r, &limits), SMS_OK);
+  dropped_t d = {0};
+  r.on_dropped = on_dropped;
+  r.dropped_arg = &d;
+  const uint8_t *out;
+  size_t len;
+  assert_int_equal(add_simple(&r, ALICE, 7, 2, 1, "a", T0), CSMS_STORED);
+  assert_int_equal(add(&r, ALICE, 7, 2, 2, "b", T0 + 1, &out, &len), CSMS_COMPLETE);
+  assert_int_equal(d.calls, 0); /* completed: not dropped */
+  assert_int_equal(add_simple(&r, ALICE, 8, 3, 1, "a", T0 + 2), CSMS_STORED);
+  assert_int_equal(add_simple(&r, BOB, 9, 2, 1, "a", T0 + 3), CSMS_STORED); /* evicts ref 8 */
+  assert_int_equal(d.calls, 1);
+  assert_string_equal(d.sender, ALICE);
+  assert_int_equal(d.ref, 8);
+  assert_int_equal(d.total, 3);
+  assert_int_equal(csms_reassembly_check(&r, T0 + 3 + r.limits.timeout_ms), 1); /* expires */
+  assert_int_equal(d.calls, 2);
+  assert_string_equal(d.sender, BOB);
+  csms_reassembly_clear(&r);
+}
+
 static void test_eviction_by_bytes(void **state) {
   (void)state;
   csms_reassembly_t r;
@@ -438,6 +481,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
       cmocka_unit_test(test_eviction_by_count),
+      cmocka_unit_test(test_dropped_messages_are_reported),
       cmocka_unit_test(test_eviction_by_bytes),
       cmocka_unit_test(test_part_larger_than_limit),
       cmocka_unit_test_setup_teardown(test_split_then_reassemble_max, setup, teardown),
