@@ -405,7 +405,9 @@ static mqtt_endpoint_t *endpoint_for_topic(mqtt_binding_t *b, const char *topic)
   return e;
 }
 
-static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload, size_t len) {
+static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload, size_t len,
+                            bool dup) {
+  (void)dup; /* a redelivery is told apart by its token, as a device's own repetition */
   mqtt_binding_t *b = arg;
   b->metrics.messages_in++;
   mqtt_endpoint_t *e = endpoint_for_topic(b, topic);
@@ -597,6 +599,7 @@ static int new_client(mqtt_binding_t *b, const gw_mqtt_conf_t *conf) {
   cc.mqtt_version = (int)conf->mqtt_version;
   cc.keepalive_s = (int)conf->keepalive_s;
   cc.qos = (int)conf->qos;
+  cc.session_expiry_s = conf->session_expiry_s;
   mqtt_client_callbacks_t cb = {.arg = b, .on_message = on_mqtt_message,
                                 .on_state = on_mqtt_state};
   return mqtt_client_new(b->env.loop, &cc, &cb, &b->client);
@@ -760,6 +763,9 @@ static size_t mqtt_format_metrics(const gw_binding_t *binding, char *out, size_t
   APPEND("lwm2m_gw_mqtt_reconnects_total %llu\n", (unsigned long long)st->reconnects);
   APPEND("lwm2m_gw_mqtt_publishes_acknowledged_total %llu\n", (unsigned long long)st->published);
   APPEND("lwm2m_gw_mqtt_publishes_dropped_total %llu\n", (unsigned long long)st->dropped);
+  APPEND("lwm2m_gw_mqtt_redelivered_total %llu\n", (unsigned long long)st->redelivered);
+  APPEND("lwm2m_gw_mqtt_session_present %d\n", st->session_present);
+  APPEND("lwm2m_gw_mqtt_sessions_lost_total %llu\n", (unsigned long long)st->sessions_lost);
   APPEND("lwm2m_gw_mqtt_endpoints %zu\n", b->endpoint_count);
 #undef MQTT_METRIC_TEXT
 #undef APPEND
