@@ -119,6 +119,7 @@ struct mqtt_client {
 
   mqtt_state_t state;
   bool ever_connected;
+  bool paho_lost_publish; /* Paho freed a publish it keeps for resending: renew it */
   uint32_t backoff_ms;
   gw_timer_t reconnect_timer;
   int subscribe_token; /* token of the subscribeMany of the current connection */
@@ -385,6 +386,13 @@ static void paho_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message) {
   }
   if (atomic_load(&in_banner))
     return;
+  /* Paho's heap check refusing to free, a second time, the topic and payload of a publish it had
+   * freed already (see renew_paho(); with a clean session Paho's own cleanup meets them): the
+   * double free does not happen. */
+  if (strstr(message, "Failed to remove heap item")) {
+    gw_log(GW_LOG_DEBUG, "paho", "%s", message);
+    return;
+  }
   gw_log(level >= MQTTASYNC_TRACE_SEVERE ? GW_LOG_ERR : GW_LOG_WARNING, "paho", "%s", message);
 }
 static void paho_trace_setup(void) {
@@ -424,6 +432,85 @@ static void fill_response_options(const mqtt_client_t *c, MQTTAsync_responseOpti
   }
 }
 
+/* A Paho client for c (not connected). Returns Paho's code. */
+static int paho_create(mqtt_client_t *c, MQTTAsync *out_paho) {
+  MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+  co.MQTTVersion = c->version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  int rc = MQTTAsync_createWithOptions(out_paho, c->uri, c->client_id,
+                                       MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+  if (rc != MQTTASYNC_SUCCESS) {
+    *out_paho = NULL;
+    return rc;
+  }
+  rc = MQTTAsync_setCallbacks(*out_paho, c, paho_connection_lost, paho_message_arrived, NULL);
+  if (rc != MQTTASYNC_SUCCESS)
+    MQTTAsync_destroy(out_paho);
+  return rc;
+}
+
+static void handle_event(mqtt_client_t *c, mqtt_event_t *e);
+
+/* Takes the queued events; the caller handles or frees them. */
+static mqtt_event_t *take_events(mqtt_client_t *c) {
+  pthread_mutex_lock(&c->lock);
+  mqtt_event_t *e = c->events_head;
+  c->events_head = c->events_tail = NULL;
+  pthread_mutex_unlock(&c->lock);
+  return e;
+}
+
+static void handle_events(mqtt_client_t *c) {
+  for (mqtt_event_t *e = take_events(c), *next; e; e = next) {
+    next = e->next;
+    handle_event(c, e);
+    event_free(e);
+  }
+}
+
+/* A parked Paho client never connects again; this only satisfies MQTTAsync_setCallbacks. */
+static int paho_parked_message(void *context, char *topic, int topic_len, MQTTAsync_message *m) {
+  (void)context;
+  (void)topic_len;
+  MQTTAsync_freeMessage(&m);
+  MQTTAsync_free(topic);
+  return 1;
+}
+
+/* Paho 1.3.12 (MQTTAsync_processCommand): when writing a QoS 1/2 PUBLISH fails, Paho reports
+ * the failure with token 0 and frees the message's topic and payload, but keeps the message for
+ * resending (eclipse-paho/paho.mqtt.c issues 1310, 1592). A resumed session then sends freed
+ * memory: the broker takes it for a malformed packet and disconnects, at every reconnect, or a
+ * device gets garbage. Destroying that Paho client would free the two blocks a second time, and
+ * by then they may belong to someone else. So the client is parked: it stays, idle and never
+ * connected again (Paho touches a client's in-flight messages only while it is connected, or
+ * when destroying it), a few kilobytes per such failure. A new one, under the same client id,
+ * resumes the session the broker kept; Paho's in-flight copies are gone with the parked client
+ * and ours go out again, in order (a duplicate is possible: at-least-once). */
+static int renew_paho(mqtt_client_t *c) {
+  static unsigned parked;
+  MQTTAsync fresh;
+  int rc = paho_create(c, &fresh);
+  if (rc != MQTTASYNC_SUCCESS)
+    return rc;
+  rc = MQTTAsync_setCallbacks(c->paho, NULL, NULL, paho_parked_message, NULL);
+  if (rc != MQTTASYNC_SUCCESS) { /* not idle yet: try again at the next connect */
+    MQTTAsync_destroy(&fresh);
+    return rc;
+  }
+  /* What the old client reported still counts; it reports nothing any more. */
+  handle_events(c);
+  for (outgoing_msg_t *m; (m = list_pop_head(&c->in_flight)) != NULL;)
+    list_insert_in_order(&c->outgoing, m);
+  for (size_t i = 0; i < c->nsubs; i++)
+    c->subs[i].token = 0;
+  c->paho = fresh;
+  c->paho_lost_publish = false;
+  parked++;
+  GW_NOTICE(MOD, "%s: new Paho client after a failed write (%u parked in this process); %zu "
+                 "publishes to send again", c->uri, parked, c->outgoing.count);
+  return MQTTASYNC_SUCCESS;
+}
+
 /* MQTT 3.1.1 3.1.2.4 / MQTT 5 3.1.2.4, 3.1.2.11.2: clean session (clean start) off keeps the
  * session at the broker, for session_expiry_s after a disconnect with MQTT 5. */
 static void set_session(const mqtt_client_t *c, MQTTAsync_connectOptions *o,
@@ -446,6 +533,11 @@ static void set_session(const mqtt_client_t *c, MQTTAsync_connectOptions *o,
 }
 
 static void do_connect(mqtt_client_t *c) {
+  if (c->paho_lost_publish && renew_paho(c) != MQTTASYNC_SUCCESS) {
+    GW_ERR(MOD, "%s: no new Paho client; retrying", c->uri);
+    schedule_reconnect(c);
+    return;
+  }
   MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
   MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
   MQTTAsync_connectOptions *o = c->version == 5 ? &v5 : &v3;
@@ -634,6 +726,12 @@ static void flush_outgoing(mqtt_client_t *c) {
 /* Paho's report on a publish it had: acknowledged, refused by the broker (dropped), or given
  * back because its connection or session ended first (sent again, in its place in the queue). */
 static void publish_reported(mqtt_client_t *c, const mqtt_event_t *e) {
+  if (e->token == 0) { /* see renew_paho() */
+    GW_WARN(MOD, "%s: a publish could not be written and Paho lost track of it; it is sent "
+                 "again after the reconnect", c->uri);
+    c->paho_lost_publish = true;
+    return;
+  }
   outgoing_msg_t *m = list_take_token(&c->in_flight, e->token);
   if (!m)
     return;
@@ -713,16 +811,7 @@ static void eventfd_readable(gw_loop_t *loop, int fd, uint32_t events, void *arg
   uint64_t n;
   if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
     GW_ERR(MOD, "eventfd read: %s", strerror(errno));
-  pthread_mutex_lock(&c->lock);
-  mqtt_event_t *e = c->events_head;
-  c->events_head = c->events_tail = NULL;
-  pthread_mutex_unlock(&c->lock);
-  while (e) {
-    mqtt_event_t *next = e->next;
-    handle_event(c, e);
-    event_free(e);
-    e = next;
-  }
+  handle_events(c);
 }
 
 /* ---- API --------------------------------------------------------------------------------------- */
@@ -891,21 +980,12 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
   }
   c->fd_added = true;
 
-  MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-  co.MQTTVersion = version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-  rc = MQTTAsync_createWithOptions(&c->paho, c->uri, c->client_id, MQTTCLIENT_PERSISTENCE_NONE,
-                                   NULL, &co);
+  rc = paho_create(c, &c->paho);
   if (rc != MQTTASYNC_SUCCESS) {
     GW_ERR(MOD, "broker URI \"%s\" rejected by Paho (%d)", c->uri, rc);
-    c->paho = NULL;
     mqtt_client_free(&c);
     return rc == MQTTASYNC_BAD_PROTOCOL || rc == MQTTASYNC_BAD_UTF8_STRING ? GW_ERR_INVAL
                                                                              : GW_ERR_IO;
-  }
-  rc = MQTTAsync_setCallbacks(c->paho, c, paho_connection_lost, paho_message_arrived, NULL);
-  if (rc != MQTTASYNC_SUCCESS) {
-    mqtt_client_free(&c);
-    return GW_ERR_IO;
   }
   *out_client = c;
   return GW_OK;
