@@ -20,6 +20,12 @@
  * Link policy: QoS 1 already delivers at least once, so the core sends no CoAP retransmissions
  * toward MQTT devices; duplicates from QoS redelivery keep their message ID here (same token)
  * and are answered from the core's cache.
+ *
+ * Broker restarts: the client's session is persistent (mqtt_client.h), so what devices publish
+ * while the gateway is away waits at the broker. Nothing here is cleared on a disconnect: server
+ * requests waiting for a device's result and device requests waiting for the server's answer
+ * complete when the answer comes after the reconnect. Redeliveries (DUP) are told apart by token
+ * (requests, results) and, for a Notify, which has no token of its own, by its payload.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -53,7 +59,8 @@
   X(unmatched_results, "results whose token matched no request in flight, ignored")            \
   X(unknown_notifications, "Notify for no known observation, answered with Cancel-Observe")    \
   X(server_refused, "server requests the binding answered itself (not translatable)")          \
-  X(publish_failures, "publishes the MQTT client could not queue")
+  X(publish_failures, "publishes the MQTT client could not queue")                             \
+  X(redelivered_notifications, "Notify redelivered by the broker (DUP), not relayed again")
 
 typedef struct {
 #define MQTT_METRIC_FIELD(name, help) uint64_t name;
@@ -93,6 +100,7 @@ typedef struct {
   uint8_t coap_token[GW_COAP_MAX_TOKEN];
   uint8_t coap_token_len;
   uint32_t seq; /* Observe option value of the last notification (RFC 7641 3.4) */
+  uint64_t last_notify; /* digest of the last Notify relayed (ct, payload); 0: none yet */
 } mqtt_observation_t;
 
 typedef struct mqtt_endpoint {
@@ -243,6 +251,10 @@ static uint16_t uplink_record(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
   return u->mid;
 }
 
+static bool is_notify(const mqtt_endpoint_t *e, uint64_t op) {
+  return e->iface == MQTT_CBOR_IFACE_RD && op == MQTT_CBOR_OP_NOTIFY;
+}
+
 /* The message ID for a device request: a QoS 1 redelivery (same token and operation) keeps
  * the first one's, so the core answers it from its cache instead of relaying it twice. */
 static uint16_t uplink_mid(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
@@ -266,8 +278,26 @@ static mqtt_observation_t *observation_by_coap_token(mqtt_endpoint_t *e, const u
   return NULL;
 }
 
+static uint64_t notify_digest(const mqtt_cbor_msg_t *m) {
+  uint64_t h = gw_fnv1a(GW_FNV1A_INIT, &m->ct, sizeof(m->ct));
+  h = gw_fnv1a(h, m->payload.ptr, m->payload.len);
+  return h ? h : 1; /* 0 means "none yet" */
+}
+
+/* A Notify carries the observation's token, not one of its own (8.3.4), so a redelivery cannot
+ * be told by token. One the broker marks DUP that repeats the observation's last Notify is taken
+ * for that one again: were it a new Notify of an unchanged value, the server already has it. */
+static bool notify_redelivered(mqtt_observation_t *o, const mqtt_cbor_msg_t *m, bool dup) {
+  uint64_t digest = notify_digest(m);
+  if (dup && digest == o->last_notify)
+    return true;
+  o->last_notify = digest;
+  return false;
+}
+
 /* Notify (23) -> CON 2.05 notification on the server's observation (RFC 7641 4.2). */
-static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
+                          bool dup) {
   mqtt_observation_t *o = observation_by_token(e, m->token);
   if (!o || !o->established) {
     /* RFC 7641 3.6 would answer RST; the MQTT form is Cancel-Observe. */
@@ -275,6 +305,12 @@ static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
     GW_INFO(MOD, "%s: Notify for unknown observation %" PRIu64 "; cancelled", e->topic.text,
             m->token);
     publish_cancel_observe(b, e, m->token);
+    return;
+  }
+  if (notify_redelivered(o, m, dup)) {
+    b->metrics.redelivered_notifications++;
+    GW_DEBUG(MOD, "%s: Notify %" PRIu64 " redelivered by the broker; relayed already",
+             e->topic.text, m->token);
     return;
   }
   mqtt_coap_scratch_t scratch = {.used = 0};
@@ -291,9 +327,10 @@ static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
   deliver(b, e, &n);
 }
 
-static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
-  if (m->operation == MQTT_CBOR_OP_NOTIFY && e->iface == MQTT_CBOR_IFACE_RD) {
-    device_notify(b, e, m);
+static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
+                           bool dup) {
+  if (is_notify(e, m->operation)) {
+    device_notify(b, e, m, dup);
     return;
   }
   mqtt_coap_uplink_ctx_t ctx = {.endpoint = e->ep, .location = e->location[0] ? e->location
@@ -407,7 +444,6 @@ static mqtt_endpoint_t *endpoint_for_topic(mqtt_binding_t *b, const char *topic)
 
 static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload, size_t len,
                             bool dup) {
-  (void)dup; /* a redelivery is told apart by its token, as a device's own repetition */
   mqtt_binding_t *b = arg;
   b->metrics.messages_in++;
   mqtt_endpoint_t *e = endpoint_for_topic(b, topic);
@@ -423,7 +459,7 @@ static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload
   } else if (err == MQTT_CBOR_OK && is_server_operation(e->iface, m.operation)) {
     b->metrics.echoes++;
   } else if (err == MQTT_CBOR_OK) {
-    device_request(b, e, &m);
+    device_request(b, e, &m, dup);
   } else {
     device_bad_message(b, e, &m, err);
   }
