@@ -69,7 +69,7 @@ static const char *const storage_names[] = {"SM", "ME", "MT", NULL};
 static const char *const mqtt_keys[] = {
     "enabled", "broker",    "client_id", "username", "password",     "password_file",
     "ca_file", "cert_file", "key_file",  "qos",      "mqtt_version", "keepalive",
-    "accept_unknown", "prefix", "upstream", "bootstrap", "prefixes", NULL};
+    "session_expiry_s", "accept_unknown", "prefix", "upstream", "bootstrap", "prefixes", NULL};
 static const char *const http_keys[] = {
     "enabled",   "listen",         "cert_file",        "key_file",        "client_ca_file",
     "upstream",  "bootstrap",      "device_ca_file",   "device_cert_file", "device_key_file",
@@ -1698,7 +1698,12 @@ static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config
       (rc = get_uint(ctx, g, P, "qos", 0, 2, " (MQTT QoS)", NULL, &mqtt->qos)) != 0 ||
       (rc = get_uint(ctx, g, P, "mqtt_version", 4, 5, " (4 = MQTT 3.1.1, 5 = MQTT 5)", NULL,
                      &mqtt->mqtt_version)) != 0 ||
-      (rc = get_uint(ctx, g, P, "keepalive", 5, 3600, " seconds", NULL, &mqtt->keepalive_s)))
+      (rc = get_uint(ctx, g, P, "keepalive", 5, 3600, " seconds", NULL, &mqtt->keepalive_s)) ||
+      /* MQTT 5 3.1.2.11.2 takes up to 0xFFFFFFFF, but libconfig reads 4294967295 as the int -1;
+       * 68 years is "never" for a router. */
+      (rc = get_uint(ctx, g, P, "session_expiry_s", 0, INT32_MAX,
+                     " seconds (0: clean session, the broker keeps nothing)", NULL,
+                     &mqtt->session_expiry_s)))
     return rc;
   if (mqtt->enabled && (rc = refuse_unbuilt(ctx, g, "mqtt", GW_BUILT_MQTT)) != 0)
     return rc;
@@ -1967,6 +1972,7 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   mqtt->qos = 1;
   mqtt->mqtt_version = 4;
   mqtt->keepalive_s = 30;
+  mqtt->session_expiry_s = 86400;
   mqtt->accept_unknown = true;
   gw_http_conf_t *http = &config->bindings.http;
   http->max_body = 65536;

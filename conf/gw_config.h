@@ -134,13 +134,17 @@ typedef struct {
 typedef struct {
   bool enabled;
   char *broker;       /* tcp://, mqtt://, ssl://, mqtts://, ws://, wss:// URI; required */
-  char *client_id;    /* optional; default lwm2m-gw-<hostname>-<pid> */
+  char *client_id;    /* optional; default lwm2m-gw-<hostname>, stable: the broker keeps the
+                         session under it */
   char *username;     /* optional */
   char *password;     /* optional, from password or password_file */
   char *ca_file, *cert_file, *key_file; /* TLS, optional */
   uint32_t qos;          /* 0..2; default 1 */
   uint32_t mqtt_version; /* 4 (3.1.1, default) or 5 */
   uint32_t keepalive_s;  /* default 30 */
+  uint32_t session_expiry_s; /* the broker keeps the session this long after a disconnect
+                                (MQTT 5 Session Expiry Interval); 0 = clean session; default
+                                86400 */
   bool accept_unknown;   /* endpoints not listed in devices are served; default true */
   gw_mqtt_tenant_conf_t *tenants;
   size_t tenant_count;   /* >= 1 after loading */

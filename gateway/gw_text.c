@@ -82,12 +82,14 @@ size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp) {
   return len;
 }
 
-size_t gw_hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    h = (h ^ *p) * 1099511628211ull;
-  return (size_t)h;
+uint64_t gw_fnv1a(uint64_t h, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ p[i]) * 1099511628211ull;
+  return h;
 }
+
+size_t gw_hash_str(const char *s) { return (size_t)gw_fnv1a(GW_FNV1A_INIT, s, strlen(s)); }
 
 void gw_append_counter(char *out, size_t out_size, size_t *used, const char *binding,
                        const char *name, const char *help, uint64_t value) {

@@ -29,6 +29,10 @@ int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
 size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp);
 /* FNV-1a of a NUL-terminated string: hash tables keyed by binding addresses. */
 size_t gw_hash_str(const char *s);
+/* 64-bit FNV-1a of len bytes, continuing from h (GW_FNV1A_INIT to start): a digest that tells
+ * a repeated message from a new one, not a cryptographic one. */
+#define GW_FNV1A_INIT 1469598103934665603ull
+uint64_t gw_fnv1a(uint64_t h, const void *data, size_t len);
 
 /* One Prometheus counter of a binding, with its help line:
  * "# HELP lwm2m_gw_<binding>_<name>_total <help>\nlwm2m_gw_<binding>_<name>_total <value>\n". */

@@ -20,6 +20,12 @@
  * Link policy: QoS 1 already delivers at least once, so the core sends no CoAP retransmissions
  * toward MQTT devices; duplicates from QoS redelivery keep their message ID here (same token)
  * and are answered from the core's cache.
+ *
+ * Broker restarts: the client's session is persistent (mqtt_client.h), so what devices publish
+ * while the gateway is away waits at the broker. Nothing here is cleared on a disconnect: server
+ * requests waiting for a device's result and device requests waiting for the server's answer
+ * complete when the answer comes after the reconnect. Redeliveries (DUP) are told apart by token
+ * (requests, results) and, for a Notify, which has no token of its own, by its payload.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,6 +33,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "dedup.h"
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_random.h"
@@ -40,6 +47,10 @@
 #define MQTT_UPLINK_SLOTS 16      /* recent device requests per topic (dedup, answers) */
 #define MQTT_DOWNLINK_SLOTS 16    /* server requests waiting for the device's result */
 #define MQTT_OBSERVATION_SLOTS 16 /* observations per device */
+/* Device requests relayed and not answered yet, per topic: below the core's own limit
+ * (GW_MAX_UPLINK), which answers 5.03 beyond it. More wait here (MQTT_HELD_MAX), in order. */
+#define MQTT_REQUESTS_IN_FLIGHT 4
+#define MQTT_HELD_MAX 32
 #define MQTT_PUBLISH_MAX 66000
 
 #define MQTT_METRICS(X)                                                                        \
@@ -53,7 +64,9 @@
   X(unmatched_results, "results whose token matched no request in flight, ignored")            \
   X(unknown_notifications, "Notify for no known observation, answered with Cancel-Observe")    \
   X(server_refused, "server requests the binding answered itself (not translatable)")          \
-  X(publish_failures, "publishes the MQTT client could not queue")
+  X(publish_failures, "publishes the MQTT client could not queue")                             \
+  X(redelivered_notifications, "Notify redelivered by the broker (DUP), not relayed again")    \
+  X(held_requests, "device requests that waited for the answer to an earlier one (a burst)")
 
 typedef struct {
 #define MQTT_METRIC_FIELD(name, help) uint64_t name;
@@ -65,14 +78,25 @@ typedef struct {
   char *prefix, *upstream, *bootstrap;
 } mqtt_tenant_t;
 
-/* A device request or Notify relayed as CoAP (mid) until its answer was published. For a
- * Notify, token is the observation's. */
+/* A device request or Notify relayed as CoAP (mid), kept after its answer for deduplication.
+ * For a Notify, token is the observation's. */
 typedef struct {
   bool used;
+  bool answered; /* the answer was published (or the request refused by the binding) */
   uint64_t token;
   uint64_t op;
   uint16_t mid;
+  uint64_t since_ms;
 } mqtt_uplink_t;
+
+/* A device request that came while MQTT_REQUESTS_IN_FLIGHT of its topic were unanswered: the
+ * MQTT payload as it came, decoded again when its turn comes. */
+typedef struct mqtt_held {
+  struct mqtt_held *next;
+  bool dup;
+  size_t len;
+  uint8_t cbor[];
+} mqtt_held_t;
 
 /* A server request published with a fresh MQTT token, until the device's result. */
 typedef struct {
@@ -93,6 +117,7 @@ typedef struct {
   uint8_t coap_token[GW_COAP_MAX_TOKEN];
   uint8_t coap_token_len;
   uint32_t seq; /* Observe option value of the last notification (RFC 7641 3.4) */
+  uint64_t last_notify; /* digest of the last Notify relayed (ct, payload); 0: none yet */
 } mqtt_observation_t;
 
 typedef struct mqtt_endpoint {
@@ -108,6 +133,10 @@ typedef struct mqtt_endpoint {
   size_t downlink_next;
   mqtt_downlink_t downlink[MQTT_DOWNLINK_SLOTS];
   mqtt_observation_t obs[MQTT_OBSERVATION_SLOTS];
+  mqtt_held_t *held_head, *held_tail; /* oldest first */
+  size_t held_count;
+  struct mqtt_endpoint *next_holding; /* in mqtt_binding_t.holding */
+  bool in_holding;
 } mqtt_endpoint_t;
 
 typedef struct {
@@ -120,6 +149,8 @@ typedef struct {
   const char **prefixes; /* tenants[i].prefix, for mqtt_topic_parse */
   mqtt_endpoint_t **buckets;
   size_t bucket_count, endpoint_count, max_endpoints;
+  mqtt_endpoint_t *holding; /* endpoints with held requests */
+  gw_timer_t release_timer; /* hands held requests to the core, outside the core's calls */
   uint64_t next_token;
   gw_link_policy_t policy;
   mqtt_metrics_t metrics;
@@ -202,14 +233,16 @@ static void publish_cancel_observe(mqtt_binding_t *b, const mqtt_endpoint_t *e, 
 /* ------------------------------------------------------------------------------------------ */
 /* handing CoAP to the core                                                                    */
 
-static void deliver(mqtt_binding_t *b, const mqtt_endpoint_t *e, const gw_coap_msg_t *m) {
+/* Returns false when m did not fit the core's buffer (logged, counted as rejected). */
+static bool deliver(mqtt_binding_t *b, const mqtt_endpoint_t *e, const gw_coap_msg_t *m) {
   size_t len = gw_coap_serialize(m, b->coap_buf, sizeof(b->coap_buf));
   if (len == 0) {
     GW_WARN(MOD, "%s: translated message does not fit; dropped", e->topic.text);
     b->env.on_rejected(b->env.core, &b->base, &e->topic, "translated CoAP message too large");
-    return;
+    return false;
   }
   b->env.on_message(b->env.core, &b->base, &e->topic, b->coap_buf, len);
+  return true;
 }
 
 /* Answers a server request (mid, token) with a bare code, from the loop's next turn. */
@@ -239,8 +272,43 @@ static mqtt_uplink_t *uplink_find_mid(mqtt_endpoint_t *e, uint16_t mid) {
 static uint16_t uplink_record(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
   mqtt_uplink_t *u = &e->uplink[e->uplink_next];
   e->uplink_next = (e->uplink_next + 1) % MQTT_UPLINK_SLOTS;
-  *u = (mqtt_uplink_t){.used = true, .token = token, .op = op, .mid = e->next_mid++};
+  *u = (mqtt_uplink_t){.used = true, .token = token, .op = op, .mid = e->next_mid++,
+                       .since_ms = gw_now_ms()};
   return u->mid;
+}
+
+static void uplink_answered(mqtt_endpoint_t *e, uint16_t mid) {
+  mqtt_uplink_t *u = uplink_find_mid(e, mid);
+  if (u)
+    u->answered = true;
+}
+
+static bool is_notify(const mqtt_endpoint_t *e, uint64_t op) {
+  return e->iface == MQTT_CBOR_IFACE_RD && op == MQTT_CBOR_OP_NOTIFY;
+}
+
+/* An unanswered device request stops counting after EXCHANGE_LIFETIME, as in the core: no
+ * answer can come any more (RFC 7252 4.8.2). */
+static bool uplink_in_flight(const mqtt_endpoint_t *e, const mqtt_uplink_t *u, uint64_t now) {
+  return u->used && !u->answered && !is_notify(e, u->op) &&
+         u->since_ms + GW_EXCHANGE_LIFETIME_MS > now; /* since_ms may be after now */
+}
+
+static size_t requests_in_flight(const mqtt_endpoint_t *e, uint64_t now) {
+  size_t n = 0;
+  for (size_t i = 0; i < MQTT_UPLINK_SLOTS; i++)
+    n += uplink_in_flight(e, &e->uplink[i], now);
+  return n;
+}
+
+/* When the oldest request in flight stops counting. */
+static uint64_t requests_age_out_ms(const mqtt_endpoint_t *e, uint64_t now) {
+  uint64_t due = UINT64_MAX;
+  for (size_t i = 0; i < MQTT_UPLINK_SLOTS; i++)
+    if (uplink_in_flight(e, &e->uplink[i], now) &&
+        e->uplink[i].since_ms + GW_EXCHANGE_LIFETIME_MS < due)
+      due = e->uplink[i].since_ms + GW_EXCHANGE_LIFETIME_MS;
+  return due == UINT64_MAX ? now : due;
 }
 
 /* The message ID for a device request: a QoS 1 redelivery (same token and operation) keeps
@@ -266,8 +334,26 @@ static mqtt_observation_t *observation_by_coap_token(mqtt_endpoint_t *e, const u
   return NULL;
 }
 
+static uint64_t notify_digest(const mqtt_cbor_msg_t *m) {
+  uint64_t h = gw_fnv1a(GW_FNV1A_INIT, &m->ct, sizeof(m->ct));
+  h = gw_fnv1a(h, m->payload.ptr, m->payload.len);
+  return h ? h : 1; /* 0 means "none yet" */
+}
+
+/* A Notify carries the observation's token, not one of its own (8.3.4), so a redelivery cannot
+ * be told by token. One the broker marks DUP that repeats the observation's last Notify is taken
+ * for that one again: were it a new Notify of an unchanged value, the server already has it. */
+static bool notify_redelivered(mqtt_observation_t *o, const mqtt_cbor_msg_t *m, bool dup) {
+  uint64_t digest = notify_digest(m);
+  if (dup && digest == o->last_notify)
+    return true;
+  o->last_notify = digest;
+  return false;
+}
+
 /* Notify (23) -> CON 2.05 notification on the server's observation (RFC 7641 4.2). */
-static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
+                          bool dup) {
   mqtt_observation_t *o = observation_by_token(e, m->token);
   if (!o || !o->established) {
     /* RFC 7641 3.6 would answer RST; the MQTT form is Cancel-Observe. */
@@ -275,6 +361,12 @@ static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
     GW_INFO(MOD, "%s: Notify for unknown observation %" PRIu64 "; cancelled", e->topic.text,
             m->token);
     publish_cancel_observe(b, e, m->token);
+    return;
+  }
+  if (notify_redelivered(o, m, dup)) {
+    b->metrics.redelivered_notifications++;
+    GW_DEBUG(MOD, "%s: Notify %" PRIu64 " redelivered by the broker; relayed already",
+             e->topic.text, m->token);
     return;
   }
   mqtt_coap_scratch_t scratch = {.used = 0};
@@ -291,17 +383,20 @@ static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
   deliver(b, e, &n);
 }
 
-static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
-  if (m->operation == MQTT_CBOR_OP_NOTIFY && e->iface == MQTT_CBOR_IFACE_RD) {
-    device_notify(b, e, m);
+static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
+                           bool dup) {
+  if (is_notify(e, m->operation)) {
+    device_notify(b, e, m, dup);
     return;
   }
   mqtt_coap_uplink_ctx_t ctx = {.endpoint = e->ep, .location = e->location[0] ? e->location
                                                                                : NULL};
   mqtt_coap_scratch_t scratch = {.used = 0};
   gw_coap_msg_t req;
-  int result = mqtt_coap_uplink_request(m, e->iface, &ctx, uplink_mid(e, m->token, m->operation),
-                                        &req, &scratch);
+  uint16_t mid = uplink_mid(e, m->token, m->operation);
+  int result = mqtt_coap_uplink_request(m, e->iface, &ctx, mid, &req, &scratch);
+  if (result == 0 && !deliver(b, e, &req))
+    result = 500; /* Transport 8.5-5: a generic error */
   if (result != 0) {
     if (result == 501)
       b->metrics.unknown_operations++;
@@ -309,10 +404,110 @@ static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbo
       b->metrics.refused++;
     GW_NOTICE(MOD, "%s: %s refused with %d", e->topic.text,
               mqtt_cbor_op_name(e->iface, m->operation), result);
+    uplink_answered(e, mid);
     publish_result(b, e, m->token, (uint16_t)result);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* held device requests                                                                        */
+
+/* After a broker restart the broker delivers what it queued, and devices send what they kept,
+ * at once: more requests of one device than the core takes in flight. Such a burst waits here,
+ * in order, and each request goes to the core when an earlier one was answered. A repetition
+ * of a request relayed already goes through: the core answers it from its cache. */
+static bool must_wait(mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+  if (is_notify(e, m->operation) || uplink_find_token(e, m->token, m->operation))
+    return false;
+  return e->held_head || requests_in_flight(e, gw_now_ms()) >= MQTT_REQUESTS_IN_FLIGHT;
+}
+
+/* Arms the release timer to fire within delay_ms. */
+static void release_within(mqtt_binding_t *b, uint64_t delay_ms) {
+  uint64_t due = gw_now_ms() + delay_ms;
+  if (!gw_timer_active(&b->release_timer) || b->release_timer.due_ms > due)
+    gw_timer_start(b->env.loop, &b->release_timer, delay_ms);
+}
+
+static void holding_add(mqtt_binding_t *b, mqtt_endpoint_t *e) {
+  if (e->in_holding)
+    return;
+  e->in_holding = true;
+  e->next_holding = b->holding;
+  b->holding = e;
+}
+
+static void hold_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
+                         const uint8_t *payload, size_t len, bool dup) {
+  mqtt_held_t *h = e->held_count < MQTT_HELD_MAX ? malloc(sizeof(*h) + len) : NULL;
+  if (!h) {
+    b->metrics.refused++;
+    GW_WARN_LIMITED(MOD, "%s: %zu requests wait for earlier ones already; %s refused with 503",
+                    e->topic.text, e->held_count, mqtt_cbor_op_name(e->iface, m->operation));
+    publish_result(b, e, m->token, 503);
     return;
   }
-  deliver(b, e, &req);
+  *h = (mqtt_held_t){.dup = dup, .len = len};
+  memcpy(h->cbor, payload, len);
+  if (e->held_tail)
+    e->held_tail->next = h;
+  else
+    e->held_head = h;
+  e->held_tail = h;
+  e->held_count++;
+  b->metrics.held_requests++;
+  holding_add(b, e);
+  uint64_t now = gw_now_ms();
+  release_within(b, requests_age_out_ms(e, now) - now);
+}
+
+static mqtt_held_t *held_pop(mqtt_endpoint_t *e) {
+  mqtt_held_t *h = e->held_head;
+  if (h) {
+    e->held_head = h->next;
+    if (!e->held_head)
+      e->held_tail = NULL;
+    e->held_count--;
+  }
+  return h;
+}
+
+/* Hands e's held requests to the core while it has room for them. */
+static void release_held(mqtt_binding_t *b, mqtt_endpoint_t *e, uint64_t now) {
+  while (e->held_head && requests_in_flight(e, now) < MQTT_REQUESTS_IN_FLIGHT) {
+    mqtt_held_t *h = held_pop(e);
+    mqtt_cbor_msg_t m;
+    /* It was decoded and validated before it was held: this cannot fail. */
+    if (mqtt_cbor_decode(h->cbor, h->len, &m) == MQTT_CBOR_OK)
+      device_request(b, e, &m, h->dup);
+    free(h);
+  }
+}
+
+static void release_timer_fired(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  mqtt_binding_t *b = arg;
+  mqtt_endpoint_t *list = b->holding;
+  b->holding = NULL;
+  uint64_t now = gw_now_ms(), next = UINT64_MAX;
+  while (list) {
+    mqtt_endpoint_t *e = list;
+    list = e->next_holding;
+    e->in_holding = false;
+    release_held(b, e, now);
+    if (!e->held_head)
+      continue;
+    holding_add(b, e);
+    uint64_t due = requests_age_out_ms(e, now);
+    next = due < next ? due : next;
+  }
+  if (next != UINT64_MAX)
+    release_within(b, next > now ? next - now : 0);
+}
+
+static void held_free(mqtt_endpoint_t *e) {
+  for (mqtt_held_t *h; (h = held_pop(e)) != NULL;)
+    free(h);
 }
 
 static mqtt_downlink_t *downlink_find_token(mqtt_endpoint_t *e, uint64_t token) {
@@ -405,7 +600,8 @@ static mqtt_endpoint_t *endpoint_for_topic(mqtt_binding_t *b, const char *topic)
   return e;
 }
 
-static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload, size_t len) {
+static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload, size_t len,
+                            bool dup) {
   mqtt_binding_t *b = arg;
   b->metrics.messages_in++;
   mqtt_endpoint_t *e = endpoint_for_topic(b, topic);
@@ -420,8 +616,10 @@ static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload
     device_result(b, e, &m);
   } else if (err == MQTT_CBOR_OK && is_server_operation(e->iface, m.operation)) {
     b->metrics.echoes++;
+  } else if (err == MQTT_CBOR_OK && must_wait(e, &m)) {
+    hold_request(b, e, &m, payload, len, dup);
   } else if (err == MQTT_CBOR_OK) {
-    device_request(b, e, &m);
+    device_request(b, e, &m, dup);
   } else {
     device_bad_message(b, e, &m, err);
   }
@@ -519,6 +717,12 @@ static int send_device_answer(mqtt_binding_t *b, mqtt_endpoint_t *e, const gw_co
     gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, e->location, sizeof(e->location));
   else if (u && u->op == MQTT_CBOR_OP_DEREGISTER && GW_COAP_CODE_CLASS(resp->code) == 2)
     e->location[0] = 0;
+  if (u)
+    u->answered = true;
+  if (e->held_head) {
+    holding_add(b, e);
+    release_within(b, 0); /* not now: the core is inside its call to us */
+  }
   mqtt_cbor_msg_t m;
   if (mqtt_coap_response_to_mqtt(resp, token, &m) != 0) {
     char c[8];
@@ -597,6 +801,7 @@ static int new_client(mqtt_binding_t *b, const gw_mqtt_conf_t *conf) {
   cc.mqtt_version = (int)conf->mqtt_version;
   cc.keepalive_s = (int)conf->keepalive_s;
   cc.qos = (int)conf->qos;
+  cc.session_expiry_s = conf->session_expiry_s;
   mqtt_client_callbacks_t cb = {.arg = b, .on_message = on_mqtt_message,
                                 .on_state = on_mqtt_state};
   return mqtt_client_new(b->env.loop, &cc, &cb, &b->client);
@@ -613,6 +818,7 @@ static int mqtt_create(const gw_config_t *config, const gw_binding_env_t *env,
   b->env = *env;
   b->config = config;
   gw_local_answers_init(&b->local, &b->base, env);
+  gw_timer_init(&b->release_timer, release_timer_fired, b);
   /* rd and bs topics of every device */
   b->max_endpoints = 2 * (size_t)config->gateway.max_devices;
   b->bucket_count = 64;
@@ -661,6 +867,7 @@ static int mqtt_start(gw_binding_t *binding) {
 static void mqtt_stop(gw_binding_t *binding) {
   mqtt_binding_t *b = (mqtt_binding_t *)binding;
   gw_local_answers_stop(&b->local);
+  gw_timer_stop(b->env.loop, &b->release_timer);
   mqtt_client_free(&b->client);
 }
 
@@ -672,6 +879,7 @@ static void mqtt_free(gw_binding_t **binding) {
   for (size_t i = 0; b->buckets && i < b->bucket_count; i++) {
     for (mqtt_endpoint_t *e = b->buckets[i], *next; e; e = next) {
       next = e->next;
+      held_free(e);
       free(e);
     }
   }
@@ -760,6 +968,9 @@ static size_t mqtt_format_metrics(const gw_binding_t *binding, char *out, size_t
   APPEND("lwm2m_gw_mqtt_reconnects_total %llu\n", (unsigned long long)st->reconnects);
   APPEND("lwm2m_gw_mqtt_publishes_acknowledged_total %llu\n", (unsigned long long)st->published);
   APPEND("lwm2m_gw_mqtt_publishes_dropped_total %llu\n", (unsigned long long)st->dropped);
+  APPEND("lwm2m_gw_mqtt_redelivered_total %llu\n", (unsigned long long)st->redelivered);
+  APPEND("lwm2m_gw_mqtt_session_present %d\n", st->session_present);
+  APPEND("lwm2m_gw_mqtt_sessions_lost_total %llu\n", (unsigned long long)st->sessions_lost);
   APPEND("lwm2m_gw_mqtt_endpoints %zu\n", b->endpoint_count);
 #undef MQTT_METRIC_TEXT
 #undef APPEND

@@ -3,7 +3,15 @@
  * Threads: Paho's callbacks (its send/receive threads) only copy what they were told into
  * `events` under `lock` and write `efd`. Everything else, including every field but `events`,
  * belongs to the loop thread. Paho's own automatic reconnect is not used: the backoff is a loop
- * timer, so the client's state, its subscriptions and its outgoing queue change in one thread. */
+ * timer, so the client's state, its subscriptions and its outgoing queue change in one thread.
+ *
+ * Session (MQTT 3.1.1 3.1.2.4, 4.4; MQTT 5 3.1.2.4, 3.1.2.11.2): the client connects with clean
+ * session / clean start off, so the broker keeps its subscriptions and queues QoS 1/2 messages
+ * for it while it is away. A publish handed to Paho stays Paho's until Paho reports it: on a
+ * resumed session Paho sends it again with DUP and reports the PUBACK; when the session is gone
+ * (the broker kept none, or clean session) Paho fails it with "incomplete" and it goes back into
+ * our queue, in its place. Paho keeps that state in memory only (MQTTCLIENT_PERSISTENCE_NONE):
+ * see mqtt/README.md for why not in files. */
 #include "mqtt_client.h"
 
 #include <dirent.h>
@@ -33,6 +41,7 @@
 #define DEFAULT_RECONNECT_MAX_MS 60000u
 #define DEFAULT_CONNECT_TIMEOUT_S 10u
 #define DEFAULT_MAX_QUEUED 1000u
+#define DEFAULT_SESSION_EXPIRY_S 86400u
 /* Publishes handed to Paho and not yet acknowledged; more wait in our own queue, so a broker
  * that stops acknowledging cannot make Paho's command queue grow without bound. */
 #define MAX_IN_FLIGHT 100u
@@ -53,7 +62,8 @@ typedef struct mqtt_event {
   struct mqtt_event *next;
   mqtt_event_kind_t kind;
   int token;
-  int code; /* Paho return code or MQTT reason code */
+  int code; /* Paho return code or MQTT reason code; EV_CONNECTED: session present */
+  bool dup; /* EV_MESSAGE: DUP flag */
   char *topic;
   uint8_t *payload;
   size_t len;
@@ -62,7 +72,8 @@ typedef struct mqtt_event {
 /* One publish owned by the client: waiting in `outgoing` or handed to Paho in `in_flight`. */
 typedef struct outgoing_msg {
   struct outgoing_msg *next;
-  int token; /* Paho's token while in flight */
+  uint64_t seq; /* publish order, kept when Paho gives a message back */
+  int token;    /* Paho's token while in flight */
   char *topic;
   uint8_t *payload;
   size_t len;
@@ -72,6 +83,13 @@ typedef struct {
   outgoing_msg_t *head, *tail;
   size_t count;
 } msg_list_t;
+
+/* A topic filter the client keeps subscribed. */
+typedef struct {
+  char *filter;
+  bool in_session; /* acknowledged (SUBACK) in the session the broker holds for us */
+  int token;       /* of the SUBSCRIBE carrying it while not in_session; 0: none */
+} subscription_t;
 
 typedef enum {
   STATE_IDLE,        /* not started */
@@ -92,6 +110,7 @@ struct mqtt_client {
   int version; /* 4 or 5 */
   int keepalive_s, qos;
   uint32_t reconnect_min_ms, reconnect_max_ms, connect_timeout_s, max_queued;
+  uint32_t session_expiry_s; /* 0: clean session */
 
   int efd;
   bool fd_added;
@@ -100,15 +119,17 @@ struct mqtt_client {
 
   mqtt_state_t state;
   bool ever_connected;
+  bool paho_lost_publish; /* Paho freed a publish it keeps for resending: renew it */
   uint32_t backoff_ms;
   gw_timer_t reconnect_timer;
   int subscribe_token; /* token of the subscribeMany of the current connection */
   atomic_size_t nsubs_sent; /* filters in that subscribeMany (read on Paho's thread) */
 
-  char **subs;
+  subscription_t *subs;
   size_t nsubs, subs_cap;
 
   msg_list_t outgoing, in_flight;
+  uint64_t next_seq;
   mqtt_client_status_t status;
 };
 
@@ -131,6 +152,21 @@ static void list_push_head(msg_list_t *l, outgoing_msg_t *m) {
   m->next = l->head;
   l->head = m;
   if (!l->tail)
+    l->tail = m;
+  l->count++;
+}
+
+/* Inserts m before the first message published after it. */
+static void list_insert_in_order(msg_list_t *l, outgoing_msg_t *m) {
+  outgoing_msg_t *prev = NULL, *next = l->head;
+  for (; next && next->seq < m->seq; prev = next, next = next->next)
+    ;
+  m->next = next;
+  if (prev)
+    prev->next = m;
+  else
+    l->head = m;
+  if (!next)
     l->tail = m;
   l->count++;
 }
@@ -244,6 +280,7 @@ static int paho_message_arrived(void *context, char *topic, int topic_len, MQTTA
   e->topic = t;
   e->payload = p;
   e->len = plen;
+  e->dup = m->dup != 0;
   MQTTAsync_freeMessage(&m);
   MQTTAsync_free(topic);
   post_event(c, e);
@@ -251,13 +288,13 @@ static int paho_message_arrived(void *context, char *topic, int topic_len, MQTTA
 }
 
 static void paho_connect_ok(void *context, MQTTAsync_successData *r) {
-  post_simple(context, EV_CONNECTED, r ? r->token : 0, 0);
+  post_simple(context, EV_CONNECTED, r ? r->token : 0, r ? r->alt.connect.sessionPresent : 0);
 }
 static void paho_connect_fail(void *context, MQTTAsync_failureData *r) {
   post_simple(context, EV_CONNECT_FAILED, r ? r->token : 0, r ? r->code : -1);
 }
 static void paho_connect_ok5(void *context, MQTTAsync_successData5 *r) {
-  post_simple(context, EV_CONNECTED, r ? r->token : 0, 0);
+  post_simple(context, EV_CONNECTED, r ? r->token : 0, r ? r->alt.connect.sessionPresent : 0);
 }
 static void paho_connect_fail5(void *context, MQTTAsync_failureData5 *r) {
   post_simple(context, EV_CONNECT_FAILED, r ? r->token : 0,
@@ -349,6 +386,13 @@ static void paho_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message) {
   }
   if (atomic_load(&in_banner))
     return;
+  /* Paho's heap check refusing to free, a second time, the topic and payload of a publish it had
+   * freed already (see renew_paho(); with a clean session Paho's own cleanup meets them): the
+   * double free does not happen. */
+  if (strstr(message, "Failed to remove heap item")) {
+    gw_log(GW_LOG_DEBUG, "paho", "%s", message);
+    return;
+  }
   gw_log(level >= MQTTASYNC_TRACE_SEVERE ? GW_LOG_ERR : GW_LOG_WARNING, "paho", "%s", message);
 }
 static void paho_trace_setup(void) {
@@ -388,22 +432,127 @@ static void fill_response_options(const mqtt_client_t *c, MQTTAsync_responseOpti
   }
 }
 
+/* A Paho client for c (not connected). Returns Paho's code. */
+static int paho_create(mqtt_client_t *c, MQTTAsync *out_paho) {
+  MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+  co.MQTTVersion = c->version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  int rc = MQTTAsync_createWithOptions(out_paho, c->uri, c->client_id,
+                                       MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+  if (rc != MQTTASYNC_SUCCESS) {
+    *out_paho = NULL;
+    return rc;
+  }
+  rc = MQTTAsync_setCallbacks(*out_paho, c, paho_connection_lost, paho_message_arrived, NULL);
+  if (rc != MQTTASYNC_SUCCESS)
+    MQTTAsync_destroy(out_paho);
+  return rc;
+}
+
+static void handle_event(mqtt_client_t *c, mqtt_event_t *e);
+
+/* Takes the queued events; the caller handles or frees them. */
+static mqtt_event_t *take_events(mqtt_client_t *c) {
+  pthread_mutex_lock(&c->lock);
+  mqtt_event_t *e = c->events_head;
+  c->events_head = c->events_tail = NULL;
+  pthread_mutex_unlock(&c->lock);
+  return e;
+}
+
+static void handle_events(mqtt_client_t *c) {
+  for (mqtt_event_t *e = take_events(c), *next; e; e = next) {
+    next = e->next;
+    handle_event(c, e);
+    event_free(e);
+  }
+}
+
+/* A parked Paho client never connects again; this only satisfies MQTTAsync_setCallbacks. */
+static int paho_parked_message(void *context, char *topic, int topic_len, MQTTAsync_message *m) {
+  (void)context;
+  (void)topic_len;
+  MQTTAsync_freeMessage(&m);
+  MQTTAsync_free(topic);
+  return 1;
+}
+
+/* Paho 1.3.12 (MQTTAsync_processCommand): when writing a QoS 1/2 PUBLISH fails, Paho reports
+ * the failure with token 0 and frees the message's topic and payload, but keeps the message for
+ * resending (eclipse-paho/paho.mqtt.c issues 1310, 1592). A resumed session then sends freed
+ * memory: the broker takes it for a malformed packet and disconnects, at every reconnect, or a
+ * device gets garbage. Destroying that Paho client would free the two blocks a second time, and
+ * by then they may belong to someone else. So the client is parked: it stays, idle and never
+ * connected again (Paho touches a client's in-flight messages only while it is connected, or
+ * when destroying it), a few kilobytes per such failure. A new one, under the same client id,
+ * resumes the session the broker kept; Paho's in-flight copies are gone with the parked client
+ * and ours go out again, in order (a duplicate is possible: at-least-once). */
+static int renew_paho(mqtt_client_t *c) {
+  static unsigned parked;
+  MQTTAsync fresh;
+  int rc = paho_create(c, &fresh);
+  if (rc != MQTTASYNC_SUCCESS)
+    return rc;
+  rc = MQTTAsync_setCallbacks(c->paho, NULL, NULL, paho_parked_message, NULL);
+  if (rc != MQTTASYNC_SUCCESS) { /* not idle yet: try again at the next connect */
+    MQTTAsync_destroy(&fresh);
+    return rc;
+  }
+  /* What the old client reported still counts; it reports nothing any more. */
+  handle_events(c);
+  for (outgoing_msg_t *m; (m = list_pop_head(&c->in_flight)) != NULL;)
+    list_insert_in_order(&c->outgoing, m);
+  for (size_t i = 0; i < c->nsubs; i++)
+    c->subs[i].token = 0;
+  c->paho = fresh;
+  c->paho_lost_publish = false;
+  parked++;
+  GW_NOTICE(MOD, "%s: new Paho client after a failed write (%u parked in this process); %zu "
+                 "publishes to send again", c->uri, parked, c->outgoing.count);
+  return MQTTASYNC_SUCCESS;
+}
+
+/* MQTT 3.1.1 3.1.2.4 / MQTT 5 3.1.2.4, 3.1.2.11.2: clean session (clean start) off keeps the
+ * session at the broker, for session_expiry_s after a disconnect with MQTT 5. */
+static void set_session(const mqtt_client_t *c, MQTTAsync_connectOptions *o,
+                        MQTTProperties *props) {
+  bool keep = c->session_expiry_s > 0;
+  if (c->version != 5) {
+    o->cleansession = !keep;
+    return;
+  }
+  o->cleanstart = !keep;
+  if (!keep)
+    return;
+  MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL,
+                         .value.integer4 = c->session_expiry_s};
+  if (MQTTProperties_add(props, &expiry) == 0)
+    o->connectProperties = props;
+  else
+    GW_WARN(MOD, "%s: no memory for the Session Expiry Interval; the broker may drop the "
+                 "session at disconnect", c->uri);
+}
+
 static void do_connect(mqtt_client_t *c) {
+  if (c->paho_lost_publish && renew_paho(c) != MQTTASYNC_SUCCESS) {
+    GW_ERR(MOD, "%s: no new Paho client; retrying", c->uri);
+    schedule_reconnect(c);
+    return;
+  }
   MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
   MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
   MQTTAsync_connectOptions *o = c->version == 5 ? &v5 : &v3;
   MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+  MQTTProperties props = MQTTProperties_initializer;
   if (c->version == 5) {
     o->MQTTVersion = MQTTVERSION_5;
-    o->cleanstart = 1;
     o->onSuccess5 = paho_connect_ok5;
     o->onFailure5 = paho_connect_fail5;
   } else {
     o->MQTTVersion = MQTTVERSION_3_1_1;
-    o->cleansession = 1;
     o->onSuccess = paho_connect_ok;
     o->onFailure = paho_connect_fail;
   }
+  set_session(c, o, &props);
   o->context = c;
   o->keepAliveInterval = c->keepalive_s;
   o->connectTimeout = (int)c->connect_timeout_s;
@@ -419,22 +568,27 @@ static void do_connect(mqtt_client_t *c) {
     o->ssl = &ssl;
   }
   c->state = STATE_CONNECTING;
-  int rc = MQTTAsync_connect(c->paho, o);
+  int rc = MQTTAsync_connect(c->paho, o); /* copies the properties */
+  MQTTProperties_free(&props);
   if (rc != MQTTASYNC_SUCCESS) {
     GW_WARN(MOD, "%s: connect not started (paho %d)", c->uri, rc);
     schedule_reconnect(c);
   }
 }
 
-static void send_subscribe_one(mqtt_client_t *c, const char *filter) {
+/* Returns the SUBSCRIBE's token, 0 when it was not sent. */
+static int send_subscribe_one(mqtt_client_t *c, const char *filter) {
   MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
   fill_response_options(c, &o, paho_subscribe_ok, paho_subscribe_fail, paho_subscribe_ok5,
                         paho_subscribe_fail5);
   if (c->version == 5)
     o.subscribeOptions.noLocal = 1;
   int rc = MQTTAsync_subscribe(c->paho, filter, c->qos, &o);
-  if (rc != MQTTASYNC_SUCCESS)
+  if (rc != MQTTASYNC_SUCCESS) {
     GW_WARN(MOD, "subscribe %s not sent (paho %d); made again on reconnect", filter, rc);
+    return 0;
+  }
+  return o.token;
 }
 
 static void flush_outgoing(mqtt_client_t *c);
@@ -442,53 +596,97 @@ static void flush_outgoing(mqtt_client_t *c);
 static void enter_connected(mqtt_client_t *c) {
   c->state = STATE_CONNECTED;
   c->status.connected = true;
-  GW_INFO(MOD, "%s: connected as %s (%zu subscriptions)", c->uri, c->client_id, c->nsubs);
+  GW_INFO(MOD, "%s: connected as %s (%zu subscriptions, %s)", c->uri, c->client_id, c->nsubs,
+          c->status.session_present ? "session resumed" : "new session");
   if (c->cb.on_state)
     c->cb.on_state(c->cb.arg, true);
   flush_outgoing(c);
 }
 
-static void subscribe_all(mqtt_client_t *c) {
-  if (c->nsubs == 0) {
-    enter_connected(c);
+/* CONNACK's session present flag (MQTT 3.1.1 3.2.2.2, MQTT 5 3.2.2.1.1). Without a session the
+ * broker holds none of our subscriptions, and what it had queued for us is gone. */
+static void note_session(mqtt_client_t *c, bool present) {
+  bool had_session = c->ever_connected && c->session_expiry_s > 0;
+  c->status.session_present = present;
+  if (present)
     return;
+  for (size_t i = 0; i < c->nsubs; i++)
+    c->subs[i].in_session = false;
+  if (had_session) {
+    c->status.sessions_lost++;
+    GW_WARN(MOD, "%s: the broker kept no session for %s (restarted without persistence, or the "
+                 "session expired): what devices published while we were away is lost",
+            c->uri, c->client_id);
   }
-  int *qos = calloc(c->nsubs, sizeof *qos);
-  MQTTSubscribe_options *opts = calloc(c->nsubs, sizeof *opts);
-  if (!qos || !opts) {
-    free(qos);
-    free(opts);
-    GW_ERR(MOD, "out of memory re-subscribing; reconnecting");
+}
+
+/* One SUBSCRIBE for filters[0..n); returns its token, 0 when it was not sent. */
+static int send_subscribe_many(mqtt_client_t *c, char **filters, size_t n) {
+  int *qos = calloc(n, sizeof *qos);
+  MQTTSubscribe_options *opts = calloc(n, sizeof *opts);
+  int rc = MQTTASYNC_FAILURE; /* out of memory */
+  MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
+  if (qos && opts) {
+    MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
+    for (size_t i = 0; i < n; i++) {
+      qos[i] = c->qos;
+      opts[i] = init;
+      opts[i].noLocal = 1; /* MQTT 5 3.8.3.1: never receive what we published ourselves */
+    }
+    fill_response_options(c, &o, paho_subscribe_many_ok, paho_subscribe_fail,
+                          paho_subscribe_many_ok5, paho_subscribe_fail5);
+    if (c->version == 5) {
+      o.subscribeOptions.noLocal = 1; /* Paho takes this one when there is a single filter */
+      o.subscribeOptionsCount = (int)n;
+      o.subscribeOptionsList = opts;
+    }
+    atomic_store(&c->nsubs_sent, n);
+    rc = MQTTAsync_subscribeMany(c->paho, (int)n, filters, qos, &o);
+  }
+  free(qos);
+  free(opts);
+  if (rc != MQTTASYNC_SUCCESS)
+    GW_WARN(MOD, "%s: re-subscribe not sent (paho %d); reconnecting", c->uri, rc);
+  return rc == MQTTASYNC_SUCCESS ? o.token : 0;
+}
+
+/* Subscribes to the filters the broker's session does not hold, in one SUBSCRIBE. A resumed
+ * session keeps its subscriptions (MQTT 3.1.1 4.1), and the broker delivers what it queued for
+ * us from CONNACK on, before any SUBACK: those messages reach on_message as they come. Making
+ * such a subscription again is not harmless: the broker then re-sends the retained messages of
+ * the filter (MQTT 3.1.1 3.8.4), and a retained LwM2M request would be relayed once more. */
+static void subscribe_missing(mqtt_client_t *c) {
+  char **filters = calloc(c->nsubs ? c->nsubs : 1, sizeof *filters);
+  size_t n = 0;
+  for (size_t i = 0; filters && i < c->nsubs; i++)
+    if (!c->subs[i].in_session)
+      filters[n++] = c->subs[i].filter;
+  int token = n > 0 ? send_subscribe_many(c, filters, n) : 0;
+  bool failed = !filters || (n > 0 && token == 0);
+  free(filters);
+  if (failed) {
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
     MQTTAsync_disconnect(c->paho, &d);
     schedule_reconnect(c);
-    return;
+  } else if (n == 0) {
+    enter_connected(c);
+  } else {
+    for (size_t i = 0; i < c->nsubs; i++)
+      if (!c->subs[i].in_session)
+        c->subs[i].token = token;
+    c->state = STATE_SUBSCRIBING;
+    c->subscribe_token = token;
   }
-  MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
-  for (size_t i = 0; i < c->nsubs; i++) {
-    qos[i] = c->qos;
-    opts[i] = init;
-    opts[i].noLocal = 1; /* MQTT 5 3.8.3.1: never receive what we published ourselves */
+}
+
+/* A SUBACK (or its failure) for the SUBSCRIBE with this token (0: Paho could not say which). */
+static void subscription_answered(mqtt_client_t *c, int token, bool granted) {
+  for (size_t i = 0; token != 0 && i < c->nsubs; i++) {
+    if (c->subs[i].token != token)
+      continue;
+    c->subs[i].token = 0;
+    c->subs[i].in_session = granted;
   }
-  MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
-  fill_response_options(c, &o, paho_subscribe_many_ok, paho_subscribe_fail,
-                        paho_subscribe_many_ok5, paho_subscribe_fail5);
-  if (c->version == 5) {
-    o.subscribeOptions.noLocal = 1; /* Paho takes this one when there is a single filter */
-    o.subscribeOptionsCount = (int)c->nsubs;
-    o.subscribeOptionsList = opts;
-  }
-  c->state = STATE_SUBSCRIBING;
-  atomic_store(&c->nsubs_sent, c->nsubs);
-  int rc = MQTTAsync_subscribeMany(c->paho, (int)c->nsubs, c->subs, qos, &o);
-  free(qos);
-  free(opts);
-  if (rc != MQTTASYNC_SUCCESS) {
-    GW_WARN(MOD, "re-subscribe not sent (paho %d); reconnecting", rc);
-    schedule_reconnect(c);
-    return;
-  }
-  c->subscribe_token = o.token;
 }
 
 static bool send_one(mqtt_client_t *c, outgoing_msg_t *m) {
@@ -525,16 +723,31 @@ static void flush_outgoing(mqtt_client_t *c) {
   }
 }
 
-/* In-flight messages go back in front of the queue, oldest first: at-least-once. */
-static void requeue_in_flight(mqtt_client_t *c) {
-  if (!c->in_flight.head)
+/* Paho's report on a publish it had: acknowledged, refused by the broker (dropped), or given
+ * back because its connection or session ended first (sent again, in its place in the queue). */
+static void publish_reported(mqtt_client_t *c, const mqtt_event_t *e) {
+  if (e->token == 0) { /* see renew_paho() */
+    GW_WARN(MOD, "%s: a publish could not be written and Paho lost track of it; it is sent "
+                 "again after the reconnect", c->uri);
+    c->paho_lost_publish = true;
     return;
-  c->in_flight.tail->next = c->outgoing.head;
-  if (!c->outgoing.head)
-    c->outgoing.tail = c->in_flight.tail;
-  c->outgoing.head = c->in_flight.head;
-  c->outgoing.count += c->in_flight.count;
-  c->in_flight = (msg_list_t){0};
+  }
+  outgoing_msg_t *m = list_take_token(&c->in_flight, e->token);
+  if (!m)
+    return;
+  if (e->kind == EV_PUBLISHED) {
+    c->status.published++;
+    msg_free(m);
+  } else if (e->code >= 0x80) {
+    GW_WARN(MOD, "broker refused publish to %s (reason %d); dropped", m->topic, e->code);
+    c->status.dropped++;
+    msg_free(m);
+  } else {
+    GW_DEBUG(MOD, "publish to %s given back (paho %d); sent again", m->topic, e->code);
+    list_insert_in_order(&c->outgoing, m);
+    return; /* connection trouble: flushed after the next connect */
+  }
+  flush_outgoing(c);
 }
 
 static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
@@ -544,10 +757,11 @@ static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
       break;
     if (c->ever_connected)
       c->status.reconnects++;
+    note_session(c, e->code != 0);
     c->ever_connected = true;
     c->backoff_ms = c->reconnect_min_ms;
     disable_nagle(c);
-    subscribe_all(c);
+    subscribe_missing(c);
     break;
   case EV_CONNECT_FAILED:
     if (c->state != STATE_CONNECTING)
@@ -559,9 +773,9 @@ static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
   case EV_LOST: {
     if (c->state != STATE_SUBSCRIBING && c->state != STATE_CONNECTED)
       break;
+    /* Publishes in flight stay Paho's: see the session note at the top. */
     bool was_connected = c->status.connected;
     c->status.connected = false;
-    requeue_in_flight(c);
     schedule_reconnect(c);
     if (was_connected && c->cb.on_state)
       c->cb.on_state(c->cb.arg, false);
@@ -569,36 +783,24 @@ static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
   }
   case EV_MESSAGE:
     c->status.received++;
+    if (e->dup)
+      c->status.redelivered++;
     if (c->cb.on_message)
-      c->cb.on_message(c->cb.arg, e->topic, e->payload, e->len);
+      c->cb.on_message(c->cb.arg, e->topic, e->payload, e->len, e->dup);
     break;
   case EV_SUBSCRIBED:
   case EV_SUBSCRIBE_FAILED:
     if (e->kind == EV_SUBSCRIBE_FAILED)
       GW_ERR(MOD, "%s: subscription refused (%d)", c->uri, e->code);
+    subscription_answered(c, e->token, e->kind == EV_SUBSCRIBED);
     /* A refused filter does not keep the others from working: report connected anyway. */
     if (c->state == STATE_SUBSCRIBING && e->token == c->subscribe_token)
       enter_connected(c);
     break;
   case EV_PUBLISHED:
-  case EV_PUBLISH_FAILED: {
-    outgoing_msg_t *m = list_take_token(&c->in_flight, e->token);
-    if (!m)
-      break; /* already requeued after a lost connection */
-    if (e->kind == EV_PUBLISHED) {
-      c->status.published++;
-      msg_free(m);
-    } else if (e->code >= 0x80) {
-      GW_WARN(MOD, "broker refused publish to %s (reason %d)", m->topic, e->code);
-      c->status.dropped++;
-      msg_free(m);
-    } else {
-      list_push_head(&c->outgoing, m); /* connection trouble: sent again after reconnect */
-      break;
-    }
-    flush_outgoing(c);
+  case EV_PUBLISH_FAILED:
+    publish_reported(c, e);
     break;
-  }
   }
 }
 
@@ -609,16 +811,7 @@ static void eventfd_readable(gw_loop_t *loop, int fd, uint32_t events, void *arg
   uint64_t n;
   if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
     GW_ERR(MOD, "eventfd read: %s", strerror(errno));
-  pthread_mutex_lock(&c->lock);
-  mqtt_event_t *e = c->events_head;
-  c->events_head = c->events_tail = NULL;
-  pthread_mutex_unlock(&c->lock);
-  while (e) {
-    mqtt_event_t *next = e->next;
-    handle_event(c, e);
-    event_free(e);
-    e = next;
-  }
+  handle_events(c);
 }
 
 /* ---- API --------------------------------------------------------------------------------------- */
@@ -632,6 +825,7 @@ void mqtt_client_conf_init(mqtt_client_conf_t *conf) {
   conf->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
   conf->connect_timeout_s = DEFAULT_CONNECT_TIMEOUT_S;
   conf->max_queued = DEFAULT_MAX_QUEUED;
+  conf->session_expiry_s = DEFAULT_SESSION_EXPIRY_S;
 }
 
 /* The TCP port of a broker URI: the one given, else the scheme's (MQTT 1883 / 8883,
@@ -744,6 +938,7 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
   c->connect_timeout_s = conf->connect_timeout_s ? conf->connect_timeout_s
                                                  : DEFAULT_CONNECT_TIMEOUT_S;
   c->max_queued = conf->max_queued ? conf->max_queued : DEFAULT_MAX_QUEUED;
+  c->session_expiry_s = conf->session_expiry_s;
 
   bool failed = false;
   c->uri = gw_strdup_opt(conf->uri, &failed);
@@ -762,9 +957,9 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
     unsigned n = atomic_fetch_add(&instances, 1);
     char id[128];
     if (n == 0)
-      snprintf(id, sizeof id, "lwm2m-gw-%s-%ld", host, (long)getpid());
+      snprintf(id, sizeof id, "lwm2m-gw-%s", host);
     else
-      snprintf(id, sizeof id, "lwm2m-gw-%s-%ld-%u", host, (long)getpid(), n);
+      snprintf(id, sizeof id, "lwm2m-gw-%s-%u", host, n);
     c->client_id = gw_strdup_opt(id, &failed);
   }
   if (failed) {
@@ -785,21 +980,12 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
   }
   c->fd_added = true;
 
-  MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-  co.MQTTVersion = version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-  rc = MQTTAsync_createWithOptions(&c->paho, c->uri, c->client_id, MQTTCLIENT_PERSISTENCE_NONE,
-                                   NULL, &co);
+  rc = paho_create(c, &c->paho);
   if (rc != MQTTASYNC_SUCCESS) {
     GW_ERR(MOD, "broker URI \"%s\" rejected by Paho (%d)", c->uri, rc);
-    c->paho = NULL;
     mqtt_client_free(&c);
     return rc == MQTTASYNC_BAD_PROTOCOL || rc == MQTTASYNC_BAD_UTF8_STRING ? GW_ERR_INVAL
                                                                              : GW_ERR_IO;
-  }
-  rc = MQTTAsync_setCallbacks(c->paho, c, paho_connection_lost, paho_message_arrived, NULL);
-  if (rc != MQTTASYNC_SUCCESS) {
-    mqtt_client_free(&c);
-    return GW_ERR_IO;
   }
   *out_client = c;
   return GW_OK;
@@ -809,23 +995,24 @@ int mqtt_client_subscribe(mqtt_client_t *c, const char *topic_filter) {
   if (!c || !topic_filter || !topic_filter[0])
     return GW_ERR_INVAL;
   for (size_t i = 0; i < c->nsubs; i++)
-    if (strcmp(c->subs[i], topic_filter) == 0)
+    if (strcmp(c->subs[i].filter, topic_filter) == 0)
       return GW_OK;
   if (c->nsubs == c->subs_cap) {
     size_t cap = c->subs_cap ? c->subs_cap * 2 : 8;
-    char **subs = realloc(c->subs, cap * sizeof *subs);
+    subscription_t *subs = realloc(c->subs, cap * sizeof *subs);
     if (!subs)
       return GW_ERR_NOMEM;
     c->subs = subs;
     c->subs_cap = cap;
   }
-  char *f = strdup(topic_filter);
-  if (!f)
+  subscription_t *sub = &c->subs[c->nsubs];
+  *sub = (subscription_t){.filter = strdup(topic_filter)};
+  if (!sub->filter)
     return GW_ERR_NOMEM;
-  c->subs[c->nsubs++] = f;
+  c->nsubs++;
   /* While SUBSCRIBING the running subscribeMany lacks this one: send it on its own too. */
   if (c->state == STATE_CONNECTED || c->state == STATE_SUBSCRIBING)
-    send_subscribe_one(c, f);
+    sub->token = send_subscribe_one(c, sub->filter);
   return GW_OK;
 }
 
@@ -843,7 +1030,8 @@ int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payl
     return GW_ERR_INVAL;
   if (c->state != STATE_CONNECTED && c->qos == 0) {
     c->status.dropped++;
-    return GW_OK; /* QoS 0 is fire and forget: nothing to keep */
+    GW_INFO(MOD, "QoS 0 publish to %s dropped: not connected (QoS 0 is never kept)", topic);
+    return GW_OK;
   }
   if (c->outgoing.count >= c->max_queued) {
     c->status.dropped++;
@@ -862,6 +1050,7 @@ int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payl
   if (len)
     memcpy(m->payload, payload, len);
   m->len = len;
+  m->seq = c->next_seq++;
   list_push_tail(&c->outgoing, m);
   flush_outgoing(c);
   return GW_OK;
@@ -892,9 +1081,10 @@ void mqtt_client_free(mqtt_client_t **cp) {
   }
   size_t unsent = list_free(&c->outgoing) + list_free(&c->in_flight);
   if (unsent)
-    GW_WARN(MOD, "%zu unsent messages discarded", unsent);
+    GW_WARN(MOD, "%zu publishes the broker had not acknowledged discarded: client freed",
+            unsent);
   for (size_t i = 0; i < c->nsubs; i++)
-    free(c->subs[i]);
+    free(c->subs[i].filter);
   free(c->subs);
   if (c->efd >= 0)
     close(c->efd);

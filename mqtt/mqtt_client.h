@@ -1,8 +1,11 @@
 /* lwm2m-gw: an MQTT client that lives in the one event loop. Paho MQTT C (MQTTAsync) runs its
  * own threads and gives no socket to poll, so its callbacks only copy what happened into a
  * mutex-protected queue and write an eventfd; the loop drains the queue and calls the callbacks
- * below in the loop thread. Reconnection is a backoff timer in the loop; subscriptions are
- * remembered and re-made after every connect. Only this folder includes Paho. */
+ * below in the loop thread. Reconnection is a backoff timer in the loop. The session is
+ * persistent (MQTT 3.1.1 clean session off, MQTT 5 clean start off with a Session Expiry
+ * Interval): what the broker queued for the client while it was away is delivered after the
+ * reconnect, and subscriptions are re-made only when the broker kept no session. Only this
+ * folder includes Paho. */
 #ifndef MQTT_CLIENT_H
 #define MQTT_CLIENT_H
 
@@ -18,8 +21,9 @@ typedef struct {
   /* tcp://host:port, mqtt://host:port, ssl://host:port, mqtts://host:port, ws://host:port/path,
    * wss://host:port/path. Required. */
   const char *uri;
-  /* NULL: "lwm2m-gw-<hostname>-<pid>", with "-<n>" appended for the n-th further client of the
-   * process, so two clients of one gateway never steal each other's session. */
+  /* NULL: "lwm2m-gw-<hostname>", with "-<n>" appended for the n-th further client of the
+   * process. Stable across restarts, so the broker finds the session it kept; unique per gateway,
+   * since a broker disconnects a client when another connects with its id (MQTT 3.1.1 3.1.4). */
   const char *client_id;
   const char *username, *password;             /* optional */
   const char *ca_file, *cert_file, *key_file;  /* TLS (ssl://, mqtts://, wss://), optional */
@@ -29,12 +33,20 @@ typedef struct {
   uint32_t reconnect_min_ms, reconnect_max_ms; /* backoff; 0: 1000 .. 60000 */
   uint32_t connect_timeout_s;                  /* 0: 10 */
   uint32_t max_queued;                         /* publishes kept while disconnected; 0: 1000 */
+  /* How long the broker keeps the session after a disconnect: MQTT 5 Session Expiry Interval
+   * (0xFFFFFFFF: never expires); MQTT 3.1.1 has no such field, the broker's own limit applies.
+   * mqtt_client_conf_init(): one day. 0: clean session / clean start, the broker keeps nothing
+   * (what devices publish while the client is away is lost). */
+  uint32_t session_expiry_s;
 } mqtt_client_conf_t;
 
 typedef struct {
   void *arg;
-  /* In the loop thread: a message arrived. topic and payload are borrowed for the call. */
-  void (*on_message)(void *arg, const char *topic, const uint8_t *payload, size_t len);
+  /* In the loop thread: a message arrived. topic and payload are borrowed for the call. dup: the
+   * broker sent it before without getting our acknowledgement (MQTT 3.1.1 3.3.1.1, QoS 1): it
+   * may have been handed to on_message already. */
+  void (*on_message)(void *arg, const char *topic, const uint8_t *payload, size_t len,
+                     bool dup);
   /* In the loop thread: connected (called after all remembered subscriptions were re-made)
    * or connection lost / connect attempt failed after having been connected. May be NULL. */
   void (*on_state)(void *arg, bool connected);
@@ -44,12 +56,19 @@ typedef struct {
   uint64_t received;   /* messages handed to on_message */
   uint64_t published;  /* publishes the broker acknowledged (QoS 0: handed to the socket) */
   uint64_t reconnects; /* successful connects after the first one */
-  uint64_t dropped;    /* publishes given up: queue full, QoS 0 while disconnected, freed unsent */
+  uint64_t dropped;    /* publishes given up: queue full, QoS 0 while disconnected, refused by
+                          the broker, freed unsent */
+  uint64_t redelivered;   /* messages received with DUP set */
+  uint64_t sessions_lost; /* reconnects that found no session at the broker (it restarted
+                             without persistence, or the session expired): what it had queued
+                             for us is gone */
   bool connected;
+  bool session_present; /* the broker resumed a session it kept for us at the last connect */
 } mqtt_client_status_t;
 
-/* Fills conf with the defaults (QoS 1, MQTT 3.1.1, keep-alive 30 s, backoff 1 s .. 60 s). Start
- * from this: in a merely zeroed conf, qos 0 means QoS 0; other zero fields mean their default. */
+/* Fills conf with the defaults (QoS 1, MQTT 3.1.1, keep-alive 30 s, backoff 1 s .. 60 s, session
+ * kept one day). Start from this: in a merely zeroed conf, qos 0 means QoS 0 and
+ * session_expiry_s 0 a clean session; other zero fields mean their default. */
 void mqtt_client_conf_init(mqtt_client_conf_t *conf);
 
 /* Checks conf (URI scheme, version, QoS) and creates the Paho client; does not connect.
@@ -57,19 +76,22 @@ void mqtt_client_conf_init(mqtt_client_conf_t *conf);
 int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
                     const mqtt_client_callbacks_t *cb, mqtt_client_t **out_client);
 
-/* Remembers topic_filter (copied) and subscribes at once when connected; every (re)connect
- * subscribes again before on_state(true). With MQTT 5 the no-local option is set, so the client
- * never receives what it published itself. Subscribing twice to one filter is a no-op. */
+/* Remembers topic_filter (copied) and subscribes at once when connected. A connect subscribes
+ * again, before on_state(true), to every filter the broker's session does not hold: all of them
+ * when the broker kept no session, and those not yet acknowledged in it. With MQTT 5 the
+ * no-local option is set, so the client never receives what it published itself. Subscribing
+ * twice to one filter is a no-op. */
 int mqtt_client_subscribe(mqtt_client_t *c, const char *topic_filter);
 
 /* Starts connecting asynchronously; never blocks. Failed attempts are retried with backoff. */
 int mqtt_client_start(mqtt_client_t *c);
 
 /* Queues a publish with the configured QoS; topic and payload are copied (borrowed for the
- * call). With QoS > 0 a message published while disconnected, or in flight when the connection
- * dropped, is kept (at most max_queued) and sent after the next connect: at-least-once.
- * QoS 0 while disconnected is dropped (counted). Returns GW_OK, GW_ERR_FULL, GW_ERR_INVAL,
- * GW_ERR_NOMEM. */
+ * call). With QoS > 0 a message published while disconnected is kept (at most max_queued) and
+ * sent after the next connect; one in flight when the connection dropped is sent again after
+ * the reconnect (Paho's DUP resend in a resumed session, else ours, in the original order):
+ * at-least-once. QoS 0 while disconnected is dropped (counted, logged). Returns GW_OK,
+ * GW_ERR_FULL, GW_ERR_INVAL, GW_ERR_NOMEM. */
 int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payload, size_t len);
 
 /* Disconnects (waits at most about 1 s for the broker), destroys the Paho client, frees all

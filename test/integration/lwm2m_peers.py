@@ -304,15 +304,24 @@ class Device(Peer):
 class Mosquitto:
     """A mosquitto broker on a free loopback port (or a given one, to restart it)."""
 
-    def __init__(self, log_dir, port=None, listeners=""):
+    def __init__(self, log_dir, port=None, listeners="", persistent=False):
         """listeners: more mosquitto.conf listener blocks (TLS, WebSockets), after the plain
-        anonymous listener on `port`; each block sets its own allow_anonymous."""
+        anonymous listener on `port`; each block sets its own allow_anonymous.
+        persistent: sessions (subscriptions, queued and in-flight QoS 1/2 messages) are saved in
+        a directory of log_dir when mosquitto stops and loaded when it starts again, as a broker
+        must be configured for nothing to be lost across its restart (mqtt/README.md)."""
         self.port = port or free_port(socket.SOCK_STREAM)
         self.conf = os.path.join(log_dir, f"mosquitto-{self.port}.conf")
+        persistence = "persistence false\n"
+        if persistent:
+            self.persistence_dir = os.path.join(log_dir, f"mosquitto-{self.port}.db") + "/"
+            os.makedirs(self.persistence_dir, exist_ok=True)
+            persistence = f"persistence true\npersistence_location {self.persistence_dir}\n"
         with open(self.conf, "w") as f:
             # Run as the invoking user, so it can read the test's private key files.
             f.write(f"per_listener_settings true\nuser {pwd.getpwuid(os.getuid()).pw_name}\n"
-                    "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+                    + persistence +
+                    "log_dest stderr\nlog_type error\nlog_type warning\n"
                     f"log_type notice\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
                     + listeners)
         self.log_path = os.path.join(log_dir, f"mosquitto-{self.port}.log")

@@ -27,6 +27,8 @@ import time
 
 import cbor2
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from peer_cli import Stop, ignore_signals, setup_logging, stop_on_signals
@@ -261,6 +263,8 @@ class Device:
         self.pending = {}          # token -> request kind ("register", ..., "raw")
         self.observations = {}     # token -> dict(uri, ids, composite, paths, ct, seq, active)
         self.raw_echoes = []       # (topic, bytes) of `raw` publishes whose echo must be dropped
+        self.unacked = {}          # MQTT message id -> fields of the `acked` event (requests)
+        self.sends_left = 0        # `sends` command: Sends still to publish
         self.timers = []           # heap of (due, seq, callable)
         self.timer_seq = itertools.count()
         self.registered_once = False
@@ -272,19 +276,26 @@ class Device:
         self.running = True
 
         client_id = args.client_id or f"lwm2m-dev-{os.getpid()}"
+        clean = not args.persistent_session
         if args.mqtt_version == 5:
             self.client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
         else:
-            self.client = mqtt.Client(client_id=client_id, clean_session=True,
+            self.client = mqtt.Client(client_id=client_id, clean_session=clean,
                                       protocol=mqtt.MQTTv311)
         self.client.enable_logger(logging.getLogger("paho"))
         self.client.on_connect = self.on_connect
         self.client.on_disconnect = self.on_disconnect
         self.client.on_subscribe = self.on_subscribe
         self.client.on_message = self.on_message
+        self.client.on_publish = self.on_publish
         host, _, port = args.broker.rpartition(":")
         if args.mqtt_version == 5:
-            self.client.connect_async(host, int(port), keepalive=30, clean_start=True)
+            props = None
+            if not clean:  # MQTT 5 3.1.2.11.2: the session outlives the connection by this
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = 3600
+            self.client.connect_async(host, int(port), keepalive=30, clean_start=clean,
+                                      properties=props)
         else:
             self.client.connect_async(host, int(port), keepalive=30)
         self.schedule(args.notify_ms / 1000.0, self.notify_tick)
@@ -300,19 +311,26 @@ class Device:
 
     def publish(self, iface, msg):
         data = cbor2.dumps(dict(sorted(msg.items())))  # ascending keys
-        self.publish_bytes(iface, data)
+        return self.publish_bytes(iface, data)
 
     def publish_bytes(self, iface, data):
+        """Returns paho's message id. A QoS 1/2 publish made while disconnected is kept by
+        paho and sent after the next connect (rc "not connected" is only a warning then)."""
         info = self.client.publish(self.topics[iface], data, qos=self.args.qos)
         log.debug("publish %s %s rc=%s", self.topics[iface], data.hex(), info.rc)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log.warning("publish on %s: %s", self.topics[iface], mqtt.error_string(info.rc))
+        return info.mid
 
     def request(self, kind, iface, msg):
         token = self.next_token()
         msg[K_TOKEN] = token
         self.pending[token] = kind
-        self.publish(iface, msg)
+        mid = self.publish(iface, msg)
+        acked = {"kind": kind, "token": token}
+        if kind == "send":
+            acked["payload_hex"] = msg[K_PAYLOAD].hex()
+        self.unacked[mid] = acked
         return token
 
     # ------------------------------------------------------------ MQTT callbacks
@@ -342,6 +360,12 @@ class Device:
             self.registered_once = True
             if not self.args.no_register:
                 self.cmd_register()
+
+    def on_publish(self, client, userdata, mid):
+        """The broker acknowledged a publish (PUBACK for QoS 1; written for QoS 0)."""
+        acked = self.unacked.pop(mid, None)
+        if acked is not None:
+            emit("acked", **acked)
 
     def on_disconnect(self, client, userdata, rc, properties=None):
         rc = getattr(rc, "value", rc)
@@ -700,6 +724,9 @@ class Device:
                 self.request("bootstrap", "bs", {K_OP: 0})
             elif cmd == "bootstrap-pack" and not rest:
                 self.request("bootstrap-pack", "bs", {K_OP: 6})
+            elif cmd == "sends" and len(rest) == 2:
+                self.sends_left, interval_ms = int(rest[0]), int(rest[1])
+                self.send_next(interval_ms / 1000.0)
             elif cmd == "notify" and not rest:
                 self.notify_all()
             elif cmd == "raw" and len(rest) == 2 and rest[0] in ("rd", "bs"):
@@ -710,6 +737,16 @@ class Device:
                 emit("error", message=f"bad command: {line}")
         except ValueError as exc:
             emit("error", message=f"bad command: {line}: {exc}")
+
+    def send_next(self, interval_s):
+        """One Send of a `sends` series: SenML CBOR [{0: "/3303/0/5700", 2: n}], n = how many
+        are left, so every payload of a series is different."""
+        if self.sends_left <= 0:
+            return
+        payload = cbor2.dumps([{0: "/3303/0/5700", 2: self.sends_left}])
+        self.sends_left -= 1
+        self.request("send", "rd", {K_OP: 24, K_CT: CT_SENML_CBOR, K_PAYLOAD: payload})
+        self.schedule(interval_s, lambda: self.send_next(interval_s))
 
     def cmd_raw(self, iface, data):
         try:
@@ -805,6 +842,7 @@ def main():
     parser.add_argument("--silent", action="store_true")
     parser.add_argument("--delay-ms", type=int, default=0)
     parser.add_argument("--client-id")
+    parser.add_argument("--persistent-session", action="store_true")
     parser.add_argument("--log-level", type=int, default=4)
     parser.add_argument("--stay", action="store_true")
     args = parser.parse_args()

@@ -1203,6 +1203,8 @@ static void test_mqtt(void **state) {
   assert_int_equal(cfg.bindings.mqtt.qos, 1);
   assert_int_equal(cfg.bindings.mqtt.mqtt_version, 4);
   assert_int_equal(cfg.bindings.mqtt.keepalive_s, 30);
+  assert_int_equal(cfg.bindings.mqtt.session_expiry_s, 86400); /* a day: persistent session */
+  assert_null(cfg.bindings.mqtt.client_id); /* the client's stable lwm2m-gw-<hostname> */
   assert_true(cfg.bindings.mqtt.accept_unknown);
   assert_int_equal(cfg.bindings.mqtt.tenant_count, 1);
   assert_string_equal(cfg.bindings.mqtt.tenants[0].prefix, "");
@@ -1218,6 +1220,20 @@ static void test_mqtt(void **state) {
   assert_int_equal(cfg.bindings.mqtt.qos, 2);
   assert_int_equal(cfg.bindings.mqtt.mqtt_version, 5);
   assert_string_equal(cfg.bindings.mqtt.password, "p");
+
+  /* Session Expiry Interval: 0 (clean session) up to 68 years (MQTT 5 3.1.2.11.2). */
+  load_ok(UP MQTT_ON("session_expiry_s = 0;"));
+  assert_int_equal(cfg.bindings.mqtt.session_expiry_s, 0);
+  load_ok(UP MQTT_ON("session_expiry_s = 2147483647;"));
+  assert_int_equal(cfg.bindings.mqtt.session_expiry_s, 2147483647);
+  load_ok(UP MQTT_ON("session_expiry_s = 3600;"));
+  assert_int_equal(cfg.bindings.mqtt.session_expiry_s, 3600);
+  load_err(UP MQTT_ON("session_expiry_s = -1;"), "<string>:2: bindings.mqtt.session_expiry_s: ",
+           "from 0 to 2147483647 seconds (0: clean session");
+  load_err(UP MQTT_ON("session_expiry_s = 2147483648L;"),
+           "<string>:2: bindings.mqtt.session_expiry_s: ", "got 2147483648");
+  load_err(UP MQTT_ON("session_expiry_s = \"1d\";"),
+           "<string>:2: bindings.mqtt.session_expiry_s: ", "got a string");
 
   load_ok("upstream = ( { name = \"default\"; uri = \"coap://h\"; }, { name = \"b\"; uri = "
           "\"coap://b\"; } );\n"
