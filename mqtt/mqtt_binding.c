@@ -47,8 +47,9 @@
 #define MQTT_UPLINK_SLOTS 16      /* recent device requests per topic (dedup, answers) */
 #define MQTT_DOWNLINK_SLOTS 16    /* server requests waiting for the device's result */
 #define MQTT_OBSERVATION_SLOTS 16 /* observations per device */
-/* Device requests relayed and not answered yet, per topic: below the core's own limit
- * (GW_MAX_UPLINK), which answers 5.03 beyond it. More wait here (MQTT_HELD_MAX), in order. */
+/* Device requests relayed and not answered yet, per topic: well inside the ring of recent
+ * requests (MQTT_UPLINK_SLOTS) that matches the core's answers to MQTT tokens, so none is
+ * overwritten while its answer is due. More wait here (MQTT_HELD_MAX), in order. */
 #define MQTT_REQUESTS_IN_FLIGHT 4
 #define MQTT_HELD_MAX 32
 #define MQTT_PUBLISH_MAX 66000
