@@ -325,23 +325,31 @@ class Mosquitto:
                     f"log_type notice\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
                     + listeners)
         self.log_path = os.path.join(log_dir, f"mosquitto-{self.port}.log")
+        # Every listener must be up, not only the first: a port free_port() returned may be
+        # taken meanwhile (mosquitto then logs "Unable to create ... listener" and exits).
+        self.ports = [self.port] + [int(line.split()[1]) for line in listeners.splitlines()
+                                    if line.startswith("listener ")]
         self.proc = None
         self.start()
+
+    def _listening(self, port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
 
     def start(self):
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self._log,
                                      stderr=self._log)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if all(self._listening(p) for p in self.ports):
                 return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise AssertionError(f"mosquitto did not start on port {self.port}")
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"mosquitto did not start on ports {self.ports}")
 
     @property
     def uri(self):

@@ -293,9 +293,15 @@ def test_tls_client_certificate_and_password(peers, tmp_path):
 def test_websocket_broker(peers):
     from lwm2m_peers import free_port
     import socket
-    ws_port = free_port(socket.SOCK_STREAM)
-    broker = peers.broker(listeners=(
-        f"listener {ws_port} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n"))
+    for attempt in range(3):  # a port free_port() gave may be taken before mosquitto binds it
+        ws_port = free_port(socket.SOCK_STREAM)
+        try:
+            broker = peers.broker(listeners=(
+                f"listener {ws_port} 127.0.0.1\nprotocol websockets\nallow_anonymous true\n"))
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     server = peers.server()
     gw = peers.gateway(f"coap://127.0.0.1:{server.port}",
                        mqtt=f'broker = "ws://127.0.0.1:{ws_port}/mqtt"; prefix = "w";')

@@ -174,3 +174,26 @@ def test_state_dir_held_by_another_gateway_is_refused(peers, tmp_path):
         assert "is in use by another lwm2m-gw" in str(e)
     with open(os.path.join(gw.state_dir, "lock")) as f:
         assert int(f.read()) == gw.peer.proc.pid
+
+
+def test_send_retransmitted_after_sigkill_is_stored_once_by_the_server(peers):
+    """The device's answer was lost and the gateway killed; the device sends its Send again to
+    the restarted gateway. The server, deduplicating by message ID as real servers do
+    (RFC 7252 4.5), answers it from its cache: stored once."""
+    server = peers.server()
+    device = udp_socket()
+    try:
+        gw = peers.gateway(f"coap://127.0.0.1:{server.port}")
+        send = coap("CON", "POST", 0x5151, token=b"\x51", path=["dp"], payload=b"\x01\x02")
+        device.sendto(send, ("127.0.0.1", gw.sgi_port))
+        assert parse(device.recvfrom(256)[0])["code"] == "2.04"  # (pretend it was lost)
+        server.wait_for("send")
+        gw.kill()
+        gw2 = peers.restart(gw)
+        device.sendto(send, ("127.0.0.1", gw2.sgi_port))
+        again = parse(device.recvfrom(256)[0])
+        assert (again["code"], again["mid"]) == ("2.04", 0x5151)
+        server.wait_for("duplicate")
+        assert server.count("send") == 1
+    finally:
+        device.close()

@@ -47,8 +47,24 @@ typedef struct client_cert_t {
   char *cn;
 } client_cert_t;
 
+/* A request already answered, by (peer, message ID), with a copy of the answer: a real LwM2M
+ * server (Californium, under Leshan) answers a duplicate from this cache and does not act on
+ * it again (RFC 7252 4.5), which is what a gateway relaying a request again after a restart
+ * relies on. Kept for EXCHANGE_LIFETIME (247 s), in a ring. */
+#define ANSWERED_MAX 4096
+#define EXCHANGE_LIFETIME_MS 247000u
+
+typedef struct {
+  char peer[64];
+  coap_mid_t mid;
+  uint64_t at_ms;
+  coap_pdu_t *answer; /* a copy: code, options, payload */
+} answered_t;
+
 typedef struct server_t {
   coap_context_t *ctx;
+  answered_t answered[ANSWERED_MAX];
+  size_t answered_next;
   registration_t *registrations;
   exchange_t *exchanges;
   client_cert_t *client_certs;
@@ -398,12 +414,83 @@ static bool parse_registration_path(const char *path, unsigned *out_id) {
   return true;
 }
 
-/* Handler for every method on every path: the Registration interface has dynamic paths
- * (/rd/<id>), so one dispatcher is simpler than a resource per registration. */
+static answered_t *answered_find(server_t *srv, const char *peer, coap_mid_t mid) {
+  uint64_t now = peer_now_ms();
+  for (size_t i = 0; i < ANSWERED_MAX; i++) {
+    answered_t *a = &srv->answered[i];
+    if (a->answer && a->mid == mid && now - a->at_ms < EXCHANGE_LIFETIME_MS &&
+        strcmp(a->peer, peer) == 0)
+      return a;
+  }
+  return NULL;
+}
+
+/* Copies code, options and payload of from onto to (token, type and ID are libcoap's). */
+static void copy_answer(coap_pdu_t *to, const coap_pdu_t *from) {
+  coap_opt_iterator_t it;
+  coap_opt_t *opt;
+  size_t len;
+  const uint8_t *data;
+
+  coap_pdu_set_code(to, coap_pdu_get_code(from));
+  coap_option_iterator_init(from, &it, COAP_OPT_ALL);
+  while ((opt = coap_option_next(&it)))
+    coap_add_option(to, it.number, coap_opt_length(opt), coap_opt_value(opt));
+  if (coap_get_data(from, &len, &data) && len)
+    coap_add_data(to, len, data);
+}
+
+static void answered_keep(server_t *srv, const char *peer, coap_mid_t mid,
+                          const coap_pdu_t *response) {
+  answered_t *a = &srv->answered[srv->answered_next];
+  srv->answered_next = (srv->answered_next + 1) % ANSWERED_MAX;
+  if (a->answer)
+    coap_delete_pdu(a->answer);
+  size_t len = 0;
+  const uint8_t *data;
+  coap_get_data(response, &len, &data);
+  /* its options (Location-Path, Content-Format) fit in 512 octets beside the payload */
+  a->answer = coap_pdu_init(COAP_MESSAGE_ACK, COAP_RESPONSE_CODE_CONTENT, 0, len + 512);
+  if (!a->answer)
+    return;
+  copy_answer(a->answer, response);
+  snprintf(a->peer, sizeof(a->peer), "%s", peer);
+  a->mid = mid;
+  a->at_ms = peer_now_ms();
+}
+
+static void dispatch_request(server_t *srv, coap_session_t *session, const coap_pdu_t *request,
+                             coap_pdu_t *response);
+
+/* Handler for every method on every path: duplicates are answered from the cache and reported
+ * (event "duplicate"); everything else goes to dispatch_request. */
 static void on_request(coap_resource_t *resource, coap_session_t *session,
                        const coap_pdu_t *request, const coap_string_t *query,
                        coap_pdu_t *response) {
+  (void)resource;
+  (void)query;
   server_t *srv = server_of(session);
+  char peer[64];
+  peer_session_remote_str(session, peer);
+  coap_mid_t mid = coap_pdu_get_mid(request);
+  answered_t *a = answered_find(srv, peer, mid);
+  if (a) {
+    json_buf_t ev;
+    json_begin(&ev, "duplicate");
+    json_add_int(&ev, "mid", mid);
+    json_add_peer(&ev, session);
+    json_emit(&ev);
+    copy_answer(response, a->answer);
+    return;
+  }
+  dispatch_request(srv, session, request, response);
+  answered_keep(srv, peer, mid, response);
+}
+
+/* The Registration interface has dynamic paths (/rd/<id>), so one dispatcher is simpler than a
+ * resource per registration. */
+static void dispatch_request(server_t *srv, coap_session_t *session, const coap_pdu_t *request,
+                             coap_pdu_t *response) {
   coap_pdu_code_t method = coap_pdu_get_code(request);
   char *path = peer_uri_path(request);
   registration_t *reg = NULL;
@@ -1160,6 +1247,9 @@ static void server_stop(server_t *srv) {
     coap_free_context(srv->ctx);
   while (srv->client_certs)
     client_cert_forget(srv, srv->client_certs->session);
+  for (size_t i = 0; i < ANSWERED_MAX; i++)
+    if (srv->answered[i].answer)
+      coap_delete_pdu(srv->answered[i].answer);
   free(srv->psk_identity);
   free((void *)srv->psk_key.s);
 }
