@@ -168,6 +168,7 @@ gw_device_t *gw_admission_restore(gw_gateway_t *gw, gw_binding_t *b, const gw_ba
   dev->server_instance = saved->server_instance;
   dev->queue_mode = dev->queue_mode || saved->queue_mode;
   dev->local_port = saved->local_port;
+  dev->registered_port = saved->registered_port;
   dev->registered_at = saved->registered_at;
   dev->last_active_ms = gw_now_ms();
   if (!saved->registered) {
@@ -217,6 +218,7 @@ void gw_admission_deregistered(gw_gateway_t *gw, gw_device_t *dev) {
 void gw_admission_forget(gw_gateway_t *gw, gw_device_t *dev) {
   gw_timer_stop(gw->loop, &dev->lifetime_timer);
   gw_timer_stop(gw->loop, &dev->uplink_retry_timer);
+  gw_timer_stop(gw->loop, &dev->session_renew_timer);
   gw_device_unindex_registration(&gw->devices, dev);
   list_unlink(&gw->unregistered, dev);
 }

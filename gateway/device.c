@@ -76,6 +76,7 @@ gw_device_t *gw_device_add(gw_device_table_t *table, gw_binding_t *binding, cons
     dev->downlink[i].device = dev;
   gw_timer_init(&dev->lifetime_timer, NULL, NULL);
   gw_timer_init(&dev->uplink_retry_timer, NULL, NULL);
+  gw_timer_init(&dev->session_renew_timer, NULL, NULL);
   size_t b = addr_hash(binding, addr) % table->bucket_count;
   dev->hash_next = table->buckets[b];
   table->buckets[b] = dev;

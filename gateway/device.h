@@ -39,6 +39,8 @@ typedef struct {
   bool is_register;
   bool is_update;
   bool is_deregister;
+  bool own;               /* the gateway's own request (an Update moving the registration to a
+                             new session): its answer is not for the device */
   uint64_t started_ms;
   /* A request the link acknowledged on receipt (policy accepts_on_receipt: the SMS was deleted
    * from the modem, the MQTT publish acknowledged): its row in the state database and the
@@ -120,6 +122,9 @@ struct gw_device {
   uint32_t journal_slot;
   uint16_t local_port;
   uint16_t saved_port;    /* local_port as the state database has it */
+  uint16_t registered_port; /* the port the server knows the registration by: that of the
+                               session its last Register or Update came from */
+  gw_timer_t session_renew_timer; /* its upstream session failed: renewed from a fresh port */
   int64_t registered_at;  /* wall clock of its last Register or Update */
   gw_dedup_t uplink_dedup;   /* by the device's MIDs */
   gw_dedup_t downlink_dedup; /* by the server's MIDs */

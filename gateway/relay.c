@@ -175,9 +175,17 @@ static void save_device_now(gw_gateway_t *gw, gw_device_t *dev) {
   gw_state_commit(gw->state);
 }
 
+static void own_update(gw_gateway_t *gw, gw_device_t *dev);
+static void uplink_drain(gw_gateway_t *gw, gw_device_t *dev);
+
+/* After the device's session (re)opened: its row durable, and when the server knows the
+ * registration by another port (the old one could not be bound again after a restart, a failed
+ * DTLS session was renewed from a fresh one), an Update of the gateway's own moves it here. */
 static void save_session(gw_gateway_t *gw, gw_device_t *dev) {
   if (!dev->state_id || dev->saved_port != dev->local_port)
     save_device_now(gw, dev);
+  if (dev->registered && dev->upstream && dev->local_port != dev->registered_port)
+    own_update(gw, dev);
 }
 
 /* A server request the device will answer later, made durable before the empty ACK (or the
@@ -746,6 +754,67 @@ static uint8_t endpoint_refusal(gw_gateway_t *gw, gw_device_t *dev, const gw_coa
   return 0;
 }
 
+/* LwM2M Core 6.2.2: an Update without parameters tells the server where the client is now (the
+ * server keeps the registration's address from the Update's source). Sent by the gateway for
+ * the device on its session; the answer is the gateway's. */
+static void own_update(gw_gateway_t *gw, gw_device_t *dev) {
+  for (size_t i = 0; i < GW_MAX_UPLINK; i++)
+    if (dev->uplink[i].used && dev->uplink[i].own)
+      return; /* one on its way already */
+  gw_coap_msg_t m;
+  gw_coap_msg_init(&m, GW_COAP_CON, GW_COAP_POST, next_upstream_mid(gw, dev));
+  uint8_t token[4];
+  gw_random_bytes(token, sizeof(token));
+  gw_coap_set_token(&m, token, sizeof(token));
+  char path[sizeof(dev->location)];
+  snprintf(path, sizeof(path), "%s", dev->location);
+  for (char *seg = strtok(path, "/"); seg; seg = strtok(NULL, "/"))
+    if (gw_coap_add_option(&m, GW_COAP_OPT_URI_PATH, (const uint8_t *)seg, strlen(seg)) != 0)
+      return;
+  gw_uplink_xchg_t *x = gw_uplink_add(dev, &m, gw_now_ms());
+  if (!x)
+    return;
+  x->own = true;
+  x->is_update = true;
+  GW_NOTICE(MOD, "%s: the server knows it at port %u; an Update moves it to port %u",
+            dev->endpoint, dev->registered_port, dev->local_port);
+  if (gw_upstream_send(dev, &m) != GW_OK)
+    gw_uplink_remove(x);
+}
+
+static void own_update_answered(gw_gateway_t *gw, gw_device_t *dev, gw_uplink_xchg_t *x,
+                                const gw_coap_msg_t *resp) {
+  char code[8];
+  if (resp->code == GW_COAP_CHANGED) {
+    dev->registered_port = dev->local_port;
+    save_device_now(gw, dev);
+    GW_NOTICE(MOD, "%s: the server reaches it at port %u again", dev->endpoint,
+              dev->local_port);
+  } else {
+    GW_WARN(MOD, "%s: the server answered %s to the gateway's Update; the device's own next "
+                 "Update or Register settles it", dev->endpoint, gw_coap_code_str(resp->code, code));
+  }
+  gw_uplink_remove(x);
+  uplink_drain(gw, dev);
+}
+
+static void session_renew_due(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  gw_device_t *dev = arg;
+  gw_gateway_t *gw = dev->gateway;
+  if (!dev->registered)
+    return; /* renewed on the device's next message, as any session */
+  gw_upstream_close(gw->upstream, dev);
+  dev->local_port = 0; /* the server may hold a dead association for the old one */
+  if (gw_upstream_open(gw->upstream, dev) == GW_OK)
+    save_session(gw, dev);
+}
+
+void gw_relay_upstream_lost(gw_gateway_t *gw, gw_device_t *dev) {
+  gw_timer_init(&dev->session_renew_timer, session_renew_due, dev);
+  gw_timer_start(gw->loop, &dev->session_renew_timer, 0); /* libcoap is inside the session */
+}
+
 /* The rest of a device request's way upstream, once it is its turn: refusals, the session, the
  * rewritten registration, then the server. Borrows req. row: its row in the state database
  * (accepted on receipt), now owned by the exchange; 0 for none. */
@@ -815,8 +884,6 @@ static void uplink_relay(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t
 }
 
 /* ---- requests waiting for their turn (device.h gw_uplink_waiting_t) ---- */
-
-static void uplink_drain(gw_gateway_t *gw, gw_device_t *dev);
 
 static void uplink_retry_due(gw_loop_t *loop, void *arg) {
   (void)loop;
@@ -966,16 +1033,22 @@ void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_
     GW_DEBUG(MOD, "%s: server response matches no request in flight; ignored", dev->endpoint);
     return;
   }
+  if (x->own) {
+    own_update_answered(gw, dev, x, resp);
+    return;
+  }
   if (x->is_register && resp->code == GW_COAP_CREATED) {
     gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, dev->location, sizeof(dev->location));
     dev->registered = true;
     dev->registered_at = gw_wall_s();
+    dev->registered_port = dev->local_port;
     gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
     save_device_now(gw, dev); /* before the device hears 2.01 */
     GW_NOTICE(MOD, "%s: registered at %s (upstream port %u)", dev->endpoint, dev->location,
               gw_upstream_local_port(dev));
   } else if (x->is_update && dev->registered && resp->code == GW_COAP_CHANGED) {
     dev->registered_at = gw_wall_s();
+    dev->registered_port = dev->local_port;
     gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
     save_device_now(gw, dev);
   } else if (x->is_deregister && GW_COAP_CODE_CLASS(resp->code) == 2) {
@@ -1002,6 +1075,10 @@ void gw_relay_upstream_nack(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_ms
     gw_uplink_xchg_t *x = gw_uplink_find(dev, sent->token, sent->token_len);
     if (!x)
       return;
+    if (x->own) { /* the device's own next Update or Register settles it */
+      gw_uplink_remove(x);
+      return;
+    }
     GW_NOTICE_LIMITED(MOD, "%s: server did not take the request (%s)", dev->endpoint,
                       reason == GW_NACK_TIMEOUT ? "timeout"
                       : reason == GW_NACK_RESET ? "reset" : "failed");
@@ -1210,7 +1287,11 @@ void gw_relay_restore_uplink(gw_gateway_t *gw, gw_device_t *dev, int64_t id, con
                  &answer_len);
 }
 
-void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev) { uplink_drain(gw, dev); }
+void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev) {
+  if (dev->upstream)
+    save_session(gw, dev);
+  uplink_drain(gw, dev);
+}
 
 void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev) {
   for (size_t i = 0; i < dev->downlink_capacity; i++)

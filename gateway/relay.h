@@ -27,11 +27,16 @@ void gw_relay_upstream_nack(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_ms
  * not answered: waiting again, with what is left of its deadline. */
 void gw_relay_restore_downlink(gw_gateway_t *gw, gw_device_t *dev,
                                const gw_state_downlink_t *saved);
+/* dev's upstream session failed (DTLS error or closed, session failure): a registered device's
+ * session is renewed at once from a fresh port, and an Update of the gateway's own tells the
+ * server where the device is now. Called from libcoap's event handler: the work is deferred. */
+void gw_relay_upstream_lost(gw_gateway_t *gw, gw_device_t *dev);
 /* A device request accepted by an earlier run and not answered (state.h): it waits again, with
  * its age, and goes upstream after gw_relay_resume(). */
 void gw_relay_restore_uplink(gw_gateway_t *gw, gw_device_t *dev, int64_t id, const uint8_t *data,
                              size_t len, int64_t received_at);
-/* The device's waiting requests go upstream as far as they can (after a restore). */
+/* After a restore: the device's session saved (and the registration moved with an Update of
+ * the gateway's own when its old port could not be had again), its waiting requests sent. */
 void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev);
 /* Fails everything in flight for dev (device removed, session dropped): each server request
  * gets 5.03, each device request 5.03. */

@@ -42,12 +42,12 @@ enum {
 static const char *const statement_sql[ST_COUNT] = {
     [ST_DEVICE_INSERT] = "INSERT OR REPLACE INTO device(binding, address, endpoint, local_port, "
                          "upstream_key, registered, location, ep, lwm2m, b, lt, queue, sms, "
-                         "server_instance, queue_mode, registered_at) "
-                         "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+                         "server_instance, queue_mode, registered_at, registered_port) "
+                         "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?18)",
     [ST_DEVICE_UPDATE] = "UPDATE device SET binding=?1, address=?2, endpoint=?3, local_port=?4, "
                          "upstream_key=?5, registered=?6, location=?7, ep=?8, lwm2m=?9, b=?10, "
                          "lt=?11, queue=?12, sms=?13, server_instance=?14, queue_mode=?15, "
-                         "registered_at=?16 WHERE id=?17",
+                         "registered_at=?16, registered_port=?18 WHERE id=?17",
     [ST_DEVICE_DELETE] = "DELETE FROM device WHERE id=?1",
     [ST_OBSERVATION_SAVE] = "INSERT OR REPLACE INTO observation(device, token, path) "
                             "VALUES(?1,?2,?3)",
@@ -58,7 +58,7 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_DOWNLINK_DELETE] = "DELETE FROM downlink WHERE device=?1 AND server_mid=?2",
     [ST_DEVICES] = "SELECT id, binding, address, endpoint, local_port, upstream_key, registered, "
                    "location, ep, lwm2m, b, lt, queue, sms, server_instance, queue_mode, "
-                   "registered_at FROM device ORDER BY id",
+                   "registered_at, registered_port FROM device ORDER BY id",
     [ST_OBSERVATIONS_OF] = "SELECT token, path FROM observation WHERE device=?1",
     [ST_DOWNLINKS_OF] = "SELECT server_mid, device_mid, token, server_type, state, flags, "
                         "queue_seq, path, request, deadline_at FROM downlink WHERE device=?1 "
@@ -79,7 +79,8 @@ static const char schema_sql[] =
     " registered INTEGER NOT NULL, location TEXT NOT NULL,"
     " ep TEXT NOT NULL, lwm2m TEXT NOT NULL, b TEXT NOT NULL, lt INTEGER, queue INTEGER NOT NULL,"
     " sms TEXT NOT NULL, server_instance INTEGER NOT NULL, queue_mode INTEGER NOT NULL,"
-    " registered_at INTEGER NOT NULL, UNIQUE(binding, address));"
+    " registered_at INTEGER NOT NULL, registered_port INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE(binding, address));"
     "CREATE TABLE IF NOT EXISTS observation("
     " device INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE, token BLOB NOT NULL,"
     " path TEXT NOT NULL, PRIMARY KEY(device, token)) WITHOUT ROWID;"
@@ -336,6 +337,7 @@ void gw_state_save_device(gw_state_t *st, gw_device_t *dev) {
   sqlite3_bind_int64(s, 16, dev->registered_at);
   if (dev->state_id)
     sqlite3_bind_int64(s, 17, dev->state_id);
+  sqlite3_bind_int(s, 18, dev->registered_port);
   run(st, s, "saving a device");
   if (!dev->state_id)
     dev->state_id = sqlite3_last_insert_rowid(st->db);
@@ -498,6 +500,7 @@ static void read_device(sqlite3_stmt *s, gw_state_device_t *d) {
   d->server_instance = (uint32_t)sqlite3_column_int64(s, 14);
   d->queue_mode = sqlite3_column_int(s, 15) != 0;
   d->registered_at = sqlite3_column_int64(s, 16);
+  d->registered_port = (uint16_t)sqlite3_column_int(s, 17);
 }
 
 static void restore_observations(gw_state_t *st, const gw_state_restore_t *cb, int64_t id,

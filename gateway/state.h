@@ -86,6 +86,7 @@ typedef struct {
   const char *address;  /* its binding address text */
   const char *endpoint;
   uint16_t local_port;
+  uint16_t registered_port;
   uint32_t upstream_key;
   bool registered;
   const char *location;

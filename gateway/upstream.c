@@ -177,18 +177,17 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
     GW_INFO(MOD, "%s: DTLS session established", ep);
     break;
   case COAP_EVENT_DTLS_CLOSED:
-    if (dev)
-      GW_INFO(MOD, "%s: DTLS session closed", ep);
-    break;
   case COAP_EVENT_DTLS_ERROR:
   case COAP_EVENT_SESSION_FAILED:
-    GW_WARN(MOD, "%s: upstream session failed (%s)", ep,
-            event == COAP_EVENT_DTLS_ERROR ? "DTLS error" : "session failed");
-    if (dev) {
-      gateway_of(session)->metrics.upstream_failures++;
-      /* Not closed here: libcoap is still inside this session. */
-      dev->upstream->failed = true;
-    }
+    if (!dev)
+      break;
+    GW_WARN(MOD, "%s: upstream session %s", ep,
+            event == COAP_EVENT_DTLS_CLOSED  ? "closed"
+            : event == COAP_EVENT_DTLS_ERROR ? "failed (DTLS error)" : "failed");
+    gateway_of(session)->metrics.upstream_failures++;
+    /* Not closed here: libcoap is still inside this session. */
+    dev->upstream->failed = true;
+    gw_relay_upstream_lost(gateway_of(session), dev);
     break;
   default:
     break;

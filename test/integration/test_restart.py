@@ -197,3 +197,52 @@ def test_send_retransmitted_after_sigkill_is_stored_once_by_the_server(peers):
         assert server.count("send") == 1
     finally:
         device.close()
+
+
+def test_dtls_upstream_handshakes_again_from_the_same_port(peers):
+    from lwm2m_peers import free_port
+    identity, key = "meter-17", "000102030405060708090a0b0c0d0e0f"
+    server = peers.server(psk=(identity, key))
+    port = free_port()
+    devices = (f'{{ endpoint = "meter-17"; ue_address = "127.0.0.1:{port}"; '
+               f'psk_identity = "{identity}"; psk_key_hex = "{key}"; }}')
+    gw = peers.gateway(f"coaps://127.0.0.1:{server.dtls_port}", devices=devices)
+    dev = peers.device(gw, "meter-17", local_port=port, extra=["--lifetime", "600"])
+    reg = server.wait_for("register", ep="meter-17", timeout=15)
+    dev.wait_for("registered")
+    gw.kill()
+    gw2 = peers.restart(gw)
+    # The restarted gateway handshakes again from the port the server knows (RFC 6347 4.2.8:
+    # a server should take a new handshake on an address it has an association with, as
+    # Californium under Leshan does). libcoap's own server with OpenSSL does not: the handshake
+    # times out, and the gateway renews the session from a fresh port and moves the
+    # registration there with an Update of its own. The device registers nothing again.
+    moved = server.wait_for("update", ep="meter-17", timeout=60)
+    assert moved["peer"] != reg["peer"] and moved["secure"] is True
+    assert moved["query"] == []  # an Update without parameters: only the address changes
+    r = server.request("read 1 meter-17 /3/0/1", timeout=30)
+    assert (r["code"], r["payload"]) == ("2.05", "test-device")
+    dev.send("update")
+    assert server.wait_for("update", ep="meter-17", timeout=30)["peer"] == moved["peer"]
+    assert server.count("register") == 1
+    assert dev.count("registered") == 1
+
+
+def test_port_taken_meanwhile_moves_the_registration_with_an_update(peers):
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}")
+    dev = peers.device(gw, "meter-p", extra=["--lifetime", "600"])
+    reg = server.wait_for("register", ep="meter-p")
+    dev.wait_for("registered")
+    gw.kill()
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # another program took it
+    squatter.bind(("127.0.0.1", int(reg["peer"].rsplit(":", 1)[1])))
+    try:
+        gw2 = peers.restart(gw)
+        moved = server.wait_for("update", ep="meter-p", timeout=15)
+        assert moved["peer"] != reg["peer"] and moved["query"] == []
+        assert server.request("read 1 meter-p /3/0/2")["payload"] == "meter-p"
+        assert server.count("register") == 1
+        assert "cannot speak from port" in gw2.peer.log_text()
+    finally:
+        squatter.close()
