@@ -56,6 +56,7 @@ class Peer:
                 event = json.loads(line)
             except json.JSONDecodeError:
                 event = {"event": "unparsed", "line": line}
+            event["_t"] = time.monotonic()  # when it was seen (fault scenarios' recovery times)
             self.events.put(event)
 
     def send(self, command):
@@ -102,7 +103,7 @@ class Peer:
 
     def _summary(self):
         self.drain(0)
-        return [{k: v for k, v in e.items() if k != "_taken"} for e in self.seen[-12:]]
+        return [{k: v for k, v in e.items() if k not in ("_taken", "_t")} for e in self.seen[-12:]]
 
     def stop(self):
         if self.proc.poll() is None:
@@ -389,3 +390,63 @@ class MqttDevice(Peer):
         super().__init__(f"mqtt-device-{ep}", argv, log_dir)
         self.ep = ep
         self.prefix = prefix
+
+
+class PeerSet:
+    """Starts peers on demand into log_dir and stops them all at the end (the integration
+    tests' `peers` fixture, the fault scenarios and scripts/faults)."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.started = []
+
+    def _keep(self, peer):
+        self.started.append(peer)
+        return peer
+
+    def server(self, **kw):
+        return self._keep(TestServer(self.log_dir, **kw))
+
+    def gateway(self, upstream_uri, **kw):
+        return self._keep(Gateway(self.log_dir, upstream_uri, **kw))
+
+    def restart(self, gateway, **kw):
+        """gateway (killed or stopped) started again on its state_dir and ports."""
+        return self._keep(gateway.restart(**kw))
+
+    def device(self, gateway, ep, server_uri=None, **kw):
+        """A test device; on the gateway's SGi port unless server_uri says otherwise (e.g. a
+        vmodem phone port, making it an SMS device)."""
+        return self._keep(Device(self.log_dir, server_uri or gateway.sgi_uri, ep, **kw))
+
+    def vmodem(self, phones, **kw):
+        return self._keep(VModem(self.log_dir, phones, **kw))
+
+    def broker(self, **kw):
+        return self._keep(Mosquitto(self.log_dir, **kw))
+
+    def mqtt_device(self, broker, ep, **kw):
+        return self._keep(MqttDevice(self.log_dir, broker, ep, **kw))
+
+    def http_device(self, gateway_url, ep, **kw):
+        return self._keep(HttpDevice(self.log_dir, gateway_url, ep, **kw))
+
+    def stop_all(self):
+        """Stops everything, newest first; returns what went wrong (a gateway that did not
+        exit 0)."""
+        failures = []
+        for p in reversed(self.started):
+            rc = p.stop()
+            if isinstance(p, Gateway) and rc != 0:
+                failures.append(f"gateway exited with {rc}:\n" + p.peer.log_text()[-4000:])
+        self.started = []
+        return failures
+
+
+def peers_fixture(tmp_path):
+    """The `peers` pytest fixture (integration tests, fault suite): a PeerSet in the test's
+    tmp_path, stopped at the end; every gateway must have exited cleanly (or been killed)."""
+    peer_set = PeerSet(str(tmp_path))
+    yield peer_set
+    failures = peer_set.stop_all()
+    assert not failures, "\n".join(failures)

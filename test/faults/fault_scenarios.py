@@ -1,0 +1,393 @@
+"""Fault scenarios (issue 11): the gateway between real peers while something goes wrong, and
+what the peers saw, counted. Shared by the fault suite (test_faults.py, which asserts on the
+figures) and scripts/faults (which prints them).
+
+Every scenario returns Figures per kind of traffic: messages sent, acknowledged, delivered (seen
+by the LwM2M server), duplicated (seen more than once by the server application), lost
+(acknowledged and never seen), server requests made and answered, re-registrations, and the
+recovery time (from the end of the fault to the first message delivered after it).
+
+Devices send LwM2M Sends (POST /dp) whose payload names the device and a sequence number, so
+the server's `send` events say exactly which arrived. The server deduplicates by message ID as
+real servers do (RFC 7252 4.5): a Send it saw twice would be a gateway that relayed it as a new
+message.
+"""
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+from coap_raw import coap, parse  # noqa: E402
+from lwm2m_peers import free_port  # noqa: E402
+
+SMS_NUMBER = "14155550125"
+GATEWAY_MSISDN = "12125550178"
+
+
+@dataclass
+class Figures:
+    """What one kind of traffic saw through one fault."""
+    name: str
+    sent: int = 0
+    acked: int = 0          # the device got an answer (2.04) for it
+    delivered: int = 0      # distinct messages the server saw
+    duplicated: int = 0     # server saw a message more than once
+    lost: int = 0           # acknowledged and never seen by the server
+    requests: int = 0       # server requests to the devices
+    answered: int = 0       # ... that got a response
+    registrations: int = 0  # Registers beyond the first of each device
+    recovery_s: list = field(default_factory=list)
+    notes: str = ""
+
+    @property
+    def recovery(self):
+        if not self.recovery_s:
+            return "-"
+        return f"{max(self.recovery_s):.1f} s max, {sum(self.recovery_s) / len(self.recovery_s):.1f} s mean"
+
+
+# ------------------------------------------------------------------------------------ traffic
+
+
+class SendLoop(threading.Thread):
+    """One device sending numbered Sends one after the other (NSTART 1), each waiting for its
+    answer: 'send' (CON) or 'send-non' for the C test device."""
+
+    def __init__(self, device, ep, verb="send", period=0.2, answer_timeout=60.0):
+        super().__init__(daemon=True)
+        self.device, self.ep, self.verb = device, ep, verb
+        self.period, self.answer_timeout = period, answer_timeout
+        self.sent, self.acked = [], []
+        self.stopping = threading.Event()
+
+    def payload(self, seq):
+        return f"{self.ep}:{seq}".encode().hex()
+
+    def run(self):
+        seq = 0
+        while not self.stopping.is_set():
+            seq += 1
+            p = self.payload(seq)
+            self.sent.append(p)
+            self.device.send(f"{self.verb} {p}")
+            try:
+                e = self.device.wait_for("sent", timeout=self.answer_timeout)
+                if e.get("code") == "2.04":
+                    self.acked.append(p)
+            except AssertionError:
+                pass
+            self.stopping.wait(self.period)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=self.answer_timeout + 5)
+
+
+class ReadLoop:
+    """The server reading every device, one request per device at a time, each waiting for its
+    answer, so a slow SMS device does not hold up the others. One thread reads the server's
+    events and hands each response to the thread waiting for its request id."""
+
+    def __init__(self, server, endpoints, period=0.3, timeout=90.0):
+        self.server, self.endpoints = server, endpoints
+        self.period, self.timeout = period, timeout
+        self.requests, self.answered, self.codes = 0, 0, {}
+        self.lock = threading.Lock()
+        self.pending = {}  # request id -> Event, set when its response came
+        self.codes_by_id = {}
+        self.stopping, self.done = threading.Event(), threading.Event()
+        self.devices = [threading.Thread(target=self._device, args=(i, ep), daemon=True)
+                        for i, ep in enumerate(endpoints)]
+        self.collector = threading.Thread(target=self._collect, daemon=True)
+
+    def start(self):
+        self.collector.start()
+        for t in self.devices:
+            t.start()
+
+    def _collect(self):
+        next_event = 0
+        while not self.done.is_set():
+            seen = self.server.drain(0.05)
+            for e in seen[next_event:]:
+                if e.get("event") != "response":
+                    continue
+                with self.lock:
+                    waiter = self.pending.pop(e.get("id"), None)
+                    if waiter:
+                        self.codes_by_id[e["id"]] = e["code"]
+                        waiter.set()
+            next_event = len(seen)
+
+    def _device(self, index, ep):
+        rid = 100000 * (index + 1)
+        while not self.stopping.is_set():
+            rid += 1
+            answered = threading.Event()
+            with self.lock:
+                self.pending[rid] = answered
+                self.requests += 1
+                self.server.send(f"read {rid} {ep} /3/0/2")
+            if answered.wait(self.timeout):
+                with self.lock:
+                    code = self.codes_by_id[rid]
+                    self.answered += 1
+                    self.codes[code] = self.codes.get(code, 0) + 1
+            self.stopping.wait(self.period)
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.devices:
+            t.join(timeout=self.timeout + 5)
+        self.done.set()
+        self.collector.join(timeout=5)
+
+
+def count_sends(server, loops, name, kills_at=()):
+    """Figures of the send loops, from what the server saw."""
+    server.drain(1.0)
+    seen = {}
+    seen_at = {}
+    for e in server.seen:
+        if e.get("event") == "send":
+            p = e.get("payload_hex")
+            seen[p] = seen.get(p, 0) + 1
+            seen_at.setdefault(p, e.get("_t", 0))
+    f = Figures(name)
+    for loop in loops:
+        f.sent += len(loop.sent)
+        f.acked += len(loop.acked)
+        f.delivered += sum(1 for p in loop.sent if p in seen)
+        f.duplicated += sum(seen.get(p, 0) - 1 for p in loop.sent if seen.get(p, 0) > 1)
+        f.lost += sum(1 for p in loop.acked if p not in seen)
+    return f
+
+
+def registrations_beyond_first(server, endpoints):
+    server.drain(0.2)
+    return sum(max(0, server.count("register", ep=ep) - 1) for ep in endpoints)
+
+
+def recovery_after(events, times):
+    """Per fault end, the time to the first answer after it."""
+    out = []
+    for t in events:
+        later = [a for a in times if a > t]
+        if later:
+            out.append(min(later) - t)
+    return out
+
+
+# ------------------------------------------------------------------------------------ setups
+
+
+def gateway_with_nidd_and_sms(peers, extra_devices="", gateway_extra="", **kw):
+    """A test server, a virtual modem with one phone, the gateway (NIDD SGi and SMS)."""
+    modem = peers.vmodem([SMS_NUMBER], msisdn=GATEWAY_MSISDN)
+    server = peers.server()
+    devices = f'{{ endpoint = "sms-1"; msisdn = "{SMS_NUMBER}"; }}' + extra_devices
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", devices=devices,
+                       device_timeout_ms=20000, gateway_extra=gateway_extra,
+                       sms=f'modem = "{modem.link}"; msisdn = "{GATEWAY_MSISDN}"; '
+                           'sweep_interval_ms = 2000;', log_level="info", **kw)
+    return modem, server, gw
+
+
+def nidd_device(peers, gw, ep):
+    dev = peers.device(gw, ep, extra=["--lifetime", "3600"])
+    dev.wait_for("registered", timeout=15)
+    return dev
+
+
+def sms_device(peers, gw, modem):
+    dev = peers.device(gw, "sms-1", server_uri=modem.phone_uri(SMS_NUMBER),
+                       extra=["--binding", "S", "--lifetime", "3600"])
+    dev.wait_for("registered", timeout=30)
+    return dev
+
+
+# ------------------------------------------------------------------------------------ scenarios
+
+
+def sigkill(peers, kills=20, seed=None, min_gap=0.5, max_gap=2.5):
+    """SIGKILL at random moments under mixed traffic (two SGi devices, one SMS device sending,
+    the server reading all three), the gateway started again at once on its state."""
+    rng = random.Random(seed)
+    modem, server, gw = gateway_with_nidd_and_sms(peers)
+    nidd = [nidd_device(peers, gw, f"nidd-{i}") for i in (1, 2)]
+    sms = sms_device(peers, gw, modem)
+    endpoints = ["nidd-1", "nidd-2", "sms-1"]
+    for ep in endpoints:
+        server.wait_for("register", ep=ep, timeout=30)
+    nidd_loops = [SendLoop(d, d.ep, period=0.1) for d in nidd]
+    sms_loop = SendLoop(sms, "sms-1", period=0.5, answer_timeout=90.0)
+    reads = ReadLoop(server, endpoints)
+    for t in nidd_loops + [sms_loop, reads]:
+        t.start()
+    killed = []
+    restarts = []
+    for _ in range(kills):
+        time.sleep(rng.uniform(min_gap, max_gap))
+        gw.kill()
+        killed.append(time.monotonic())
+        gw = peers.restart(gw, log_level="info")
+        restarts.append(time.monotonic())
+    time.sleep(2.0)
+    for t in nidd_loops + [sms_loop]:
+        t.stop()
+    reads.stop()
+    time.sleep(1.0)
+    f_nidd = count_sends(server, nidd_loops, f"SIGKILL x{kills}: NIDD SGi Sends")
+    f_sms = count_sends(server, [sms_loop], f"SIGKILL x{kills}: SMS Sends")
+    # Recovery: from the kill to the first Send the server got after it (the restart, and the
+    # device's CoAP retransmission of what the kill cut off).
+    delivered = sorted(e["_t"] for e in server.seen if e.get("event") == "send")
+    f_nidd.recovery_s = recovery_after(killed, delivered)
+    f_reads = Figures(f"SIGKILL x{kills}: server Reads", requests=reads.requests,
+                      answered=reads.answered,
+                      registrations=registrations_beyond_first(server, endpoints),
+                      notes=f"answers {reads.codes}; restart to running "
+                            f"{max(r - k for r, k in zip(restarts, killed)):.2f} s max")
+    return [f_nidd, f_sms, f_reads], gw
+
+
+def modem_unplug(peers, seconds, sends=25):
+    """The USB modem gone for `seconds` while the SMS device sends NON Sends; the SMS stored
+    meanwhile come in one burst when it is back."""
+    modem, server, gw = gateway_with_nidd_and_sms(peers)
+    sms = sms_device(peers, gw, modem)
+    server.wait_for("register", ep="sms-1", timeout=30)
+    loop = SendLoop(sms, "sms-1", verb="send-non", period=0.05, answer_timeout=0.01)
+    modem.send("unplug")
+    modem.wait_for("unplugged")
+    unplugged_at = time.monotonic()
+    for seq in range(1, sends + 1):
+        p = loop.payload(seq)
+        loop.sent.append(p)
+        sms.send(f"send-non {p}")
+        time.sleep(min(0.1, seconds / sends))
+    time.sleep(max(0.0, seconds - (time.monotonic() - unplugged_at)))
+    modem.send("replug")
+    modem.wait_for("replugged")
+    back = time.monotonic()
+    deadline = back + 120
+    delivered_at = None
+    while time.monotonic() < deadline:
+        server.drain(0.5)
+        got = {e.get("payload_hex") for e in server.seen if e.get("event") == "send"}
+        if delivered_at is None and got & set(loop.sent):
+            delivered_at = time.monotonic()
+        if set(loop.sent) <= got:
+            break
+    loop.acked = list(loop.sent)  # each SMS was taken by the network: nothing may be lost
+    f = count_sends(server, [loop], f"modem unplugged {seconds} s: SMS NON Sends")
+    f.recovery_s = [delivered_at - back] if delivered_at else []
+    f.notes = f"5.03 answers {gw.metrics()['unavailable_total']}"
+    return [f], gw
+
+
+class UdpLink(threading.Thread):
+    """The network between the gateway and the server, which the test can break: 'pass', 'drop'
+    (a black hole) or 'refuse' (the server's port closed: ICMP port unreachable). One relay
+    socket per gateway session, so the server sees one peer per device as without it."""
+
+    def __init__(self, server_port):
+        super().__init__(daemon=True)
+        self.server = ("127.0.0.1", server_port)
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.mode = "pass"
+        self.back = {}  # gateway address -> socket toward the server
+        self.running = True
+        self.lock = threading.Lock()  # set_mode closes and reopens the front socket
+
+    def run(self):
+        while self.running:
+            with self.lock:
+                self._relay_ready()
+
+    def _relay_ready(self):
+        import select
+        socks = ([] if self.mode == "refuse" else [self.front]) + list(self.back.values())
+        ready, _, _ = select.select(socks, [], [], 0.05)
+        for s in ready:
+            try:
+                data, addr = s.recvfrom(65536)
+            except OSError:
+                continue
+            if self.mode != "pass":
+                continue  # lost in the outage
+            if s is self.front:
+                b = self.back.get(addr)
+                if not b:
+                    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    b.bind(("127.0.0.1", 0))
+                    self.back[addr] = b
+                b.sendto(data, self.server)
+            else:
+                gw_addr = next(a for a, b in self.back.items() if b is s)
+                self.front.sendto(data, gw_addr)
+
+    def set_mode(self, mode):
+        """'refuse' closes the front socket (ICMP port unreachable), 'pass' reopens it."""
+        with self.lock:
+            if mode == "refuse" and self.mode != "refuse":
+                self.front.close()
+            if mode != "refuse" and self.mode == "refuse":
+                self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.front.bind(("127.0.0.1", self.port))
+            self.mode = mode
+
+    def stop(self):
+        self.running = False
+        self.join(timeout=2)
+        self.front.close()
+        for b in self.back.values():
+            b.close()
+
+
+def upstream_outage(peers, mode, seconds):
+    """The server unreachable for `seconds` (mode 'drop' or 'refuse') while SGi and SMS devices
+    send and the server reads them."""
+    server = peers.server()
+    link = UdpLink(server.port)
+    link.start()
+    modem = peers.vmodem([SMS_NUMBER], msisdn=GATEWAY_MSISDN)
+    gw = peers.gateway(f"coap://127.0.0.1:{link.port}",
+                       devices=f'{{ endpoint = "sms-1"; msisdn = "{SMS_NUMBER}"; }}',
+                       device_timeout_ms=20000, log_level="info",
+                       sms=f'modem = "{modem.link}"; msisdn = "{GATEWAY_MSISDN}"; '
+                           'sweep_interval_ms = 2000;')
+    try:
+        nidd = nidd_device(peers, gw, "nidd-1")
+        sms = sms_device(peers, gw, modem)
+        loops = [SendLoop(nidd, "nidd-1", period=0.2), SendLoop(sms, "sms-1", period=0.5,
+                                                                 answer_timeout=120.0)]
+        for t in loops:
+            t.start()
+        time.sleep(1.0)
+        link.set_mode(mode)
+        time.sleep(seconds)
+        link.set_mode("pass")
+        back = time.monotonic()
+        time.sleep(2.0)
+        for t in loops:
+            t.stop()
+        time.sleep(1.0)
+        f_nidd = count_sends(server, loops[:1], f"server {mode} for {seconds} s: NIDD Sends")
+        f_sms = count_sends(server, loops[1:], f"server {mode} for {seconds} s: SMS Sends")
+        server.drain(0.1)
+        firsts = [e["_t"] for e in server.seen if e.get("event") == "send" and e["_t"] > back]
+        rec = [min(firsts) - back] if firsts else []
+        f_nidd.recovery_s = f_sms.recovery_s = rec
+        f_nidd.registrations = registrations_beyond_first(server, ["nidd-1", "sms-1"])
+        return [f_nidd, f_sms], gw
+    finally:
+        link.stop()
