@@ -44,6 +44,7 @@ class Figures:
     registrations: int = 0  # Registers beyond the first of each device
     recovery_s: list = field(default_factory=list)
     notes: str = ""
+    extra: dict = field(default_factory=dict)  # what a scenario's test asserts on besides
 
     @property
     def recovery(self):
@@ -55,30 +56,49 @@ class Figures:
 # ------------------------------------------------------------------------------------ traffic
 
 
+# How each kind of test device sends a Send and says it was answered: the command for a
+# payload (hex), the event of the answer, and whether that answer is the server's 2.04.
+COAP_DEVICE = ("send {hex}", "sent", lambda e: e.get("code") == "2.04")
+COAP_DEVICE_NON = ("send-non {hex}", "sent", lambda e: e.get("code") == "2.04")
+MQTT_DEVICE = ("send {hex}", "sent", lambda e: e.get("result") == 204)
+HTTP_DEVICE = ("send {text}", "response",
+               lambda e: e.get("op") == "send" and e.get("status") in (200, 204))
+
+
 class SendLoop(threading.Thread):
     """One device sending numbered Sends one after the other (NSTART 1), each waiting for its
-    answer: 'send' (CON) or 'send-non' for the C test device."""
+    answer. kind: COAP_DEVICE (default), COAP_DEVICE_NON, MQTT_DEVICE or HTTP_DEVICE."""
 
-    def __init__(self, device, ep, verb="send", period=0.2, answer_timeout=60.0):
+    def __init__(self, device, ep, kind=COAP_DEVICE, period=0.2, answer_timeout=60.0):
         super().__init__(daemon=True)
-        self.device, self.ep, self.verb = device, ep, verb
+        self.device, self.ep = device, ep
+        self.command, self.answer_event, self.answered_ok = kind
         self.period, self.answer_timeout = period, answer_timeout
         self.sent, self.acked = [], []
         self.stopping = threading.Event()
 
+    def text(self, seq):
+        """The payload: JSON text naming the device and the sequence number (what the server
+        sees, in hex, for every kind of device)."""
+        return f'[{{"n":"/3303/0/5700","vs":"{self.ep}:{seq}"}}]'
+
     def payload(self, seq):
-        return f"{self.ep}:{seq}".encode().hex()
+        return self.text(seq).encode().hex()
+
+    def send(self, seq):
+        p = self.payload(seq)
+        self.sent.append(p)
+        self.device.send(self.command.format(hex=p, text=self.text(seq)))
+        return p
 
     def run(self):
         seq = 0
         while not self.stopping.is_set():
             seq += 1
-            p = self.payload(seq)
-            self.sent.append(p)
-            self.device.send(f"{self.verb} {p}")
+            p = self.send(seq)
             try:
-                e = self.device.wait_for("sent", timeout=self.answer_timeout)
-                if e.get("code") == "2.04":
+                e = self.device.wait_for(self.answer_event, timeout=self.answer_timeout)
+                if self.answered_ok(e):
                     self.acked.append(p)
             except AssertionError:
                 pass
@@ -263,14 +283,12 @@ def modem_unplug(peers, seconds, sends=25):
     modem, server, gw = gateway_with_nidd_and_sms(peers)
     sms = sms_device(peers, gw, modem)
     server.wait_for("register", ep="sms-1", timeout=30)
-    loop = SendLoop(sms, "sms-1", verb="send-non", period=0.05, answer_timeout=0.01)
+    loop = SendLoop(sms, "sms-1", kind=COAP_DEVICE_NON)
     modem.send("unplug")
     modem.wait_for("unplugged")
     unplugged_at = time.monotonic()
     for seq in range(1, sends + 1):
-        p = loop.payload(seq)
-        loop.sent.append(p)
-        sms.send(f"send-non {p}")
+        loop.send(seq)
         time.sleep(min(0.1, seconds / sends))
     time.sleep(max(0.0, seconds - (time.monotonic() - unplugged_at)))
     modem.send("replug")
@@ -391,3 +409,136 @@ def upstream_outage(peers, mode, seconds):
         return [f_nidd, f_sms], gw
     finally:
         link.stop()
+
+
+# ------------------------------------------------------------------------------------ abuse
+
+
+class Legit:
+    """Legitimate traffic during an abuse: devices sending numbered Sends, the server reading
+    each of them; finish() stops it and returns its figures."""
+
+    def __init__(self, server, loops, endpoints):
+        self.server, self.loops = server, loops
+        self.reads = ReadLoop(server, endpoints)
+        for t in loops:
+            t.start()
+        self.reads.start()
+
+    def finish(self, name, notes=""):
+        time.sleep(1.0)
+        for t in self.loops:
+            t.stop()
+        self.reads.stop()
+        f = count_sends(self.server, self.loops, name)
+        f.requests, f.answered = self.reads.requests, self.reads.answered
+        f.registrations = registrations_beyond_first(self.server, self.reads.endpoints)
+        f.notes = notes
+        return f
+
+
+def log_lines(gw, needle):
+    return sum(1 for line in gw.peer.log_text().splitlines() if needle in line)
+
+
+def flood_malformed_nidd(peers, count=10000):
+    """`count` malformed datagrams on the SGi port while a device sends and is read."""
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", log_level="info")
+    dev = nidd_device(peers, gw, "nidd-1")
+    server.wait_for("register", ep="nidd-1")
+    legit = Legit(server, [SendLoop(dev, "nidd-1", period=0.05)], ["nidd-1"])
+    bad = [b"\x00", b"\xff" * 8, bytes([0x4f, 1, 0, 1]), bytes([0x40, 1, 0, 1, 0xff]),
+           bytes([0x40, 1, 0, 2, 0xe0]), b"\x60" * 300]
+    flooder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(count):
+        flooder.sendto(bad[i % len(bad)], ("127.0.0.1", gw.sgi_port))
+        if i % 500 == 499:
+            time.sleep(0.01)
+    flooder.close()
+    deadline = time.monotonic() + 20
+    while gw.metrics()["malformed_total"] < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    m = gw.metrics()
+    f = legit.finish(f"{count} malformed SGi datagrams: device Sends and Reads",
+                     notes=f"counted {m['malformed_total']}, log lines about them "
+                           f"{log_lines(gw, 'malformed CoAP')}")
+    return [f], gw
+
+
+def flood_malformed_sms(peers, count=300):
+    """`count` malformed CoAP messages by SMS from the device's own (allowed) number while it
+    sends and is read: counted, and never answered (each answer is an SMS someone pays)."""
+    modem, server, gw = gateway_with_nidd_and_sms(peers)
+    dev = sms_device(peers, gw, modem)
+    server.wait_for("register", ep="sms-1", timeout=30)
+    modem.drain(0.2)
+    legit = Legit(server, [SendLoop(dev, "sms-1", period=0.5, answer_timeout=90.0)], ["sms-1"])
+    garbage = ["00", "ffffffff", "4f01000100", "40010001ff", "60" * 100]
+    for i in range(count):
+        modem.send(f"inject {SMS_NUMBER} {garbage[i % len(garbage)]}")
+    deadline = time.monotonic() + 120
+    while gw.metrics()["malformed_total"] < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    f = legit.finish(f"{count} malformed SMS: device Sends and Reads")
+    modem.drain(0.5)
+    # What the gateway sent by SMS: answers to the legitimate device, never an RST (0x7.) or an
+    # error for the garbage (measured on main: 261 reply SMS for 10,000 malformed ones).
+    submits = [e for e in modem.seen if e.get("event") == "submit"]
+    rejections = [e for e in submits if e.get("ud", "").startswith("7")]
+    f.notes = (f"counted {gw.metrics()['malformed_total']}, SMS the gateway sent {len(submits)}, "
+               f"of them rejections (RST) {len(rejections)}")
+    f.extra = {"rejections": len(rejections)}
+    return [f], gw
+
+
+def table_exhaustion(peers, pings=12000, requests=1000):
+    """A flood of pings and requests from distinct source ports, then a real device registers
+    and is served; its Sends and the server's Reads are counted."""
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", log_level="info",
+                       gateway_extra="max_unregistered = 100;")
+    for i in range(pings + requests):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        msg = coap("CON", 0, i & 0xffff) if i < pings else \
+            coap("NON", "GET", i & 0xffff, token=b"\x01", path=["flood"])
+        s.sendto(msg, ("127.0.0.1", gw.sgi_port))
+        s.close()
+        if i % 1000 == 999:
+            time.sleep(0.02)
+    m = gw.metrics()
+    dev = nidd_device(peers, gw, "nidd-1")
+    server.wait_for("register", ep="nidd-1")
+    legit = Legit(server, [SendLoop(dev, "nidd-1", period=0.05)], ["nidd-1"])
+    time.sleep(3)
+    m2 = gw.metrics()
+    f = legit.finish(f"{pings} pings + {requests} requests from new ports: a device after",
+                     notes=f"devices made by the flood {m['devices_created_total']}, "
+                           f"held now {m2['devices']}, dropped {m2['devices_dropped_total']}")
+    return [f], gw
+
+
+def impersonation(peers):
+    """Another address sends an Update and a De-register of a device's registration."""
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", log_level="info")
+    dev = nidd_device(peers, gw, "nidd-1")
+    reg = server.wait_for("register", ep="nidd-1")
+    legit = Legit(server, [SendLoop(dev, "nidd-1", period=0.1)], ["nidd-1"])
+    location = reg["location"].strip("/").split("/")
+    impostor = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    impostor.settimeout(5)
+    codes = []
+    for i, method in enumerate(["POST", "DELETE"] * 10):
+        impostor.sendto(coap("CON", method, 0x900 + i, token=bytes([i]), path=location),
+                        ("127.0.0.1", gw.sgi_port))
+        codes.append(parse(impostor.recvfrom(256)[0])["code"])
+    impostor.close()
+    time.sleep(1)
+    f = legit.finish("20 forged Updates / De-registers: the device's Sends and Reads",
+                     notes=f"answers to the impostor {sorted(set(codes))}, updates the server "
+                           f"saw {server.count('update')}, de-registers "
+                           f"{server.count('deregister')}")
+    f.extra = {"codes": codes, "updates": server.count("update"),
+               "deregisters": server.count("deregister")}
+    return [f], gw

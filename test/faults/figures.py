@@ -40,7 +40,7 @@ def table(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--kills", type=int, default=20)
-    ap.add_argument("--only", nargs="*", default=["sigkill", "unplug", "outage"])
+    ap.add_argument("--only", nargs="*", default=["sigkill", "unplug", "outage", "abuse"])
     args = ap.parse_args()
     rows = []
     if "sigkill" in args.only:
@@ -51,6 +51,10 @@ def main():
     if "outage" in args.only:
         for mode in ("drop", "refuse"):
             rows += run("outage", fs.upstream_outage, mode, 5)
+    if "abuse" in args.only:
+        for scenario in (fs.flood_malformed_nidd, fs.flood_malformed_sms, fs.table_exhaustion,
+                         fs.impersonation):
+            rows += run("abuse", scenario)
     table(rows)
 
 

@@ -41,3 +41,31 @@ def test_upstream_outage(peers, mode):
     assert_nothing_lost(figures)
     for f in figures:
         assert f.acked > 0
+
+
+def test_malformed_sgi_flood(peers):
+    figures, gw = fs.flood_malformed_nidd(peers)
+    assert_nothing_lost(figures)
+    assert gw.metrics()["malformed_total"] == 10000
+    assert fs.log_lines(gw, "malformed CoAP") < 50  # rate-limited: 840 KB of log on main
+
+
+def test_malformed_sms_flood(peers):
+    figures, gw = fs.flood_malformed_sms(peers)
+    assert_nothing_lost(figures)
+    assert figures[0].extra["rejections"] == 0  # no SMS spent on the garbage
+
+
+def test_device_table_exhaustion(peers):
+    figures, gw = fs.table_exhaustion(peers)
+    assert_nothing_lost(figures)
+    assert figures[0].acked > 0
+    assert gw.metrics()["devices"] <= 101
+
+
+def test_impersonation(peers):
+    figures, gw = fs.impersonation(peers)
+    assert_nothing_lost(figures)
+    f = figures[0]
+    assert set(f.extra["codes"]) == {"4.03"}
+    assert f.extra["updates"] == 0 and f.extra["deregisters"] == 0
