@@ -277,20 +277,24 @@ static uint16_t mapped_mid(slot_t *s, mid_pair_t *ring, uint32_t ring_size, uint
 
 uint16_t gw_journal_upstream_mid(gw_journal_t *j, uint32_t slot, uint16_t device_mid,
                                  uint32_t now_s) {
+  if (slot >= j->slot_count)
+    return gw_random_u16();
   slot_t *s = &j->slots[slot];
   return mapped_mid(s, s->up, GW_JOURNAL_UP_ENTRIES, &s->up_next, true, device_mid, now_s);
 }
 
 uint16_t gw_journal_downstream_mid(gw_journal_t *j, uint32_t slot, uint16_t server_mid,
                                    uint32_t now_s) {
+  if (slot >= j->slot_count)
+    return gw_random_u16();
   slot_t *s = &j->slots[slot];
   return mapped_mid(s, s->down, GW_JOURNAL_DOWN_ENTRIES, &s->down_next, false, server_mid, now_s);
 }
 
 uint16_t gw_journal_next_upstream_mid(gw_journal_t *j, uint32_t slot) {
-  return take_next(&j->slots[slot], true);
+  return slot < j->slot_count ? take_next(&j->slots[slot], true) : gw_random_u16();
 }
 
 uint16_t gw_journal_next_downstream_mid(gw_journal_t *j, uint32_t slot) {
-  return take_next(&j->slots[slot], false);
+  return slot < j->slot_count ? take_next(&j->slots[slot], false) : gw_random_u16();
 }

@@ -52,7 +52,9 @@ void gw_journal_release(gw_journal_t *journal, uint32_t slot);
 void gw_journal_release_unclaimed(gw_journal_t *journal);
 
 /* The upstream message ID for the device's message device_mid: the one used for it within
- * EXCHANGE_LIFETIME, else a new one, recorded before it is returned. now_s: wall clock. */
+ * EXCHANGE_LIFETIME, else a new one, recorded before it is returned. now_s: wall clock.
+ * These four take GW_JOURNAL_NO_SLOT too (a device that got no slot: more restored than
+ * gateway.max_devices now allows) and then give a random ID, remembering nothing. */
 uint16_t gw_journal_upstream_mid(gw_journal_t *journal, uint32_t slot, uint16_t device_mid,
                                  uint32_t now_s);
 /* The message ID toward the device for the server's message server_mid, likewise. */

@@ -38,30 +38,22 @@ static uint32_t wall_now_s(void) { return (uint32_t)gw_wall_s(); }
 /* The upstream ID of the device's own message device_mid (a request, a notification, a
  * separate response). */
 static uint16_t upstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t device_mid) {
-  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
-    return gw_random_u16();
   return gw_journal_upstream_mid(gw_state_journal(gw->state), dev->journal_slot, device_mid,
                                  wall_now_s());
 }
 
 /* A fresh upstream ID for a message of the gateway's own (a separate response it makes). */
 static uint16_t next_upstream_mid(gw_gateway_t *gw, gw_device_t *dev) {
-  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
-    return gw_random_u16();
   return gw_journal_next_upstream_mid(gw_state_journal(gw->state), dev->journal_slot);
 }
 
 /* The ID toward the device for the server's message server_mid. */
 static uint16_t downstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t server_mid) {
-  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
-    return gw_random_u16();
   return gw_journal_downstream_mid(gw_state_journal(gw->state), dev->journal_slot, server_mid,
                                    wall_now_s());
 }
 
 static uint16_t next_downstream_mid(gw_gateway_t *gw, gw_device_t *dev) {
-  if (dev->journal_slot == GW_JOURNAL_NO_SLOT)
-    return gw_random_u16();
   return gw_journal_next_downstream_mid(gw_state_journal(gw->state), dev->journal_slot);
 }
 

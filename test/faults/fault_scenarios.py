@@ -542,3 +542,53 @@ def impersonation(peers):
     f.extra = {"codes": codes, "updates": server.count("update"),
                "deregisters": server.count("deregister")}
     return [f], gw
+
+
+# ------------------------------------------------------------------------------------ writes
+
+
+def proc_io(pid):
+    """The gateway's write system calls and bytes it caused to be written to storage (page
+    cache write-back of the database and of the mapped journal included), /proc/PID/io."""
+    with open(f"/proc/{pid}/io") as f:
+        fields = dict(line.split(": ") for line in f.read().splitlines())
+    return int(fields["syscw"]), int(fields["write_bytes"])
+
+
+def writes_per_message(peers, sends=20000):
+    """What persistence costs per relayed message in steady traffic: SQLite commits, write
+    system calls and bytes written, for Sends of registered SGi devices (nothing to keep but the
+    journal) and of an SMS device (each SMS kept until the server answered it)."""
+    modem, server, gw = gateway_with_nidd_and_sms(peers)
+    nidd = [nidd_device(peers, gw, f"nidd-{i}") for i in (1, 2)]
+    sms = sms_device(peers, gw, modem)
+    for ep in ("nidd-1", "nidd-2", "sms-1"):
+        server.wait_for("register", ep=ep, timeout=30)
+    time.sleep(1.0)
+    rows = []
+    for name, loops, count in (
+            ("NIDD Sends of registered devices", [SendLoop(d, d.ep, period=0) for d in nidd],
+             sends),
+            ("SMS Sends (kept until answered)", [SendLoop(sms, "sms-1", period=0,
+                                                          answer_timeout=60.0)], 20)):
+        commits0 = gw.metrics()["state_commits_total"]
+        syscw0, bytes0 = proc_io(gw.peer.proc.pid)
+        started = time.monotonic()
+        for t in loops:
+            t.start()
+        while sum(len(t.acked) for t in loops) < count:
+            time.sleep(0.05)
+        for t in loops:
+            t.stop()
+        n = sum(len(t.acked) for t in loops)
+        time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        commits = gw.metrics()["state_commits_total"] - commits0
+        syscw, written = proc_io(gw.peer.proc.pid)
+        f = count_sends(server, loops, f"writes per message: {name}")
+        f.notes = (f"{n} messages in {elapsed:.1f} s: per message {commits / n:.3f} SQLite "
+                   f"commits, {(syscw - syscw0) / n:.2f} file write calls (SQLite, and the AT "
+                   f"commands of an SMS), {(written - bytes0) / n:.0f} bytes dirtied for storage "
+                   f"({(written - bytes0) / elapsed / 1024:.1f} KiB/s)")
+        rows.append(f)
+    return rows, gw

@@ -40,7 +40,8 @@ def table(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--kills", type=int, default=20)
-    ap.add_argument("--only", nargs="*", default=["sigkill", "unplug", "outage", "abuse"])
+    ap.add_argument("--only", nargs="*",
+                    default=["sigkill", "unplug", "outage", "abuse", "writes"])
     args = ap.parse_args()
     rows = []
     if "sigkill" in args.only:
@@ -55,6 +56,8 @@ def main():
         for scenario in (fs.flood_malformed_nidd, fs.flood_malformed_sms, fs.table_exhaustion,
                          fs.impersonation):
             rows += run("abuse", scenario)
+    if "writes" in args.only:
+        rows += run("writes", fs.writes_per_message)
     table(rows)
 
 

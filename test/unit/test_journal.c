@@ -160,6 +160,11 @@ static void test_slots_claimed_released_and_full(void **state) {
       assert_int_not_equal(slots[i], slots[k]);
   }
   assert_int_equal(gw_journal_claim(j, 5000), GW_JOURNAL_NO_SLOT);
+  /* a device without a slot still gets IDs: random ones, nothing remembered */
+  uint16_t a = gw_journal_upstream_mid(j, GW_JOURNAL_NO_SLOT, 7, NOW);
+  uint16_t b = gw_journal_upstream_mid(j, GW_JOURNAL_NO_SLOT, 7, NOW);
+  uint16_t c = gw_journal_next_downstream_mid(j, GW_JOURNAL_NO_SLOT);
+  assert_false(a == b && b == c && c == gw_journal_downstream_mid(j, GW_JOURNAL_NO_SLOT, 7, NOW));
   assert_int_equal(gw_journal_claim(j, 1010), slots[10]); /* its own slot again */
   for (uint64_t k = 0; k < SLOTS; k += 2)
     gw_journal_release(j, slots[k]);
