@@ -803,6 +803,8 @@ static void session_renew_due(gw_loop_t *loop, void *arg) {
 }
 
 void gw_relay_upstream_lost(gw_gateway_t *gw, gw_device_t *dev) {
+  if (gw_timer_active(&dev->session_renew_timer))
+    return; /* a DTLS error is followed by its close: one renewal */
   gw_timer_init(&dev->session_renew_timer, session_renew_due, dev);
   gw_timer_start(gw->loop, &dev->session_renew_timer, 0); /* libcoap is inside the session */
 }
