@@ -169,7 +169,7 @@ gw_device_t *gw_admission_restore(gw_gateway_t *gw, gw_binding_t *b, const gw_ba
   dev->queue_mode = dev->queue_mode || saved->queue_mode;
   dev->local_port = saved->local_port;
   dev->registered_port = saved->registered_port;
-  dev->registered_at = saved->registered_at;
+  dev->registered_at = dev->saved_registered_at = saved->registered_at;
   dev->last_active_ms = gw_now_ms();
   if (!saved->registered) {
     list_push_tail(&gw->unregistered, dev);
@@ -178,7 +178,8 @@ gw_device_t *gw_admission_restore(gw_gateway_t *gw, gw_binding_t *b, const gw_ba
   snprintf(dev->location, sizeof(dev->location), "%s", saved->location);
   dev->registered = true;
   uint32_t lifetime = saved->params.has_lifetime ? saved->params.lifetime : 86400u;
-  int64_t left = saved->registered_at + (int64_t)lifetime - gw_wall_s();
+  int64_t left =
+      saved->registered_at + (int64_t)lifetime + GW_STATE_RENEWAL_SLACK_S - gw_wall_s();
   gw_admission_registered(gw, dev, left > 0 ? (uint32_t)left : 0, saved->upstream_key);
   return dev;
 }

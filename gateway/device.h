@@ -126,6 +126,8 @@ struct gw_device {
                                session its last Register or Update came from */
   gw_timer_t session_renew_timer; /* its upstream session failed: renewed from a fresh port */
   int64_t registered_at;  /* wall clock of its last Register or Update */
+  int64_t saved_registered_at; /* registered_at as the state database has it */
+  bool registration_changed;   /* an Update changed more than the time (lifetime, port) */
   gw_dedup_t uplink_dedup;   /* by the device's MIDs */
   gw_dedup_t downlink_dedup; /* by the server's MIDs */
   gw_uplink_xchg_t uplink[GW_MAX_UPLINK];

@@ -161,9 +161,15 @@ static void refuse_stateless(gw_gateway_t *gw, gw_binding_t *b, const gw_baddr_t
 /* The device's row, made durable now: before the first message leaves a new upstream session
  * (after a restart the gateway speaks for the device from the same port, which is how the
  * server knows it), and before the answer to a Register or Update reaches the device. */
-static void save_device_now(gw_gateway_t *gw, gw_device_t *dev) {
+static void save_device(gw_gateway_t *gw, gw_device_t *dev) {
   dev->saved_port = dev->local_port;
+  dev->saved_registered_at = dev->registered_at;
+  dev->registration_changed = false;
   gw_state_save_device(gw->state, dev);
+}
+
+static void save_device_now(gw_gateway_t *gw, gw_device_t *dev) {
+  save_device(gw, dev);
   gw_state_commit(gw->state);
 }
 
@@ -679,6 +685,8 @@ static int rewrite_registration(gw_gateway_t *gw, gw_device_t *dev, gw_coap_msg_
     if (!dev->conf && params.endpoint[0])
       snprintf(dev->endpoint, sizeof(dev->endpoint), "%s", params.endpoint);
   } else if (params.has_lifetime) {
+    dev->registration_changed |= !dev->device_params.has_lifetime ||
+                                 dev->device_params.lifetime != params.lifetime;
     dev->device_params.lifetime = params.lifetime;
     dev->device_params.has_lifetime = true;
   }
@@ -1042,9 +1050,14 @@ void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_
               gw_upstream_local_port(dev));
   } else if (x->is_update && dev->registered && resp->code == GW_COAP_CHANGED) {
     dev->registered_at = gw_wall_s();
+    dev->registration_changed |= dev->registered_port != dev->local_port;
     dev->registered_port = dev->local_port;
     gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
-    save_device_now(gw, dev);
+    /* Only a renewal: saved with the loop's next commit, at most once a minute (state.h); a
+     * lost one makes the restore keep the registration a little longer, never drop it. */
+    if (dev->registration_changed ||
+        dev->registered_at - dev->saved_registered_at >= GW_STATE_RENEWAL_SLACK_S)
+      save_device(gw, dev);
   } else if (x->is_deregister && GW_COAP_CODE_CLASS(resp->code) == 2) {
     dev->registered = false;
     gw_admission_deregistered(gw, dev);

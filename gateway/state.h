@@ -30,6 +30,11 @@
 
 typedef struct gw_state gw_state_t;
 
+/* An Update that only renews a registration is saved at most once in this many seconds (an
+ * Update-heavy device would otherwise cost a commit each); the saved time of a registration
+ * may be that much behind, which the restore adds to its lifetime. */
+#define GW_STATE_RENEWAL_SLACK_S 60
+
 /* Opens (creating what is missing) the state in state_dir, NULL for memory only. Fails only
  * when another gateway holds state_dir (GW_ERR_IO, logged) or memory runs out; an unusable
  * directory gives memory-only state with an error in the log. */
