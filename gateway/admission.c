@@ -178,8 +178,8 @@ gw_device_t *gw_admission_restore(gw_gateway_t *gw, gw_binding_t *b, const gw_ba
   snprintf(dev->location, sizeof(dev->location), "%s", saved->location);
   dev->registered = true;
   uint32_t lifetime = saved->params.has_lifetime ? saved->params.lifetime : 86400u;
-  int64_t left =
-      saved->registered_at + (int64_t)lifetime + GW_STATE_RENEWAL_SLACK_S - gw_wall_s();
+  int64_t left = saved->registered_at + (int64_t)lifetime + gw_state_renewal_slack_s(lifetime) -
+                 gw_wall_s();
   gw_admission_registered(gw, dev, left > 0 ? (uint32_t)left : 0, saved->upstream_key);
   return dev;
 }

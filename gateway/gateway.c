@@ -108,8 +108,8 @@ static const char *restore_refusal(gw_gateway_t *gw, gw_binding_t *b,
   if (!u || (saved->upstream_key && (uint32_t)gw_hash_str(u->uri) != saved->upstream_key))
     return "its upstream server changed";
   uint32_t lifetime = saved->params.has_lifetime ? saved->params.lifetime : 86400u;
-  if (saved->registered &&
-      saved->registered_at + (int64_t)lifetime + GW_STATE_RENEWAL_SLACK_S < gw_wall_s())
+  if (saved->registered && saved->registered_at + (int64_t)lifetime +
+                                   gw_state_renewal_slack_s(lifetime) < gw_wall_s())
     return "its registration's lifetime passed";
   return NULL;
 }

@@ -1055,8 +1055,8 @@ void gw_relay_server_response(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_
     gw_admission_registered(gw, dev, registration_lifetime(dev), upstream_key(gw, dev));
     /* Only a renewal: saved with the loop's next commit, at most once a minute (state.h); a
      * lost one makes the restore keep the registration a little longer, never drop it. */
-    if (dev->registration_changed ||
-        dev->registered_at - dev->saved_registered_at >= GW_STATE_RENEWAL_SLACK_S)
+    if (dev->registration_changed || dev->registered_at - dev->saved_registered_at >=
+                                         gw_state_renewal_slack_s(registration_lifetime(dev)))
       save_device(gw, dev);
   } else if (x->is_deregister && GW_COAP_CODE_CLASS(resp->code) == 2) {
     dev->registered = false;

@@ -30,10 +30,13 @@
 
 typedef struct gw_state gw_state_t;
 
-/* An Update that only renews a registration is saved at most once in this many seconds (an
- * Update-heavy device would otherwise cost a commit each); the saved time of a registration
- * may be that much behind, which the restore adds to its lifetime. */
-#define GW_STATE_RENEWAL_SLACK_S 60
+/* An Update that only renews a registration is saved when the saved time is this far behind,
+ * a minute or half the lifetime, whichever is less (an Update-heavy device would otherwise cost
+ * a commit each); the restore adds as much to the saved time, so a lost renewal keeps the
+ * registration a little longer, never drops it. */
+static inline int64_t gw_state_renewal_slack_s(uint32_t lifetime_s) {
+  return lifetime_s / 2 < 60 ? lifetime_s / 2 : 60;
+}
 
 /* Opens (creating what is missing) the state in state_dir, NULL for memory only. Fails only
  * when another gateway holds state_dir (GW_ERR_IO, logged) or memory runs out; an unusable
