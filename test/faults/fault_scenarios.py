@@ -592,3 +592,103 @@ def writes_per_message(peers, sends=20000):
                    f"({(written - bytes0) / elapsed / 1024:.1f} KiB/s)")
         rows.append(f)
     return rows, gw
+
+
+# ------------------------------------------------------------------------------------ MQTT, HTTP
+
+
+def mqtt_setup(peers, devices=2):
+    """A persistent mosquitto, the gateway with the MQTT binding, MQTT devices with persistent
+    sessions, registered."""
+    broker = peers.broker(persistent=True)
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", device_timeout_ms=20000,
+                       log_level="info", mqtt=f'broker = "{broker.uri}"; prefix = "t";')
+    gw.wait_metric("mqtt_connected", 1)
+    devs = []
+    for i in range(devices):
+        dev = peers.mqtt_device(broker, f"mqtt-{i}", prefix="t",
+                                extra=["--persistent-session"])
+        server.wait_for("register", ep=dev.ep, timeout=15)
+        dev.wait_for("registered", timeout=15)
+        devs.append(dev)
+    return broker, server, gw, devs
+
+
+def broker_restart(peers, restarts=3, down_s=0.3, up_s=1.5):
+    """Mosquitto (persistence on) restarted under QoS 1 traffic: MQTT devices sending, the
+    server reading them."""
+    broker, server, gw, devs = mqtt_setup(peers)
+    legit = Legit(server, [SendLoop(d, d.ep, kind=MQTT_DEVICE, period=0.1, answer_timeout=30.0)
+                           for d in devs], [d.ep for d in devs])
+    backs = []
+    for _ in range(restarts):
+        time.sleep(up_s)
+        broker.stop()
+        time.sleep(down_s)
+        broker.start()
+        backs.append(time.monotonic())
+        gw.wait_metric("mqtt_connected", 1, timeout=15)
+    time.sleep(up_s)
+    f = legit.finish(f"broker restarted x{restarts}: MQTT Sends and Reads",
+                     notes=f"sessions lost {gw.metrics().get('mqtt_sessions_lost_total')}")
+    delivered = sorted(e["_t"] for e in server.seen if e.get("event") == "send")
+    f.recovery_s = recovery_after(backs, delivered)
+    return [f], gw
+
+
+def mqtt_malformed_flood(peers, count=1000):
+    """`count` publishes of garbage on a device's own topic while the devices send and are read."""
+    import paho.mqtt.client as mqtt
+    broker, server, gw, devs = mqtt_setup(peers)
+    legit = Legit(server, [SendLoop(d, d.ep, kind=MQTT_DEVICE, period=0.1) for d in devs],
+                  [d.ep for d in devs])
+    flooder = mqtt.Client(client_id="flooder")
+    flooder.connect("127.0.0.1", broker.port)
+    flooder.loop_start()
+    garbage = [b"\xff", b"\xa1\x00", b"not cbor at all", b"\xbf" * 20]
+    for i in range(count):
+        flooder.publish(f"t/lwm2m/rd/{devs[0].ep}", garbage[i % len(garbage)], qos=1)
+    time.sleep(2)
+    flooder.loop_stop()
+    flooder.disconnect()
+    m = gw.metrics()
+    f = legit.finish(f"{count} malformed MQTT publishes: MQTT Sends and Reads",
+                     notes=f"counted {m.get('mqtt_malformed_total')}, log lines about them "
+                           f"{log_lines(gw, 'malformed') + log_lines(gw, 'CBOR')}")
+    f.extra = {"malformed": m.get("mqtt_malformed_total", 0)}
+    return [f], gw
+
+
+def http_setup(peers, http_extra=""):
+    port = free_port(socket.SOCK_STREAM)
+    dev = peers.http_device(f"http://127.0.0.1:{port}", "http-1")
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", log_level="info",
+                       devices=f'{{ endpoint = "http-1"; http_url = "{dev.url}"; }}',
+                       http=f'listen = "127.0.0.1:{port}"; {http_extra}')
+    dev.send("register")
+    server.wait_for("register", ep="http-1", timeout=15)
+    dev.wait_for("registered", timeout=15)
+    return port, dev, server, gw
+
+
+def http_abuse(peers, slow=300, malformed=2000):
+    """Slowloris from several addresses and a flood of malformed requests while an HTTP device
+    sends and is read."""
+    from http_abuse import LOOPBACK_SOURCES, Slowloris, flood
+    port, dev, server, gw = http_setup(peers, "header_timeout_s = 2;")
+    legit = Legit(server, [SendLoop(dev, "http-1", kind=HTTP_DEVICE, period=0.1)], ["http-1"])
+    # The slow clients and the flood from different addresses: each address is held to its own
+    # connections (max_connections_per_client), so the flood is not refused for the slow ones.
+    with Slowloris(port, slow, LOOPBACK_SOURCES[:4]):
+        outcomes, wrong = flood(port, malformed, 16, LOOPBACK_SOURCES[4:])
+        time.sleep(3)
+    m = gw.metrics()
+    answered = sum(n for o, n in outcomes.items() if isinstance(o, int))
+    f = legit.finish(f"{slow} slow connections + {malformed} malformed HTTP: HTTP device",
+                     notes=f"malformed answered {answered} ({wrong} with another status), "
+                           f"header timeouts {m.get('http_header_timeouts_total')}, slow "
+                           f"connections evicted {m.get('http_connections_evicted_total')}")
+    f.extra = {"answered": answered, "wrong": wrong}
+    return [f], gw

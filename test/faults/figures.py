@@ -41,7 +41,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--only", nargs="*",
-                    default=["sigkill", "unplug", "outage", "abuse", "writes"])
+                    default=["sigkill", "unplug", "broker", "outage", "abuse", "writes"])
     args = ap.parse_args()
     rows = []
     if "sigkill" in args.only:
@@ -49,12 +49,14 @@ def main():
     if "unplug" in args.only:
         for seconds in (3, 10):
             rows += run("unplug", fs.modem_unplug, seconds)
+    if "broker" in args.only:
+        rows += run("broker", fs.broker_restart)
     if "outage" in args.only:
         for mode in ("drop", "refuse"):
             rows += run("outage", fs.upstream_outage, mode, 5)
     if "abuse" in args.only:
-        for scenario in (fs.flood_malformed_nidd, fs.flood_malformed_sms, fs.table_exhaustion,
-                         fs.impersonation):
+        for scenario in (fs.flood_malformed_nidd, fs.flood_malformed_sms, fs.mqtt_malformed_flood,
+                         fs.http_abuse, fs.table_exhaustion, fs.impersonation):
             rows += run("abuse", scenario)
     if "writes" in args.only:
         rows += run("writes", fs.writes_per_message)

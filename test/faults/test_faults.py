@@ -69,3 +69,22 @@ def test_impersonation(peers):
     f = figures[0]
     assert set(f.extra["codes"]) == {"4.03"}
     assert f.extra["updates"] == 0 and f.extra["deregisters"] == 0
+
+
+def test_broker_restarted_under_traffic(peers):
+    figures, gw = fs.broker_restart(peers)
+    assert_nothing_lost(figures)
+    assert figures[0].acked > 0
+
+
+def test_malformed_mqtt_flood(peers):
+    figures, gw = fs.mqtt_malformed_flood(peers)
+    assert_nothing_lost(figures)
+    assert figures[0].extra["malformed"] == 1000
+
+
+def test_http_slowloris_and_malformed_flood(peers):
+    figures, gw = fs.http_abuse(peers)
+    assert_nothing_lost(figures)
+    assert figures[0].acked > 0
+    assert figures[0].extra["answered"] == 2000 and figures[0].extra["wrong"] == 0
