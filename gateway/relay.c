@@ -35,16 +35,19 @@
 
 static uint32_t wall_now_s(void) { return (uint32_t)gw_wall_s(); }
 
-/* The upstream ID of the device's own message device_mid (a request, a notification, a
- * separate response). */
-static uint16_t upstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t device_mid) {
-  return gw_journal_upstream_mid(gw_state_journal(gw->state), dev->journal_slot, device_mid,
-                                 wall_now_s());
-}
-
 /* A fresh upstream ID for a message of the gateway's own (a separate response it makes). */
 static uint16_t next_upstream_mid(gw_gateway_t *gw, gw_device_t *dev) {
   return gw_journal_next_upstream_mid(gw_state_journal(gw->state), dev->journal_slot);
+}
+
+/* The upstream ID of the device's own message device_mid (a request, a notification, a
+ * separate response). A link without message IDs has no retransmission to recognise, and the
+ * ID its binding made up may be one the last run used for another message: a fresh one. */
+static uint16_t upstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t device_mid) {
+  if (gw_binding_policy(dev->binding)->no_message_ids)
+    return next_upstream_mid(gw, dev);
+  return gw_journal_upstream_mid(gw_state_journal(gw->state), dev->journal_slot, device_mid,
+                                 wall_now_s());
 }
 
 /* The ID toward the device for the server's message server_mid. */
