@@ -42,6 +42,11 @@ typedef struct {
                               earlier one, and after a restart the binding's IDs may repeat
                               those of the last run; the core gives each message a fresh
                               upstream message ID instead of the one recorded for its ID */
+  bool answers_die_with_process; /* a device answers a request on the connection it went on
+                              (HTTP), which closes with the gateway: a server request in flight
+                              at a stop or kill cannot be answered after the restart. The core
+                              then sends it again when repeating it is safe (an idempotent
+                              method, RFC 7252 5.1), else answers the server 5.04 */
   char binding_letter;     /* LwM2M binding letter of the link: 'N', 'S', 'M', 'H', ... */
   bool letter_implied;     /* a device heard on this link speaks it whatever its b= says: the
                               letter is added to the b= the server sees, and every request of
