@@ -37,6 +37,16 @@ typedef struct {
                               the modem, an MQTT publish acknowledged): nothing would send it
                               again, so the core keeps each request in the state until the server
                               answered it */
+  bool no_message_ids;     /* the link has no message IDs (HTTP): the binding makes one up per
+                              message, so a device's message is never a retransmission of an
+                              earlier one, and after a restart the binding's IDs may repeat
+                              those of the last run; the core gives each message a fresh
+                              upstream message ID instead of the one recorded for its ID */
+  bool answers_die_with_process; /* a device answers a request on the connection it went on
+                              (HTTP), which closes with the gateway: a server request in flight
+                              at a stop or kill cannot be answered after the restart. The core
+                              then sends it again when repeating it is safe (an idempotent
+                              method, RFC 7252 5.1), else answers the server 5.04 */
   char binding_letter;     /* LwM2M binding letter of the link: 'N', 'S', 'M', 'H', ... */
   bool letter_implied;     /* a device heard on this link speaks it whatever its b= says: the
                               letter is added to the b= the server sees, and every request of

@@ -158,7 +158,6 @@ static void restore_devices(gw_gateway_t *gw) {
                            .uplink = restore_uplink};
   size_t n = gw_state_restore(gw->state, &cb);
   gw_journal_release_unclaimed(gw_state_journal(gw->state));
-  gw_device_foreach(&gw->devices, resume_device, gw);
   if (n)
     GW_NOTICE(MOD, "%zu devices restored from the state of the last run", n);
 }
@@ -198,12 +197,14 @@ static void restore_binding_value(void *arg, const char *key, const void *value,
 
 int gw_gateway_start(gw_gateway_t *gw) {
   /* Devices first: what a binding's own state completes (a concatenated SMS whose last part
-   * the modem still had) is relayed on the device's restored session. */
+   * the modem still had) is relayed on the device's restored session. What waited goes out
+   * last, when each binding knows its devices again (an HTTP device's URL and location). */
   restore_devices(gw);
   for (size_t i = 0; i < gw->binding_count; i++)
     if (gw->bindings[i]->ops->restore)
       gw_state_restore_binding(gw->state, gw->bindings[i]->ops->name, restore_binding_value,
                                gw->bindings[i]);
+  gw_device_foreach(&gw->devices, resume_device, gw);
   for (size_t i = 0; i < gw->binding_count; i++) {
     int rc = gw->bindings[i]->ops->start(gw->bindings[i]);
     if (rc != GW_OK)

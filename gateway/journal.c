@@ -257,14 +257,23 @@ static uint16_t take_next(slot_t *s, bool upstream) {
   return mid;
 }
 
-/* The ID recorded for `from` within EXCHANGE_LIFETIME, else a new one, recorded. */
-static uint16_t mapped_mid(slot_t *s, mid_pair_t *ring, uint32_t ring_size, uint32_t *ring_next,
-                           bool upstream, uint16_t from, uint32_t now_s) {
+/* The entry recorded for `from` within EXCHANGE_LIFETIME, or NULL. */
+static const mid_pair_t *ring_find(const mid_pair_t *ring, uint32_t ring_size, uint16_t from,
+                                   uint32_t now_s) {
   for (uint32_t i = 0; i < ring_size; i++) {
     const mid_pair_t *e = &ring[i];
     if (e->at_s && (uint16_t)(e->mids >> 16) == from && now_s - e->at_s < EXCHANGE_LIFETIME_S)
-      return (uint16_t)e->mids;
+      return e;
   }
+  return NULL;
+}
+
+/* The ID recorded for `from` within EXCHANGE_LIFETIME, else a new one, recorded. */
+static uint16_t mapped_mid(slot_t *s, mid_pair_t *ring, uint32_t ring_size, uint32_t *ring_next,
+                           bool upstream, uint16_t from, uint32_t now_s) {
+  const mid_pair_t *known = ring_find(ring, ring_size, from, now_s);
+  if (known)
+    return (uint16_t)known->mids;
   uint16_t to = take_next(s, upstream);
   mid_pair_t *e = &ring[*ring_next % ring_size];
   *ring_next = (*ring_next + 1) % ring_size;
@@ -289,6 +298,12 @@ uint16_t gw_journal_downstream_mid(gw_journal_t *j, uint32_t slot, uint16_t serv
     return gw_random_u16();
   slot_t *s = &j->slots[slot];
   return mapped_mid(s, s->down, GW_JOURNAL_DOWN_ENTRIES, &s->down_next, false, server_mid, now_s);
+}
+
+bool gw_journal_downstream_known(gw_journal_t *j, uint32_t slot, uint16_t server_mid,
+                                 uint32_t now_s) {
+  return slot < j->slot_count &&
+         ring_find(j->slots[slot].down, GW_JOURNAL_DOWN_ENTRIES, server_mid, now_s) != NULL;
 }
 
 uint16_t gw_journal_next_upstream_mid(gw_journal_t *j, uint32_t slot) {

@@ -63,6 +63,11 @@ uint16_t gw_journal_downstream_mid(gw_journal_t *journal, uint32_t slot, uint16_
 /* A fresh ID for a message the gateway makes itself (a separate response, a trigger). */
 uint16_t gw_journal_next_upstream_mid(gw_journal_t *journal, uint32_t slot);
 uint16_t gw_journal_next_downstream_mid(gw_journal_t *journal, uint32_t slot);
+/* Whether the server's message server_mid was given an ID toward the device within
+ * EXCHANGE_LIFETIME, by this run or the last: it was relayed before. Records nothing; false
+ * for GW_JOURNAL_NO_SLOT. */
+bool gw_journal_downstream_known(gw_journal_t *journal, uint32_t slot, uint16_t server_mid,
+                                 uint32_t now_s);
 
 /* 64-bit FNV-1a of the binding's name and the address: the key of gw_journal_claim. */
 uint64_t gw_journal_key(const char *binding_name, const char *address);

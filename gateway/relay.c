@@ -35,16 +35,19 @@
 
 static uint32_t wall_now_s(void) { return (uint32_t)gw_wall_s(); }
 
-/* The upstream ID of the device's own message device_mid (a request, a notification, a
- * separate response). */
-static uint16_t upstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t device_mid) {
-  return gw_journal_upstream_mid(gw_state_journal(gw->state), dev->journal_slot, device_mid,
-                                 wall_now_s());
-}
-
 /* A fresh upstream ID for a message of the gateway's own (a separate response it makes). */
 static uint16_t next_upstream_mid(gw_gateway_t *gw, gw_device_t *dev) {
   return gw_journal_next_upstream_mid(gw_state_journal(gw->state), dev->journal_slot);
+}
+
+/* The upstream ID of the device's own message device_mid (a request, a notification, a
+ * separate response). A link without message IDs has no retransmission to recognise, and the
+ * ID its binding made up may be one the last run used for another message: a fresh one. */
+static uint16_t upstream_mid_for(gw_gateway_t *gw, gw_device_t *dev, uint16_t device_mid) {
+  if (gw_binding_policy(dev->binding)->no_message_ids)
+    return next_upstream_mid(gw, dev);
+  return gw_journal_upstream_mid(gw_state_journal(gw->state), dev->journal_slot, device_mid,
+                                 wall_now_s());
 }
 
 /* The ID toward the device for the server's message server_mid. */
@@ -506,6 +509,24 @@ static void server_request_duplicate(gw_gateway_t *gw, gw_device_t *dev,
     gw_upstream_send(dev, &cached);
 }
 
+/* RFC 7252 5.1: GET, FETCH, PUT, iPATCH and DELETE may be repeated with the same effect. */
+static bool idempotent_method(uint8_t code) {
+  return code == GW_COAP_GET || code == GW_COAP_FETCH || code == GW_COAP_PUT ||
+         code == GW_COAP_IPATCH || code == GW_COAP_DELETE;
+}
+
+/* A retransmission the duplicate cache does not know (the gateway was restarted since it
+ * relayed the request, or the cache was full) on a link whose answers die with the process:
+ * the device may have acted on it, and its answer is lost. Relaying it again would act twice,
+ * unless that is safe. */
+static bool relayed_before_restart(gw_gateway_t *gw, gw_device_t *dev,
+                                   const gw_coap_msg_t *req) {
+  return gw_binding_policy(dev->binding)->answers_die_with_process &&
+         !idempotent_method(req->code) &&
+         gw_journal_downstream_known(gw_state_journal(gw->state), dev->journal_slot, req->mid,
+                                     wall_now_s());
+}
+
 void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req) {
   uint64_t now = gw_now_ms();
   gw_admission_touch(gw, dev);
@@ -515,6 +536,14 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
                                               req->type == GW_COAP_CON, now, &answer, &answer_len);
   if (verdict != GW_DEDUP_NEW) {
     server_request_duplicate(gw, dev, req, verdict, answer, answer_len);
+    return;
+  }
+  if (relayed_before_restart(gw, dev, req)) {
+    char path[64];
+    GW_NOTICE(MOD, "%s: retransmitted request %s was relayed before a restart and its answer "
+                   "lost; answered 5.04, not relayed twice", dev->endpoint,
+              gw_coap_path_str(req, GW_COAP_OPT_URI_PATH, path, sizeof(path)));
+    answer_immediately(gw, dev, req, GW_COAP_GATEWAY_TIMEOUT);
     return;
   }
   if (sms_trigger_applies(gw, dev, req)) {
@@ -1294,9 +1323,32 @@ void gw_relay_restore_uplink(gw_gateway_t *gw, gw_device_t *dev, int64_t id, con
                  &answer_len);
 }
 
+/* After a restart, on a link whose answers die with the process: the server's requests that
+ * were on their way to the device will get no answer from it. Sent again where that is safe;
+ * otherwise the device may have acted on it, and 5.04 says the gateway does not know. */
+static void downlink_resume(gw_gateway_t *gw, gw_device_t *dev) {
+  if (!gw_binding_policy(dev->binding)->answers_die_with_process)
+    return;
+  for (size_t i = 0; i < dev->downlink_capacity; i++) {
+    gw_downlink_xchg_t *x = &dev->downlink[i];
+    if (!x->used || (x->state != GW_DOWN_INFLIGHT && x->state != GW_DOWN_SEPARATE))
+      continue;
+    if (idempotent_method(x->request_len > 1 ? x->request[1] : 0)) {
+      GW_INFO(MOD, "%s: %s was on its way to the device at the stop; sent again",
+              dev->endpoint, x->path);
+      downlink_transmit(gw, x);
+    } else {
+      GW_NOTICE(MOD, "%s: %s was on its way to the device at the stop and is not idempotent; "
+                     "not sent twice", dev->endpoint, x->path);
+      server_answer_code(gw, x, GW_COAP_GATEWAY_TIMEOUT);
+    }
+  }
+}
+
 void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev) {
   if (dev->upstream)
     save_session(gw, dev);
+  downlink_resume(gw, dev);
   uplink_drain(gw, dev);
 }
 

@@ -35,8 +35,11 @@ void gw_relay_upstream_lost(gw_gateway_t *gw, gw_device_t *dev);
  * its age, and goes upstream after gw_relay_resume(). */
 void gw_relay_restore_uplink(gw_gateway_t *gw, gw_device_t *dev, int64_t id, const uint8_t *data,
                              size_t len, int64_t received_at);
-/* After a restore: the device's session saved (and the registration moved with an Update of
- * the gateway's own when its old port could not be had again), its waiting requests sent. */
+/* After a restore, once the bindings have their own state back: the device's session saved
+ * (and the registration moved with an Update of the gateway's own when its old port could not
+ * be had again), its waiting requests sent, and on a link whose answers die with the process
+ * (link policy) the server's requests that were in flight sent to the device again or answered
+ * 5.04. */
 void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev);
 /* Fails everything in flight for dev (device removed, session dropped): each server request
  * gets 5.03, each device request 5.03. */

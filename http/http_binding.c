@@ -26,6 +26,12 @@
  *
  * Queue mode (7.2) is the core's: a device that registered with Q gets the server's requests
  * only after it was heard from (an Update), through the core's per-device queue.
+ *
+ * Across a restart (issue 11, http/README.md "Across a restart"): each registration's location,
+ * the server's Location-Path, how the device authenticated and its source address are kept in
+ * the gateway's state (state_put, restore). HTTP has no message ID, and a device answers on the
+ * gateway's own connection: the link policy tells the core both (no_message_ids,
+ * answers_die_with_process).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -182,6 +188,17 @@ static void make_addr(http_iface_t iface, const char *ep, gw_baddr_t *out) {
   snprintf(out->text, sizeof(out->text), "%s:%s", iface == HTTP_IFACE_BS ? "bs" : "rd", ep);
 }
 
+/* The endpoint of a device address, and its interface; NULL when it is none of ours. */
+static const char *addr_endpoint(const gw_baddr_t *addr, http_iface_t *iface) {
+  if (strncmp(addr->text, "rd:", 3) == 0)
+    *iface = HTTP_IFACE_RD;
+  else if (strncmp(addr->text, "bs:", 3) == 0)
+    *iface = HTTP_IFACE_BS;
+  else
+    return NULL;
+  return addr->text + 3;
+}
+
 static http_device_t *device_get(http_binding_t *b, http_iface_t iface, const char *ep) {
   gw_baddr_t addr;
   make_addr(iface, ep, &addr);
@@ -215,16 +232,85 @@ static void location_unlink(http_binding_t *b, http_device_t *d) {
   d->upstream_location[0] = 0;
 }
 
-/* A fresh, unguessable location for a registration (see the top of this file). */
-static void location_assign(http_binding_t *b, http_device_t *d, const char *upstream) {
+static void location_link(http_binding_t *b, http_device_t *d, const char *location,
+                          const char *upstream) {
   location_unlink(b, d);
-  do {
-    snprintf(d->location, sizeof(d->location), "/rd/%016" PRIx64, gw_random_u64());
-  } while (device_by_location(b, d->location));
+  snprintf(d->location, sizeof(d->location), "%s", location);
   snprintf(d->upstream_location, sizeof(d->upstream_location), "%s", upstream);
   size_t i = bucket_of(b, d->location);
   d->next_location = b->by_location[i];
   b->by_location[i] = d;
+}
+
+/* A fresh, unguessable location for a registration (see the top of this file). */
+static void location_assign(http_binding_t *b, http_device_t *d, const char *upstream) {
+  char location[HTTP_LOCATION_LEN + 1];
+  do {
+    snprintf(location, sizeof(location), "/rd/%016" PRIx64, gw_random_u64());
+  } while (device_by_location(b, location));
+  location_link(b, d, location, upstream);
+}
+
+/* One of ours: "/rd/" and 16 lower-case hex digits. */
+static bool location_valid(const char *location) {
+  return strlen(location) == HTTP_LOCATION_LEN && strncmp(location, "/rd/", 4) == 0 &&
+         strspn(location + 4, "0123456789abcdef") == HTTP_LOCATION_LEN - 4;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* what survives a restart (issue 11; binding.h state_put / restore)                          */
+
+/* A registered device's record in the gateway's state, under its address ("rd:<endpoint>"):
+ * what the binding needs to serve it after a restart as before, without a new Register. The
+ * value is NUL-terminated fields: the record's version, how the device authenticated (the
+ * kind only: secrets stay in the configuration), the gateway's location, the server's
+ * Location-Path, the address its last request came from (a device without credentials
+ * Sends from there). The core keeps the rest (the device's upstream session, registration,
+ * and the server's requests waiting for it). */
+#define HTTP_RECORD_VERSION "1"
+#define HTTP_RECORD_FIELDS 5
+#define HTTP_RECORD_MAX                                                                        \
+  (sizeof(HTTP_RECORD_VERSION) + 2 + HTTP_LOCATION_LEN + 1 +                                  \
+   sizeof(((http_device_t *)0)->upstream_location) + sizeof(((http_device_t *)0)->peer_ip))
+
+static size_t record_append(char *out, size_t used, const char *field) {
+  size_t n = strlen(field) + 1;
+  memcpy(out + used, field, n);
+  return used + n;
+}
+
+/* Saves d's record; durable_now before the binding acknowledges what depends on it (the 201
+ * with the location). Only a registration has one. */
+static void device_keep(http_binding_t *b, const http_device_t *d, bool durable_now) {
+  if (!b->env.state_put || !d->location[0])
+    return;
+  char value[HTTP_RECORD_MAX];
+  char auth[2] = {(char)('0' + d->auth), 0};
+  size_t len = record_append(value, 0, HTTP_RECORD_VERSION);
+  len = record_append(value, len, auth);
+  len = record_append(value, len, d->location);
+  len = record_append(value, len, d->upstream_location);
+  len = record_append(value, len, d->peer_ip);
+  b->env.state_put(b->env.core, &b->base, d->addr.text, value, len, durable_now);
+}
+
+/* d's registration ended (De-register, or the core forgot the device): its record goes. */
+static void device_unkeep(http_binding_t *b, const http_device_t *d) {
+  if (b->env.state_del)
+    b->env.state_del(b->env.core, &b->base, d->addr.text);
+}
+
+/* The fields of a record (borrowed from value); -1 when it is not one of this version. */
+static int record_fields(const char *value, size_t len, const char *out[HTTP_RECORD_FIELDS]) {
+  size_t at = 0, k = 0;
+  for (; k < HTTP_RECORD_FIELDS && at < len; k++) {
+    const char *end = memchr(value + at, 0, len - at);
+    if (!end)
+      return -1;
+    out[k] = value + at;
+    at = (size_t)(end - value) + 1;
+  }
+  return k == HTTP_RECORD_FIELDS && strcmp(out[0], HTTP_RECORD_VERSION) == 0 ? 0 : -1;
 }
 
 static http_uplink_t *uplink_by_token(http_device_t *d, uint64_t token) {
@@ -525,7 +611,11 @@ static void on_device_request(void *arg, http_exchange_t *x, const http_server_r
     refuse_request(b, x, req, 500, "location does not fit");
     return;
   }
-  snprintf(d->peer_ip, sizeof(d->peer_ip), "%s", req->peer_ip);
+  if (strcmp(d->peer_ip, req->peer_ip) != 0) {
+    snprintf(d->peer_ip, sizeof(d->peer_ip), "%s", req->peer_ip);
+    /* Committed with this turn of the loop, before any answer that depends on it. */
+    device_keep(b, d, false);
+  }
   uint64_t token = b->next_token++;
   uint8_t token_bytes[8];
   gw_coap_set_token(&coap, token_bytes, gw_coap_token_from_u64(token, token_bytes));
@@ -593,9 +683,11 @@ static int send_device_answer(http_binding_t *b, http_device_t *d, const gw_coap
     char upstream[sizeof(d->upstream_location)];
     gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, upstream, sizeof(upstream));
     location_assign(b, d, upstream[0] == '/' ? upstream + 1 : upstream);
+    device_keep(b, d, true); /* before the device has its location */
     h.location = d->location;
   } else if (u->op == HTTP_MAP_OP_DEREGISTER && GW_COAP_CODE_CLASS(resp->code) == 2) {
     location_unlink(b, d);
+    device_unkeep(b, d);
   }
   const gw_coap_option_t *cf = gw_coap_find_option(resp, GW_COAP_OPT_CONTENT_FORMAT);
   if (has_payload)
@@ -741,7 +833,11 @@ static int send_server_request(http_binding_t *b, http_device_t *d, const gw_coa
 static int http_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
                      size_t len) {
   http_binding_t *b = (http_binding_t *)binding;
-  http_device_t *d = device_by_addr(b, to->text);
+  http_iface_t iface;
+  const char *ep = addr_endpoint(to, &iface);
+  /* A device the core restored and this binding kept nothing for (a bootstrap device, one
+   * killed between the two commits of its Register) is still reached at its http_url. */
+  http_device_t *d = ep ? device_get(b, iface, ep) : NULL;
   gw_coap_msg_t m;
   if (!d || gw_coap_parse(data, len, &m) != GW_COAP_PARSE_OK)
     return GW_ERR_INVAL;
@@ -781,6 +877,10 @@ static int http_create(const gw_config_t *config, const gw_binding_env_t *env,
                                  .mtu = HTTP_MTU,
                                  .sleepy = false,
                                  .accept_unknown = true, /* the binding decides (check_endpoint) */
+                                 /* HTTP has no message ID: each request gets one of ours */
+                                 .no_message_ids = true,
+                                 /* the device answers on the gateway's own connection */
+                                 .answers_die_with_process = true,
                                  .binding_letter = 'H'};
   const gw_http_conf_t *conf = &config->bindings.http;
   http_client_conf_t cc = {.ca_file = conf->device_ca_file,
@@ -858,16 +958,6 @@ static const gw_link_policy_t *http_policy(const gw_binding_t *binding) {
   return &((const http_binding_t *)binding)->policy;
 }
 
-static const char *addr_endpoint(const gw_baddr_t *addr, http_iface_t *iface) {
-  if (strncmp(addr->text, "rd:", 3) == 0)
-    *iface = HTTP_IFACE_RD;
-  else if (strncmp(addr->text, "bs:", 3) == 0)
-    *iface = HTTP_IFACE_BS;
-  else
-    return NULL;
-  return addr->text + 3;
-}
-
 static const gw_device_conf_t *http_lookup(const gw_binding_t *binding, const gw_config_t *config,
                                            const gw_baddr_t *addr) {
   (void)binding;
@@ -890,8 +980,44 @@ static const char *http_upstream_name(const gw_binding_t *binding, const gw_badd
 static void http_forget(gw_binding_t *binding, const gw_baddr_t *addr) {
   http_binding_t *b = (http_binding_t *)binding;
   http_device_t *d = device_by_addr(b, addr->text);
-  if (d)
-    location_unlink(b, d); /* its credentials may have changed: register again */
+  if (!d)
+    return;
+  location_unlink(b, d); /* its credentials may have changed: register again */
+  device_unkeep(b, d);
+}
+
+/* A registered device's record from the last run (device_keep). Dropped when it is not
+ * readable, or when the way the device authenticated would not register this endpoint any
+ * more (the entry is gone, or now has a password, say): the device then registers again. */
+static void http_restore(gw_binding_t *binding, const char *key, const void *value,
+                         size_t len) {
+  http_binding_t *b = (http_binding_t *)binding;
+  gw_baddr_t addr;
+  snprintf(addr.text, sizeof(addr.text), "%s", key);
+  http_iface_t iface;
+  const char *ep = addr_endpoint(&addr, &iface);
+  const char *f[HTTP_RECORD_FIELDS];
+  http_identity_t id = {0};
+  http_device_t *d = NULL;
+  if (!ep || iface != HTTP_IFACE_RD || record_fields(value, len, f) != 0 || f[1][1] ||
+      f[1][0] < '0' + HTTP_AUTH_NONE || f[1][0] > '0' + HTTP_AUTH_TOKEN ||
+      !location_valid(f[2]) || device_by_location(b, f[2])) {
+    snprintf(id.reason, sizeof(id.reason), "not readable");
+  } else {
+    id.kind = (http_auth_t)(f[1][0] - '0');
+    snprintf(id.ep, sizeof(id.ep), "%s", id.kind == HTTP_AUTH_NONE ? "" : ep);
+    check_endpoint(b, ep, &id);
+    if (!id.status && !(d = device_get(b, iface, ep)))
+      snprintf(id.reason, sizeof(id.reason), "too many devices");
+  }
+  if (!d) {
+    GW_NOTICE(MOD, "%s: registration of the last run not restored: %s", key, id.reason);
+    b->env.state_del(b->env.core, binding, key);
+    return;
+  }
+  d->auth = id.kind;
+  snprintf(d->peer_ip, sizeof(d->peer_ip), "%s", f[4]);
+  location_link(b, d, f[2], f[3]);
 }
 
 static size_t http_format_metrics(const gw_binding_t *binding, char *out, size_t out_size) {
@@ -931,6 +1057,7 @@ const gw_binding_ops_t gw_http_binding = {
     .lookup_device = http_lookup,
     .forget_device = http_forget,
     .upstream_name = http_upstream_name,
+    .restore = http_restore,
     .format_metrics = http_format_metrics,
 };
 

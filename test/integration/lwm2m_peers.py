@@ -86,16 +86,17 @@ class Peer:
                 return e
 
     def drain(self, settle=0.3):
-        """Collects events arriving within `settle` seconds; returns all seen so far."""
+        """Collects events arriving within `settle` seconds, and those already there (settle
+        0: only those); returns all seen so far."""
         deadline = time.monotonic() + settle
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
-                return self.seen
             try:
-                self.seen.append(self.events.get(timeout=left))
+                self.seen.append(self.events.get(timeout=left) if left > 0
+                                 else self.events.get_nowait())
             except queue.Empty:
-                pass
+                if left <= 0:
+                    return self.seen
 
     def count(self, event, **match):
         self.drain(0.05)

@@ -805,23 +805,37 @@ class Device:
     # ------------------------------------------------------------ uplink operations
 
     def uplink_request(self, op, method, target, body=None, content_type=None, **extra):
-        """Sends one request; emits `response` and returns (status or None, response)."""
-        try:
-            resp, data, new, elapsed = self.uplink.request(method, target, body, content_type)
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-            reason = str(exc) or type(exc).__name__
-            log.warning("%s %s: %s", method, target, reason)
-            emit("response", op=op, status=None, reason=reason, method=method, target=target,
-                 **extra)
-            return None, None, reason
+        """Sends one request; emits `response` and returns (status or None, response).
+        With --retry-ms, a request that got no answer (refused, reset, closed, timed out) is
+        sent again, as a device must when the gateway restarted under it (http/README.md)."""
+        give_up = time.monotonic() + self.args.retry_ms / 1000.0
+        pause = 0.1
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                resp, data, new, elapsed = self.uplink.request(method, target, body,
+                                                               content_type)
+                break
+            except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+                reason = str(exc) or type(exc).__name__
+                if time.monotonic() + pause < give_up:
+                    log.info("%s %s: %s; sent again in %.1f s", method, target, reason, pause)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+                    continue
+                log.warning("%s %s: %s", method, target, reason)
+                emit("response", op=op, status=None, reason=reason, method=method,
+                     target=target, attempts=attempts, **extra)
+                return None, None, reason
         headers = {}
         for name, value in resp.getheaders():
             name = name.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         emit("response", op=op, status=resp.status, location=resp.getheader("Location"),
              content_type=resp.getheader("Content-Type"), method=method, target=target,
-             headers=headers, new_connection=new, elapsed_ms=elapsed, **payload_fields(data),
-             **extra)
+             headers=headers, new_connection=new, elapsed_ms=elapsed, attempts=attempts,
+             **payload_fields(data), **extra)
         return resp.status, (resp, data), None
 
     def register_links(self):
@@ -892,7 +906,7 @@ class Device:
         elif cmd == "deregister" and not rest:
             self.cmd_deregister()
         elif cmd == "send" and rest:
-            self.uplink_request("send", "POST", "/dp", rest.encode(), SENML_JSON)
+            self.uplink_request("send", "POST", "/dp", rest.encode(), SENML_JSON, sent=rest)
         elif cmd == "bootstrap":
             query = f"ep={urllib.parse.quote(self.args.ep, safe='')}"
             if rest:
@@ -971,6 +985,9 @@ def main():
     parser.add_argument("--bearer", metavar="TOKEN")
     parser.add_argument("--timeout-ms", type=int, default=30000)
     parser.add_argument("--delay-ms", type=int, default=0)
+    parser.add_argument("--retry-ms", type=int, default=0,
+                        help="send a request that got no answer again until this long after "
+                        "the first attempt")
     parser.add_argument("--quiet", action="store_true",
                         help="no request/answered events")
     parser.add_argument("--log-level", type=int, default=4)

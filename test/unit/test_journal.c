@@ -63,6 +63,22 @@ static void test_same_message_same_id(void **state) {
   gw_journal_close(&j);
 }
 
+/* A server message relayed before is known for EXCHANGE_LIFETIME; asking records nothing. */
+static void test_downstream_known(void **state) {
+  (void)state;
+  gw_journal_t *j = open_journal(SLOTS);
+  uint32_t slot = gw_journal_claim(j, gw_journal_key("http", "rd:h1"));
+  assert_false(gw_journal_downstream_known(j, slot, 0x2000, NOW));
+  assert_false(gw_journal_downstream_known(j, slot, 0x2000, NOW));
+  gw_journal_downstream_mid(j, slot, 0x2000, NOW);
+  assert_true(gw_journal_downstream_known(j, slot, 0x2000, NOW + LIFETIME_S - 1));
+  assert_false(gw_journal_downstream_known(j, slot, 0x2000, NOW + LIFETIME_S));
+  gw_journal_upstream_mid(j, slot, 0x2001, NOW); /* the device's direction is another ring */
+  assert_false(gw_journal_downstream_known(j, slot, 0x2001, NOW));
+  assert_false(gw_journal_downstream_known(j, GW_JOURNAL_NO_SLOT, 0x2000, NOW));
+  gw_journal_close(&j);
+}
+
 static void test_survives_reopening(void **state) {
   (void)state;
   uint64_t key = gw_journal_key("sms", "14155550125");
@@ -208,7 +224,8 @@ static void test_other_size_starts_afresh(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      T(test_same_message_same_id),       T(test_survives_reopening),
+      T(test_same_message_same_id),       T(test_downstream_known),
+      T(test_survives_reopening),
       T(test_fresh_ids_differ_per_process), T(test_full_cycle),
       T(test_ring_keeps_the_newest),      T(test_slots_claimed_released_and_full),
       T(test_unclaimed_slots_released),   T(test_other_size_starts_afresh),
