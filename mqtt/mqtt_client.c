@@ -5,6 +5,12 @@
  * belongs to the loop thread. Paho's own automatic reconnect is not used: the backoff is a loop
  * timer, so the client's state, its subscriptions and its outgoing queue change in one thread.
  *
+ * A received message is the exception: Paho acknowledges a QoS 1 PUBLISH (PUBACK) when the
+ * message-arrived callback returns (Paho 1.3.12 MQTTProtocol_handlePublishes), so the callback
+ * waits until the message was handed to on_message, which keeps it (the gateway commits it to
+ * its state): a process killed in between has not acknowledged it, and the broker delivers it
+ * again (MQTT 3.1.1 4.4). See "the loop lends itself" below for why that cannot deadlock.
+ *
  * Session (MQTT 3.1.1 3.1.2.4, 4.4; MQTT 5 3.1.2.4, 3.1.2.11.2): the client connects with clean
  * session / clean start off, so the broker keeps its subscriptions and queues QoS 1/2 messages
  * for it while it is away. A publish handed to Paho stays Paho's until Paho reports it: on a
@@ -89,6 +95,7 @@ typedef struct {
   char *filter;
   bool in_session; /* acknowledged (SUBACK) in the session the broker holds for us */
   int token;       /* of the SUBSCRIBE carrying it while not in_session; 0: none */
+  bool added_connected; /* added while connected: subscribed on its own at the next turn */
 } subscription_t;
 
 typedef enum {
@@ -116,6 +123,14 @@ struct mqtt_client {
   bool fd_added;
   pthread_mutex_t lock; /* guards events only */
   mqtt_event_t *events_head, *events_tail;
+  bool flush_wanted; /* publishes or subscriptions wait for the loop's next turn */
+
+  /* A message Paho's receive thread waits with until it was handed to on_message (guarded by
+   * gate->lock, see hand_over()). */
+  struct loop_gate *gate;
+  mqtt_event_t *arrival;
+  enum { ARRIVAL_POSTED, ARRIVAL_TAKEN, ARRIVAL_DONE } arrival_state;
+  bool closing; /* mqtt_client_free() began: a message arriving now is not handed on */
 
   mqtt_state_t state;
   bool ever_connected;
@@ -134,6 +149,7 @@ struct mqtt_client {
 };
 
 static void disable_nagle(const mqtt_client_t *c);
+static void wake_loop(mqtt_client_t *c);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -234,10 +250,7 @@ static void post_event(mqtt_client_t *c, mqtt_event_t *e) {
     c->events_head = e;
   c->events_tail = e;
   pthread_mutex_unlock(&c->lock);
-  uint64_t one = 1;
-  /* EAGAIN only when the counter is near overflow: the loop is awake anyway. */
-  if (write(c->efd, &one, sizeof one) < 0 && errno != EAGAIN)
-    GW_ERR(MOD, "eventfd write: %s", strerror(errno));
+  wake_loop(c);
 }
 
 static void post_simple(void *context, mqtt_event_kind_t kind, int token, int code) {
@@ -258,8 +271,148 @@ static void paho_connection_lost(void *context, char *cause) {
   post_simple(context, EV_LOST, 0, 0);
 }
 
-static int paho_message_arrived(void *context, char *topic, int topic_len, MQTTAsync_message *m) {
-  mqtt_client_t *c = context;
+/* ---- the loop lends itself to Paho's receive thread ---------------------------------------------
+ * Paho 1.3.12 calls the message-arrived callback on its receive thread holding its global mutex
+ * (MQTTAsync_cycle), and sends the PUBACK of a QoS 1 message when the callback returns. So the
+ * callback waits until the message was handed to on_message. Meanwhile the loop thread may call
+ * Paho itself (a publish, a subscribe: MQTTAsync_assignMsgId takes that same mutex), and would
+ * wait for the receive thread, which waits for it. To break that cycle, the loop thread marks
+ * each of its Paho calls (paho_enter / paho_leave): while it is inside one, nothing it runs is
+ * half done (it calls Paho only from its own top-level handlers, never from on_message), and the
+ * receive thread runs on_message itself, in the loop thread's place; paho_leave waits until it
+ * is done. So on_message runs either on the loop thread or on the receive thread while the loop
+ * thread is parked in Paho: never both at once, and never while anything of the loop is half
+ * done. A gate is per loop, shared by its clients (one receive thread serves every Paho client
+ * of the process). */
+typedef struct loop_gate {
+  struct loop_gate *next;
+  gw_loop_t *loop;
+  unsigned users;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  unsigned in_paho; /* the loop thread is inside a Paho call */
+  bool lent;        /* the receive thread runs on_message in the loop thread's place */
+} loop_gate_t;
+
+static pthread_mutex_t gates_lock = PTHREAD_MUTEX_INITIALIZER;
+static loop_gate_t *gates;
+
+static loop_gate_t *gate_get(gw_loop_t *loop) {
+  pthread_mutex_lock(&gates_lock);
+  loop_gate_t *g = gates;
+  while (g && g->loop != loop)
+    g = g->next;
+  if (!g && (g = calloc(1, sizeof *g)) != NULL) {
+    g->loop = loop;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->changed, NULL);
+    g->next = gates;
+    gates = g;
+  }
+  if (g)
+    g->users++;
+  pthread_mutex_unlock(&gates_lock);
+  return g;
+}
+
+static void gate_put(loop_gate_t *g) {
+  if (!g)
+    return;
+  pthread_mutex_lock(&gates_lock);
+  if (--g->users == 0) {
+    loop_gate_t **at = &gates;
+    while (*at != g)
+      at = &(*at)->next;
+    *at = g->next;
+    pthread_cond_destroy(&g->changed);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+  }
+  pthread_mutex_unlock(&gates_lock);
+}
+
+/* Around every Paho call of the loop thread. */
+static void paho_enter(mqtt_client_t *c) {
+  pthread_mutex_lock(&c->gate->lock);
+  c->gate->in_paho++;
+  pthread_cond_broadcast(&c->gate->changed);
+  pthread_mutex_unlock(&c->gate->lock);
+}
+
+static void paho_leave(mqtt_client_t *c) {
+  pthread_mutex_lock(&c->gate->lock);
+  while (c->gate->lent)
+    pthread_cond_wait(&c->gate->changed, &c->gate->lock);
+  c->gate->in_paho--;
+  pthread_mutex_unlock(&c->gate->lock);
+}
+
+static void wake_loop(mqtt_client_t *c) {
+  uint64_t one = 1;
+  /* EAGAIN only when the counter is near overflow: the loop is awake anyway. */
+  if (write(c->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+    GW_ERR(MOD, "eventfd write: %s", strerror(errno));
+}
+
+static void deliver(mqtt_client_t *c, const mqtt_event_t *e) {
+  c->status.received++;
+  if (e->dup)
+    c->status.redelivered++;
+  if (c->cb.on_message)
+    c->cb.on_message(c->cb.arg, e->topic, e->payload, e->len, e->dup);
+}
+
+/* On the receive thread: returns once e was handed to on_message, by the loop thread or, while
+ * that one is inside Paho, by this one. */
+static void hand_over(mqtt_client_t *c, mqtt_event_t *e) {
+  loop_gate_t *g = c->gate;
+  pthread_mutex_lock(&g->lock);
+  bool closing = c->closing;
+  if (!closing) {
+    c->arrival = e;
+    c->arrival_state = ARRIVAL_POSTED;
+    wake_loop(c);
+  }
+  while (!closing && c->arrival_state != ARRIVAL_DONE) {
+    if (c->arrival_state == ARRIVAL_POSTED && g->in_paho && !g->lent) {
+      c->arrival_state = ARRIVAL_TAKEN;
+      g->lent = true;
+      pthread_mutex_unlock(&g->lock);
+      deliver(c, e);
+      pthread_mutex_lock(&g->lock);
+      g->lent = false;
+      c->arrival_state = ARRIVAL_DONE;
+      pthread_cond_broadcast(&g->changed);
+      break;
+    }
+    pthread_cond_wait(&g->changed, &g->lock);
+    closing = c->closing && c->arrival_state == ARRIVAL_POSTED;
+  }
+  c->arrival = NULL;
+  pthread_mutex_unlock(&g->lock);
+  if (closing)
+    GW_WARN(MOD, "%s: a message on %s arrived while the client stops: acknowledged to the "
+                 "broker, not handled", c->uri, e->topic);
+}
+
+/* On the loop thread: hands over the message the receive thread waits with, if any. */
+static void take_arrival(mqtt_client_t *c) {
+  loop_gate_t *g = c->gate;
+  pthread_mutex_lock(&g->lock);
+  mqtt_event_t *e = c->arrival && c->arrival_state == ARRIVAL_POSTED ? c->arrival : NULL;
+  if (e)
+    c->arrival_state = ARRIVAL_TAKEN;
+  pthread_mutex_unlock(&g->lock);
+  if (!e)
+    return;
+  deliver(c, e);
+  pthread_mutex_lock(&g->lock);
+  c->arrival_state = ARRIVAL_DONE;
+  pthread_cond_broadcast(&g->changed);
+  pthread_mutex_unlock(&g->lock);
+}
+
+static mqtt_event_t *copy_message(const char *topic, int topic_len, const MQTTAsync_message *m) {
   size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
   size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
   mqtt_event_t *e = calloc(1, sizeof *e);
@@ -269,8 +422,7 @@ static int paho_message_arrived(void *context, char *topic, int topic_len, MQTTA
     free(e);
     free(t);
     free(p);
-    /* Returning 0 makes Paho offer the message again later. */
-    return 0;
+    return NULL;
   }
   memcpy(t, topic, tlen);
   t[tlen] = '\0';
@@ -281,10 +433,19 @@ static int paho_message_arrived(void *context, char *topic, int topic_len, MQTTA
   e->payload = p;
   e->len = plen;
   e->dup = m->dup != 0;
+  return e;
+}
+
+static int paho_message_arrived(void *context, char *topic, int topic_len, MQTTAsync_message *m) {
+  mqtt_client_t *c = context;
+  mqtt_event_t *e = copy_message(topic, topic_len, m);
+  if (!e) /* Paho keeps it and offers it again later (acknowledged already, in its memory) */
+    return 0;
   MQTTAsync_freeMessage(&m);
   MQTTAsync_free(topic);
-  post_event(c, e);
-  return 1;
+  hand_over(c, e);
+  event_free(e);
+  return 1; /* now Paho sends the PUBACK */
 }
 
 static void paho_connect_ok(void *context, MQTTAsync_successData *r) {
@@ -436,15 +597,15 @@ static void fill_response_options(const mqtt_client_t *c, MQTTAsync_responseOpti
 static int paho_create(mqtt_client_t *c, MQTTAsync *out_paho) {
   MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
   co.MQTTVersion = c->version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  paho_enter(c);
   int rc = MQTTAsync_createWithOptions(out_paho, c->uri, c->client_id,
                                        MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
-  if (rc != MQTTASYNC_SUCCESS) {
-    *out_paho = NULL;
-    return rc;
-  }
-  rc = MQTTAsync_setCallbacks(*out_paho, c, paho_connection_lost, paho_message_arrived, NULL);
   if (rc != MQTTASYNC_SUCCESS)
+    *out_paho = NULL;
+  else if ((rc = MQTTAsync_setCallbacks(*out_paho, c, paho_connection_lost, paho_message_arrived,
+                                        NULL)) != MQTTASYNC_SUCCESS)
     MQTTAsync_destroy(out_paho);
+  paho_leave(c);
   return rc;
 }
 
@@ -492,11 +653,13 @@ static int renew_paho(mqtt_client_t *c) {
   int rc = paho_create(c, &fresh);
   if (rc != MQTTASYNC_SUCCESS)
     return rc;
+  paho_enter(c);
   rc = MQTTAsync_setCallbacks(c->paho, NULL, NULL, paho_parked_message, NULL);
-  if (rc != MQTTASYNC_SUCCESS) { /* not idle yet: try again at the next connect */
+  if (rc != MQTTASYNC_SUCCESS) /* not idle yet: try again at the next connect */
     MQTTAsync_destroy(&fresh);
+  paho_leave(c);
+  if (rc != MQTTASYNC_SUCCESS)
     return rc;
-  }
   /* What the old client reported still counts; it reports nothing any more. */
   handle_events(c);
   for (outgoing_msg_t *m; (m = list_pop_head(&c->in_flight)) != NULL;)
@@ -568,7 +731,9 @@ static void do_connect(mqtt_client_t *c) {
     o->ssl = &ssl;
   }
   c->state = STATE_CONNECTING;
+  paho_enter(c);
   int rc = MQTTAsync_connect(c->paho, o); /* copies the properties */
+  paho_leave(c);
   MQTTProperties_free(&props);
   if (rc != MQTTASYNC_SUCCESS) {
     GW_WARN(MOD, "%s: connect not started (paho %d)", c->uri, rc);
@@ -583,7 +748,9 @@ static int send_subscribe_one(mqtt_client_t *c, const char *filter) {
                         paho_subscribe_fail5);
   if (c->version == 5)
     o.subscribeOptions.noLocal = 1;
+  paho_enter(c);
   int rc = MQTTAsync_subscribe(c->paho, filter, c->qos, &o);
+  paho_leave(c);
   if (rc != MQTTASYNC_SUCCESS) {
     GW_WARN(MOD, "subscribe %s not sent (paho %d); made again on reconnect", filter, rc);
     return 0;
@@ -641,7 +808,9 @@ static int send_subscribe_many(mqtt_client_t *c, char **filters, size_t n) {
       o.subscribeOptionsList = opts;
     }
     atomic_store(&c->nsubs_sent, n);
+    paho_enter(c);
     rc = MQTTAsync_subscribeMany(c->paho, (int)n, filters, qos, &o);
+    paho_leave(c);
   }
   free(qos);
   free(opts);
@@ -666,14 +835,19 @@ static void subscribe_missing(mqtt_client_t *c) {
   free(filters);
   if (failed) {
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+    paho_enter(c);
     MQTTAsync_disconnect(c->paho, &d);
+    paho_leave(c);
     schedule_reconnect(c);
   } else if (n == 0) {
     enter_connected(c);
   } else {
-    for (size_t i = 0; i < c->nsubs; i++)
-      if (!c->subs[i].in_session)
-        c->subs[i].token = token;
+    for (size_t i = 0; i < c->nsubs; i++) {
+      if (c->subs[i].in_session)
+        continue;
+      c->subs[i].token = token;
+      c->subs[i].added_connected = false;
+    }
     c->state = STATE_SUBSCRIBING;
     c->subscribe_token = token;
   }
@@ -698,7 +872,9 @@ static bool send_one(mqtt_client_t *c, outgoing_msg_t *m) {
   if (c->qos > 0)
     fill_response_options(c, &o, paho_publish_ok, paho_publish_fail, paho_publish_ok5,
                           paho_publish_fail5);
+  paho_enter(c);
   int rc = MQTTAsync_sendMessage(c->paho, m->topic, &pub, &o);
+  paho_leave(c);
   if (rc != MQTTASYNC_SUCCESS) {
     GW_DEBUG(MOD, "publish to %s not sent now (paho %d)", m->topic, rc);
     return false;
@@ -781,12 +957,7 @@ static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
       c->cb.on_state(c->cb.arg, false);
     break;
   }
-  case EV_MESSAGE:
-    c->status.received++;
-    if (e->dup)
-      c->status.redelivered++;
-    if (c->cb.on_message)
-      c->cb.on_message(c->cb.arg, e->topic, e->payload, e->len, e->dup);
+  case EV_MESSAGE: /* handed over directly: take_arrival() */
     break;
   case EV_SUBSCRIBED:
   case EV_SUBSCRIBE_FAILED:
@@ -804,6 +975,18 @@ static void handle_event(mqtt_client_t *c, mqtt_event_t *e) {
   }
 }
 
+/* Filters added while connected (mqtt_client_subscribe), each in a SUBSCRIBE of its own. */
+static void subscribe_new(mqtt_client_t *c) {
+  for (size_t i = 0; i < c->nsubs; i++) {
+    subscription_t *sub = &c->subs[i];
+    if (!sub->added_connected)
+      continue;
+    sub->added_connected = false;
+    if (c->state == STATE_CONNECTED || c->state == STATE_SUBSCRIBING)
+      sub->token = send_subscribe_one(c, sub->filter);
+  }
+}
+
 static void eventfd_readable(gw_loop_t *loop, int fd, uint32_t events, void *arg) {
   (void)loop;
   (void)events;
@@ -811,7 +994,22 @@ static void eventfd_readable(gw_loop_t *loop, int fd, uint32_t events, void *arg
   uint64_t n;
   if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
     GW_ERR(MOD, "eventfd read: %s", strerror(errno));
+  take_arrival(c);
   handle_events(c);
+  if (c->flush_wanted) {
+    c->flush_wanted = false;
+    subscribe_new(c);
+    flush_outgoing(c);
+  }
+}
+
+/* Publishes and subscriptions made from on_message (which may run while the loop thread is
+ * inside Paho, see hand_over()) go to Paho from the loop's next turn, never from there. */
+static void flush_later(mqtt_client_t *c) {
+  if (c->flush_wanted)
+    return;
+  c->flush_wanted = true;
+  wake_loop(c);
 }
 
 /* ---- API --------------------------------------------------------------------------------------- */
@@ -967,6 +1165,11 @@ int mqtt_client_new(gw_loop_t *loop, const mqtt_client_conf_t *conf,
     return GW_ERR_NOMEM;
   }
 
+  c->gate = gate_get(loop);
+  if (!c->gate) {
+    mqtt_client_free(&c);
+    return GW_ERR_NOMEM;
+  }
   c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (c->efd < 0) {
     GW_ERR(MOD, "eventfd: %s", strerror(errno));
@@ -1010,9 +1213,11 @@ int mqtt_client_subscribe(mqtt_client_t *c, const char *topic_filter) {
   if (!sub->filter)
     return GW_ERR_NOMEM;
   c->nsubs++;
-  /* While SUBSCRIBING the running subscribeMany lacks this one: send it on its own too. */
-  if (c->state == STATE_CONNECTED || c->state == STATE_SUBSCRIBING)
-    sub->token = send_subscribe_one(c, sub->filter);
+  /* While SUBSCRIBING the running subscribeMany lacks this one: sent on its own too. */
+  if (c->state == STATE_CONNECTED || c->state == STATE_SUBSCRIBING) {
+    sub->added_connected = true;
+    flush_later(c);
+  }
   return GW_OK;
 }
 
@@ -1052,7 +1257,7 @@ int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payl
   m->len = len;
   m->seq = c->next_seq++;
   list_push_tail(&c->outgoing, m);
-  flush_outgoing(c);
+  flush_later(c);
   return GW_OK;
 }
 
@@ -1064,7 +1269,14 @@ void mqtt_client_free(mqtt_client_t **cp) {
   gw_timer_stop(c->loop, &c->reconnect_timer);
   if (c->fd_added)
     gw_loop_del_fd(c->loop, c->efd);
+  if (c->gate) { /* what is stopping is not handed messages any more (hand_over()) */
+    pthread_mutex_lock(&c->gate->lock);
+    c->closing = true;
+    pthread_cond_broadcast(&c->gate->changed);
+    pthread_mutex_unlock(&c->gate->lock);
+  }
   if (c->paho) {
+    paho_enter(c);
     if (MQTTAsync_isConnected(c->paho)) {
       MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
       d.timeout = FREE_DISCONNECT_MS;
@@ -1074,7 +1286,9 @@ void mqtt_client_free(mqtt_client_t **cp) {
     }
     /* After destroy Paho calls nothing of ours for this client: the queue can go. */
     MQTTAsync_destroy(&c->paho);
+    paho_leave(c);
   }
+  gate_put(c->gate);
   for (mqtt_event_t *e = c->events_head, *next; e; e = next) {
     next = e->next;
     event_free(e);

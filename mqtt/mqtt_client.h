@@ -1,7 +1,9 @@
 /* lwm2m-gw: an MQTT client that lives in the one event loop. Paho MQTT C (MQTTAsync) runs its
  * own threads and gives no socket to poll, so its callbacks only copy what happened into a
  * mutex-protected queue and write an eventfd; the loop drains the queue and calls the callbacks
- * below in the loop thread. Reconnection is a backoff timer in the loop. The session is
+ * below in the loop thread. A received message is acknowledged to the broker (QoS 1 PUBACK) only
+ * after on_message returned for it, so what on_message keeps before returning is not lost when
+ * the process is killed: the broker delivers what it has no PUBACK for again. Reconnection is a backoff timer in the loop. The session is
  * persistent (MQTT 3.1.1 clean session off, MQTT 5 clean start off with a Session Expiry
  * Interval): what the broker queued for the client while it was away is delivered after the
  * reconnect, and subscriptions are re-made only when the broker kept no session. Only this
@@ -42,9 +44,13 @@ typedef struct {
 
 typedef struct {
   void *arg;
-  /* In the loop thread: a message arrived. topic and payload are borrowed for the call. dup: the
-   * broker sent it before without getting our acknowledgement (MQTT 3.1.1 3.3.1.1, QoS 1): it
-   * may have been handed to on_message already. */
+  /* A message arrived. topic and payload are borrowed for the call. dup: the broker sent it
+   * before without getting our acknowledgement (MQTT 3.1.1 3.3.1.1, QoS 1): it may have been
+   * handed to on_message already. The broker gets the acknowledgement when this returns.
+   * Called as if in the loop thread: in it, or in Paho's receive thread while the loop thread
+   * waits inside a call into Paho (mqtt_client.c, "the loop lends itself"); never while the
+   * loop runs anything else. So it may do whatever a loop callback does, but must not rely on
+   * which thread it is. */
   void (*on_message)(void *arg, const char *topic, const uint8_t *payload, size_t len,
                      bool dup);
   /* In the loop thread: connected (called after all remembered subscriptions were re-made)
@@ -86,8 +92,8 @@ int mqtt_client_subscribe(mqtt_client_t *c, const char *topic_filter);
 /* Starts connecting asynchronously; never blocks. Failed attempts are retried with backoff. */
 int mqtt_client_start(mqtt_client_t *c);
 
-/* Queues a publish with the configured QoS; topic and payload are copied (borrowed for the
- * call). With QoS > 0 a message published while disconnected is kept (at most max_queued) and
+/* Queues a publish with the configured QoS, handed to Paho from the loop's next turn; topic and
+ * payload are copied (borrowed for the call). With QoS > 0 a message published while disconnected is kept (at most max_queued) and
  * sent after the next connect; one in flight when the connection dropped is sent again after
  * the reconnect (Paho's DUP resend in a resumed session, else ours, in the original order):
  * at-least-once. QoS 0 while disconnected is dropped (counted, logged). Returns GW_OK,
