@@ -19,18 +19,25 @@
  *
  * Link policy: QoS 1 already delivers at least once, so the core sends no CoAP retransmissions
  * toward MQTT devices; duplicates from QoS redelivery keep their message ID here (same token)
- * and are answered from the core's cache.
+ * and are answered from the core's cache. A publish is acknowledged to the broker once handed
+ * to the core (mqtt_client.h), so the link accepts on receipt: the core keeps each request in
+ * its state until the server answered it.
  *
  * Broker restarts: the client's session is persistent (mqtt_client.h), so what devices publish
  * while the gateway is away waits at the broker. Nothing here is cleared on a disconnect: server
  * requests waiting for a device's result and device requests waiting for the server's answer
  * complete when the answer comes after the reconnect. Redeliveries (DUP) are told apart by token
  * (requests, results) and, for a Notify, which has no token of its own, by its payload.
+ *
+ * Gateway restarts (a SIGKILL included): what the binding needs to go on is in the gateway's
+ * state (see "what survives a restart" below) and comes back through mqtt_restore() before the
+ * client connects.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "binding.h"
 #include "dedup.h"
@@ -94,6 +101,7 @@ typedef struct {
  * MQTT payload as it came, decoded again when its turn comes. */
 typedef struct mqtt_held {
   struct mqtt_held *next;
+  uint64_t seq; /* its place among the held requests of the binding, in its key in the state */
   bool dup;
   size_t len;
   uint8_t cbor[];
@@ -129,6 +137,7 @@ typedef struct mqtt_endpoint {
   char ep[MQTT_EP_MAX + 1];
   char location[128]; /* "/rd/5a3f" from the Register's 2.01; "" when not registered */
   uint16_t next_mid;
+  uint16_t mid_end; /* end of the block of message IDs saved in the state (take_mid()) */
   size_t uplink_next; /* ring position */
   mqtt_uplink_t uplink[MQTT_UPLINK_SLOTS];
   size_t downlink_next;
@@ -153,6 +162,7 @@ typedef struct {
   mqtt_endpoint_t *holding; /* endpoints with held requests */
   gw_timer_t release_timer; /* hands held requests to the core, outside the core's calls */
   uint64_t next_token;
+  uint64_t next_held_seq;
   gw_link_policy_t policy;
   mqtt_metrics_t metrics;
   gw_local_answers_t local;
@@ -185,7 +195,7 @@ static mqtt_endpoint_t *endpoint_add(mqtt_binding_t *b, const char *topic, size_
   e->tenant = tenant;
   e->iface = iface;
   memcpy(e->ep, ep, ep_len);
-  e->next_mid = gw_random_u16();
+  e->next_mid = e->mid_end = gw_random_u16();
   size_t i = gw_hash_str(topic) & (b->bucket_count - 1);
   e->next = b->buckets[i];
   b->buckets[i] = e;
@@ -194,6 +204,161 @@ static mqtt_endpoint_t *endpoint_add(mqtt_binding_t *b, const char *topic, size_
 }
 
 static uint64_t fresh_token(mqtt_binding_t *b) { return b->next_token++; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* what survives a restart (binding.h state_put / restore)                                     */
+
+/* Kept in the gateway's state under keys "KIND:SLOT:TOPIC" (mqtt/README.md, "State that
+ * survives a restart"):
+ *  ep::TOPIC         the Location of the registration and the end of the block of message IDs;
+ *  up:SS:TOPIC       uplink ring slot SS: a device request's MQTT token and operation and the
+ *                    CoAP message ID it was relayed with, so a copy the broker delivers again
+ *                    after a restart keeps that ID (the core's cache or journal then make it a
+ *                    duplicate, RFC 7252 4.5, instead of a second Send);
+ *  down:SS:TOPIC     downlink slot SS: a server request published to the device, so that its
+ *                    result still answers the server;
+ *  obs:TOKEN:TOPIC   an established observation, so that its Notify is relayed, not cancelled;
+ *  held:SEQ:TOPIC    a request held behind a burst: acknowledged to the broker, nobody would
+ *                    send it again.
+ * Values are big-endian fields. */
+#define STATE_KEY_MAX (sizeof("held:0123456789abcdef:") + GW_BADDR_MAX)
+#define MID_BLOCK 256
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, size_t n) {
+  for (size_t i = n; i-- > 0; v >>= 8)
+    p[i] = (uint8_t)v;
+  return p + n;
+}
+
+static uint64_t get_be(const uint8_t *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++)
+    v = v << 8 | p[i];
+  return v;
+}
+
+static void state_key(char out[STATE_KEY_MAX], const char *kind, uint64_t slot, int slot_digits,
+                      const mqtt_endpoint_t *e) {
+  if (slot_digits)
+    snprintf(out, STATE_KEY_MAX, "%s:%0*" PRIx64 ":%s", kind, slot_digits, slot, e->topic.text);
+  else
+    snprintf(out, STATE_KEY_MAX, "%s::%s", kind, e->topic.text);
+}
+
+static void keep(mqtt_binding_t *b, const char *key, const uint8_t *value, size_t len,
+                 bool durable_now) {
+  if (b->env.state_put)
+    b->env.state_put(b->env.core, &b->base, key, value, len, durable_now);
+}
+
+static void unkeep(mqtt_binding_t *b, const char *key) {
+  if (b->env.state_del)
+    b->env.state_del(b->env.core, &b->base, key);
+}
+
+static void endpoint_keep(mqtt_binding_t *b, const mqtt_endpoint_t *e, bool durable_now) {
+  uint8_t value[2 + sizeof(e->location)];
+  size_t n = strlen(e->location);
+  put_be(value, e->mid_end, 2);
+  memcpy(value + 2, e->location, n);
+  char key[STATE_KEY_MAX];
+  state_key(key, "ep", 0, 0, e);
+  keep(b, key, value, 2 + n, durable_now);
+}
+
+/* The message ID for the endpoint's next message. IDs continue after a restart (RFC 7252 4.4;
+ * the core's journal maps each to an upstream ID for EXCHANGE_LIFETIME, so one used again soon
+ * would be taken for a duplicate): they come from blocks whose end is saved before the first ID
+ * of the block is used, and a restart goes on from the saved end. One write per block. */
+static uint16_t take_mid(mqtt_binding_t *b, mqtt_endpoint_t *e) {
+  if (e->next_mid == e->mid_end) {
+    e->mid_end = (uint16_t)(e->next_mid + MID_BLOCK);
+    endpoint_keep(b, e, true);
+  }
+  return e->next_mid++;
+}
+
+static void uplink_keep(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_uplink_t *u) {
+  uint8_t value[11], *p = value;
+  p = put_be(p, u->token, 8);
+  p = put_be(p, u->op, 1);
+  put_be(p, u->mid, 2);
+  char key[STATE_KEY_MAX];
+  state_key(key, "up", (uint64_t)(u - e->uplink), 2, e);
+  keep(b, key, value, sizeof(value), false); /* in the core's commit of the request */
+}
+
+static void downlink_keep(mqtt_binding_t *b, const mqtt_endpoint_t *e,
+                          const mqtt_downlink_t *d) {
+  uint8_t value[12 + GW_COAP_MAX_TOKEN], *p = value;
+  p = put_be(p, d->token, 8);
+  p = put_be(p, d->op, 1);
+  p = put_be(p, d->mid, 2);
+  p = put_be(p, d->coap_token_len, 1);
+  memcpy(p, d->coap_token, d->coap_token_len);
+  char key[STATE_KEY_MAX];
+  state_key(key, "down", (uint64_t)(d - e->downlink), 2, e);
+  /* Not durable now: a server request the core has not saved either is sent again by the server
+   * after a restart; one it saved (acknowledged empty) was saved in a later turn than this. */
+  keep(b, key, value, 12 + d->coap_token_len, false);
+}
+
+static void downlink_unkeep(mqtt_binding_t *b, const mqtt_endpoint_t *e,
+                            const mqtt_downlink_t *d) {
+  char key[STATE_KEY_MAX];
+  state_key(key, "down", (uint64_t)(d - e->downlink), 2, e);
+  unkeep(b, key);
+}
+
+static void observation_keep(mqtt_binding_t *b, const mqtt_endpoint_t *e,
+                             const mqtt_observation_t *o) {
+  uint8_t value[1 + GW_COAP_MAX_TOKEN];
+  value[0] = o->coap_token_len;
+  memcpy(value + 1, o->coap_token, o->coap_token_len);
+  char key[STATE_KEY_MAX];
+  state_key(key, "obs", o->token, 16, e);
+  keep(b, key, value, 1 + o->coap_token_len, true); /* before the server hears it observes */
+}
+
+static void observation_end(mqtt_binding_t *b, const mqtt_endpoint_t *e, mqtt_observation_t *o) {
+  char key[STATE_KEY_MAX];
+  if (o->established) {
+    state_key(key, "obs", o->token, 16, e);
+    unkeep(b, key);
+  }
+  o->used = false;
+}
+
+/* Its MQTT payload as it came; DUP matters only for a Notify, which is never held. */
+static void held_keep(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_held_t *h) {
+  char key[STATE_KEY_MAX];
+  state_key(key, "held", h->seq, 16, e);
+  keep(b, key, h->cbor, h->len, true); /* before the broker has our acknowledgement */
+}
+
+static void held_unkeep(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_held_t *h) {
+  char key[STATE_KEY_MAX];
+  state_key(key, "held", h->seq, 16, e);
+  unkeep(b, key); /* in the core's commit of the request, or the loop turn's */
+}
+
+/* RFC 7641 4.4: a server takes a notification for newer than the last when its Observe value is
+ * ahead (24-bit serial arithmetic) or it came 128 s later. The value follows the wall clock in
+ * milliseconds, or is one more than the last where notifications come faster than that: it
+ * keeps growing across a restart without being written anywhere. */
+#define OBSERVE_MASK 0xFFFFFFu
+static uint32_t observe_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) & OBSERVE_MASK;
+}
+
+static uint32_t observe_next(mqtt_observation_t *o) {
+  uint32_t now = observe_clock();
+  uint32_t ahead = (now - o->seq) & OBSERVE_MASK;
+  o->seq = ahead != 0 && ahead < 0x800000u ? now : (o->seq + 1) & OBSERVE_MASK;
+  return o->seq;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* publishing                                                                                  */
@@ -270,11 +435,21 @@ static mqtt_uplink_t *uplink_find_mid(mqtt_endpoint_t *e, uint16_t mid) {
   return NULL;
 }
 
-static uint16_t uplink_record(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
+static bool is_notify(const mqtt_endpoint_t *e, uint64_t op) {
+  return e->iface == MQTT_CBOR_IFACE_RD && op == MQTT_CBOR_OP_NOTIFY;
+}
+
+/* A new device request or Notify: its message ID, remembered in the ring (in the state too for
+ * a request: a Notify redelivered after a restart is relayed again, which RFC 7641 allows, a
+ * notification being a state). */
+static uint16_t uplink_record(mqtt_binding_t *b, mqtt_endpoint_t *e, uint64_t token,
+                              uint64_t op) {
   mqtt_uplink_t *u = &e->uplink[e->uplink_next];
   e->uplink_next = (e->uplink_next + 1) % MQTT_UPLINK_SLOTS;
-  *u = (mqtt_uplink_t){.used = true, .token = token, .op = op, .mid = e->next_mid++,
+  *u = (mqtt_uplink_t){.used = true, .token = token, .op = op, .mid = take_mid(b, e),
                        .since_ms = gw_now_ms()};
+  if (!is_notify(e, op))
+    uplink_keep(b, e, u);
   return u->mid;
 }
 
@@ -282,10 +457,6 @@ static void uplink_answered(mqtt_endpoint_t *e, uint16_t mid) {
   mqtt_uplink_t *u = uplink_find_mid(e, mid);
   if (u)
     u->answered = true;
-}
-
-static bool is_notify(const mqtt_endpoint_t *e, uint64_t op) {
-  return e->iface == MQTT_CBOR_IFACE_RD && op == MQTT_CBOR_OP_NOTIFY;
 }
 
 /* An unanswered device request stops counting after EXCHANGE_LIFETIME, as in the core: no
@@ -314,9 +485,9 @@ static uint64_t requests_age_out_ms(const mqtt_endpoint_t *e, uint64_t now) {
 
 /* The message ID for a device request: a QoS 1 redelivery (same token and operation) keeps
  * the first one's, so the core answers it from its cache instead of relaying it twice. */
-static uint16_t uplink_mid(mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
+static uint16_t uplink_mid(mqtt_binding_t *b, mqtt_endpoint_t *e, uint64_t token, uint64_t op) {
   mqtt_uplink_t *u = uplink_find_token(e, token, op);
-  return u ? u->mid : uplink_record(e, token, op);
+  return u ? u->mid : uplink_record(b, e, token, op);
 }
 
 static mqtt_observation_t *observation_by_token(mqtt_endpoint_t *e, uint64_t token) {
@@ -373,9 +544,8 @@ static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
   mqtt_coap_scratch_t scratch = {.used = 0};
   gw_coap_msg_t n;
   /* Every Notify carries the observation's token, so each is a new message. */
-  uint16_t mid = uplink_record(e, m->token, MQTT_CBOR_OP_NOTIFY);
-  o->seq = (o->seq + 1) & 0xFFFFFF;
-  if (mqtt_coap_notification(m, o->coap_token, o->coap_token_len, o->seq, mid, &n,
+  uint16_t mid = uplink_record(b, e, m->token, MQTT_CBOR_OP_NOTIFY);
+  if (mqtt_coap_notification(m, o->coap_token, o->coap_token_len, observe_next(o), mid, &n,
                              &scratch) != 0) {
     b->metrics.refused++;
     publish_result(b, e, m->token, 400);
@@ -394,7 +564,7 @@ static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbo
                                                                                : NULL};
   mqtt_coap_scratch_t scratch = {.used = 0};
   gw_coap_msg_t req;
-  uint16_t mid = uplink_mid(e, m->token, m->operation);
+  uint16_t mid = uplink_mid(b, e, m->token, m->operation);
   int result = mqtt_coap_uplink_request(m, e->iface, &ctx, mid, &req, &scratch);
   if (result == 0 && !deliver(b, e, &req))
     result = 500; /* Transport 8.5-5: a generic error */
@@ -438,6 +608,16 @@ static void holding_add(mqtt_binding_t *b, mqtt_endpoint_t *e) {
   b->holding = e;
 }
 
+static void held_append(mqtt_endpoint_t *e, mqtt_held_t *h) {
+  h->next = NULL;
+  if (e->held_tail)
+    e->held_tail->next = h;
+  else
+    e->held_head = h;
+  e->held_tail = h;
+  e->held_count++;
+}
+
 static void hold_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
                          const uint8_t *payload, size_t len, bool dup) {
   mqtt_held_t *h = e->held_count < MQTT_HELD_MAX ? malloc(sizeof(*h) + len) : NULL;
@@ -448,14 +628,10 @@ static void hold_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_
     publish_result(b, e, m->token, 503);
     return;
   }
-  *h = (mqtt_held_t){.dup = dup, .len = len};
+  *h = (mqtt_held_t){.seq = b->next_held_seq++, .dup = dup, .len = len};
   memcpy(h->cbor, payload, len);
-  if (e->held_tail)
-    e->held_tail->next = h;
-  else
-    e->held_head = h;
-  e->held_tail = h;
-  e->held_count++;
+  held_keep(b, e, h);
+  held_append(e, h);
   b->metrics.held_requests++;
   holding_add(b, e);
   uint64_t now = gw_now_ms();
@@ -477,6 +653,7 @@ static mqtt_held_t *held_pop(mqtt_endpoint_t *e) {
 static void release_held(mqtt_binding_t *b, mqtt_endpoint_t *e, uint64_t now) {
   while (e->held_head && requests_in_flight(e, now) < MQTT_REQUESTS_IN_FLIGHT) {
     mqtt_held_t *h = held_pop(e);
+    held_unkeep(b, e, h);
     mqtt_cbor_msg_t m;
     /* It was decoded and validated before it was held: this cannot fail. */
     if (mqtt_cbor_decode(h->cbor, h->len, &m) == MQTT_CBOR_OK)
@@ -533,20 +710,25 @@ static void device_result(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
   if (d->op == MQTT_CBOR_OP_OBSERVE || d->op == MQTT_CBOR_OP_OBSERVE_COMPOSITE)
     o = observation_by_token(e, d->token);
   bool success = m->result >= 200 && m->result < 300;
-  if (o && success)
+  if (o && success && !o->established) {
     o->established = true;
-  else if (o)
-    o->used = false;
+    observation_keep(b, e, o);
+  } else if (o && !success) {
+    observation_end(b, e, o);
+    o = NULL;
+  }
   if (!mqtt_cbor_result_allowed(e->iface, d->op, m->result))
     GW_INFO(MOD, "%s: result %" PRIu64 " is not listed for %s (Transport 8.5); relayed",
             e->topic.text, m->result, mqtt_cbor_op_name(e->iface, d->op));
   mqtt_coap_scratch_t scratch = {.used = 0};
   gw_coap_msg_t resp;
+  uint32_t observe = o ? observe_next(o) : 0;
   if (mqtt_coap_response_from_mqtt(m, d->mid, d->coap_token, d->coap_token_len,
-                                   o && success ? &o->seq : NULL, &resp, &scratch) != 0)
+                                   o ? &observe : NULL, &resp, &scratch) != 0)
     GW_WARN(MOD, "%s: result %" PRIu64 " has no CoAP code; answered 5.00", e->topic.text,
             m->result);
   d->used = false;
+  downlink_unkeep(b, e, d);
   deliver(b, e, &resp);
 }
 
@@ -577,7 +759,10 @@ static void device_bad_message(mqtt_binding_t *b, mqtt_endpoint_t *e,
     b->env.on_rejected(b->env.core, &b->base, &e->topic, mqtt_cbor_strerror(err));
 }
 
-static mqtt_endpoint_t *endpoint_for_topic(mqtt_binding_t *b, const char *topic) {
+/* The endpoint of a topic, made when new; NULL with the reason when the topic is none of ours
+ * (*out_bad_topic) or the table is full. */
+static mqtt_endpoint_t *endpoint_of_topic(mqtt_binding_t *b, const char *topic,
+                                          bool *out_bad_topic, const char **out_why) {
   mqtt_endpoint_t *e = endpoint_find(b, topic);
   if (e)
     return e;
@@ -586,19 +771,30 @@ static mqtt_endpoint_t *endpoint_for_topic(mqtt_binding_t *b, const char *topic)
   const char *ep;
   size_t ep_len;
   int rc = mqtt_topic_parse(topic, b->prefixes, b->tenant_count, &tenant, &iface, &ep, &ep_len);
-  gw_baddr_t shown;
-  snprintf(shown.text, sizeof(shown.text), "%s", topic);
   if (rc != 0 || (iface == MQTT_CBOR_IFACE_BS && !b->tenants[tenant].bootstrap)) {
-    b->metrics.bad_topics++;
-    b->env.on_rejected(b->env.core, &b->base, &shown,
-                       rc == -2 ? "invalid endpoint name in the topic (Transport 8.2)"
-                                : "topic of no configured prefix");
+    *out_bad_topic = true;
+    *out_why = rc == -2 ? "invalid endpoint name in the topic (Transport 8.2)"
+                        : "topic of no configured prefix";
     return NULL;
   }
   e = endpoint_add(b, topic, tenant, iface, ep, ep_len);
   if (!e)
-    b->env.on_rejected(b->env.core, &b->base, &shown, "too many MQTT endpoints");
+    *out_why = "too many MQTT endpoints";
   return e;
+}
+
+static mqtt_endpoint_t *endpoint_for_topic(mqtt_binding_t *b, const char *topic) {
+  const char *why = NULL;
+  bool bad_topic = false;
+  mqtt_endpoint_t *e = endpoint_of_topic(b, topic, &bad_topic, &why);
+  if (e)
+    return e;
+  gw_baddr_t shown;
+  snprintf(shown.text, sizeof(shown.text), "%s", topic);
+  if (bad_topic)
+    b->metrics.bad_topics++;
+  b->env.on_rejected(b->env.core, &b->base, &shown, why);
+  return NULL;
 }
 
 static void on_mqtt_message(void *arg, const char *topic, const uint8_t *payload, size_t len,
@@ -668,18 +864,21 @@ static int token_for_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const gw_coa
       return GW_OK;
     }
     *out_token = o->token;
-    o->used = false;
+    observation_end(b, e, o);
     return GW_OK;
   }
   *out_token = fresh_token(b);
   if (*op != MQTT_CBOR_OP_OBSERVE && *op != MQTT_CBOR_OP_OBSERVE_COMPOSITE)
     return GW_OK;
   mqtt_observation_t *o = observation_by_coap_token(e, req->token, req->token_len);
-  if (!o)
+  if (o) /* the server observes anew with the same token */
+    observation_end(b, e, o);
+  else
     o = observation_slot(e);
   if (!o)
     return GW_ERR_FULL;
-  *o = (mqtt_observation_t){.used = true, .token = *out_token, .seq = 1,
+  *o = (mqtt_observation_t){.used = true, .token = *out_token,
+                            .seq = (observe_clock() - 1) & OBSERVE_MASK,
                             .coap_token_len = req->token_len};
   memcpy(o->coap_token, req->token, req->token_len);
   return GW_OK;
@@ -706,6 +905,8 @@ static int send_server_request(mqtt_binding_t *b, mqtt_endpoint_t *e,
   int rc = publish_msg(b, e, &m);
   if (rc != GW_OK)
     d->used = false;
+  else
+    downlink_keep(b, e, d);
   return rc;
 }
 
@@ -714,10 +915,13 @@ static int send_device_answer(mqtt_binding_t *b, mqtt_endpoint_t *e, const gw_co
   uint64_t token = gw_coap_token_to_u64(resp->token, resp->token_len);
   mqtt_uplink_t *u = uplink_find_mid(e, resp->mid);
   if (u && u->op == MQTT_CBOR_OP_REGISTER && e->iface == MQTT_CBOR_IFACE_RD &&
-      resp->code == GW_COAP_CREATED)
+      resp->code == GW_COAP_CREATED) {
     gw_coap_path_str(resp, GW_COAP_OPT_LOCATION_PATH, e->location, sizeof(e->location));
-  else if (u && u->op == MQTT_CBOR_OP_DEREGISTER && GW_COAP_CODE_CLASS(resp->code) == 2)
+    endpoint_keep(b, e, true); /* before the device hears 201: its Update will need it */
+  } else if (u && u->op == MQTT_CBOR_OP_DEREGISTER && GW_COAP_CODE_CLASS(resp->code) == 2) {
     e->location[0] = 0;
+    endpoint_keep(b, e, false);
+  }
   if (u)
     u->answered = true;
   if (e->held_head) {
@@ -745,7 +949,7 @@ static int send_notification_verdict(mqtt_binding_t *b, mqtt_endpoint_t *e,
   if (m->type == GW_COAP_RST) {
     /* RFC 7641 3.6: the server forgot the observation. */
     publish_cancel_observe(b, e, o->token);
-    o->used = false;
+    observation_end(b, e, o);
     return GW_OK;
   }
   return publish_result(b, e, o->token, 205); /* Table 8.5-4: Notify completed */
@@ -833,6 +1037,9 @@ static int mqtt_create(const gw_config_t *config, const gw_binding_env_t *env,
                                  .mtu = MQTT_MTU,
                                  .sleepy = false,
                                  .accept_unknown = conf->accept_unknown,
+                                 /* a QoS 1 publish is acknowledged once handed to the core
+                                    (mqtt_client.h): nothing would send it again */
+                                 .accepts_on_receipt = true,
                                  .binding_letter = 'M'};
   int rc = b->buckets ? copy_tenants(b, conf) : GW_ERR_NOMEM;
   if (rc == GW_OK)
@@ -953,8 +1160,141 @@ static void mqtt_forget(gw_binding_t *binding, const gw_baddr_t *addr) {
   if (!e)
     return;
   e->location[0] = 0;
+  endpoint_keep(b, e, false);
+  for (size_t i = 0; i < MQTT_DOWNLINK_SLOTS; i++)
+    if (e->downlink[i].used)
+      downlink_unkeep(b, e, &e->downlink[i]);
+  for (size_t i = 0; i < MQTT_OBSERVATION_SLOTS; i++)
+    if (e->obs[i].used)
+      observation_end(b, e, &e->obs[i]);
   memset(e->downlink, 0, sizeof(e->downlink));
   memset(e->obs, 0, sizeof(e->obs));
+}
+
+/* ---- what an earlier run kept (binding.h restore; the keys above "what survives a restart") */
+
+static bool restore_endpoint(mqtt_endpoint_t *e, const uint8_t *v, size_t len) {
+  if (len < 2 || len - 2 >= sizeof(e->location))
+    return false;
+  e->next_mid = e->mid_end = (uint16_t)get_be(v, 2); /* past every ID the last run may have used */
+  memcpy(e->location, v + 2, len - 2);
+  e->location[len - 2] = 0;
+  return true;
+}
+
+/* A request of the last run, answered or not: only its ID matters now, for a copy the broker
+ * delivers again. The ring goes on after the newest. */
+static bool restore_uplink(mqtt_endpoint_t *e, uint64_t slot, const uint8_t *v, size_t len) {
+  if (slot >= MQTT_UPLINK_SLOTS || len != 11)
+    return false;
+  mqtt_uplink_t *u = &e->uplink[slot];
+  *u = (mqtt_uplink_t){.used = true, .answered = true, .token = get_be(v, 8),
+                       .op = get_be(v + 8, 1), .mid = (uint16_t)get_be(v + 9, 2)};
+  const mqtt_uplink_t *newest =
+      &e->uplink[(e->uplink_next + MQTT_UPLINK_SLOTS - 1) % MQTT_UPLINK_SLOTS];
+  if (!newest->used || newest == u || (int16_t)(u->mid - newest->mid) > 0)
+    e->uplink_next = (size_t)(slot + 1) % MQTT_UPLINK_SLOTS;
+  return true;
+}
+
+/* An observation by its MQTT token: the one restored already, else a new one. */
+static mqtt_observation_t *restore_observation_slot(mqtt_endpoint_t *e, uint64_t token) {
+  mqtt_observation_t *o = observation_by_token(e, token);
+  if (o)
+    return o;
+  o = observation_slot(e);
+  if (o)
+    *o = (mqtt_observation_t){.used = true, .token = token,
+                              .seq = (observe_clock() - 1) & OBSERVE_MASK};
+  return o;
+}
+
+static bool restore_downlink(mqtt_endpoint_t *e, uint64_t slot, const uint8_t *v, size_t len) {
+  if (slot >= MQTT_DOWNLINK_SLOTS || len < 12 || v[11] > GW_COAP_MAX_TOKEN ||
+      len != 12u + v[11])
+    return false;
+  mqtt_downlink_t *d = &e->downlink[slot];
+  *d = (mqtt_downlink_t){.used = true, .token = get_be(v, 8), .op = get_be(v + 8, 1),
+                         .mid = (uint16_t)get_be(v + 9, 2), .coap_token_len = v[11]};
+  memcpy(d->coap_token, v + 12, d->coap_token_len);
+  if (d->op != MQTT_CBOR_OP_OBSERVE && d->op != MQTT_CBOR_OP_OBSERVE_COMPOSITE)
+    return true;
+  /* an Observe waiting for the device's result: its observation, not established yet */
+  mqtt_observation_t *o = restore_observation_slot(e, d->token);
+  if (o && !o->established) {
+    o->coap_token_len = d->coap_token_len;
+    memcpy(o->coap_token, d->coap_token, d->coap_token_len);
+  }
+  return true;
+}
+
+static bool restore_established(mqtt_endpoint_t *e, uint64_t token, const uint8_t *v,
+                                size_t len) {
+  if (len < 1 || v[0] > GW_COAP_MAX_TOKEN || len != 1u + v[0])
+    return false;
+  mqtt_observation_t *o = restore_observation_slot(e, token);
+  if (!o)
+    return false;
+  o->established = true;
+  o->coap_token_len = v[0];
+  memcpy(o->coap_token, v + 1, v[0]);
+  return true;
+}
+
+static bool restore_held(mqtt_binding_t *b, mqtt_endpoint_t *e, uint64_t seq, const uint8_t *v,
+                         size_t len) {
+  mqtt_held_t *h = len <= MQTT_PUBLISH_MAX ? malloc(sizeof(*h) + len) : NULL;
+  if (!h)
+    return false;
+  *h = (mqtt_held_t){.seq = seq, .len = len};
+  memcpy(h->cbor, v, len);
+  held_append(e, h);
+  if (seq >= b->next_held_seq)
+    b->next_held_seq = seq + 1;
+  holding_add(b, e);
+  release_within(b, 0);
+  return true;
+}
+
+/* Splits "KIND:SLOT:TOPIC"; SLOT is hex, possibly empty. */
+static bool split_key(const char *key, char kind[8], uint64_t *out_slot, const char **out_topic) {
+  size_t n = strcspn(key, ":");
+  if (n == 0 || n >= 8 || key[n] != ':')
+    return false;
+  memcpy(kind, key, n);
+  kind[n] = 0;
+  const char *slot = key + n + 1;
+  char *end;
+  *out_slot = *slot == ':' ? 0 : strtoull(slot, &end, 16);
+  if (*slot != ':' && (end == slot || *end != ':'))
+    return false;
+  *out_topic = slot + strcspn(slot, ":") + 1;
+  return true;
+}
+
+static void mqtt_restore(gw_binding_t *binding, const char *key, const void *value, size_t len) {
+  mqtt_binding_t *b = (mqtt_binding_t *)binding;
+  char kind[8];
+  uint64_t slot;
+  const char *topic, *why = NULL;
+  bool bad_topic = false, kept = false;
+  mqtt_endpoint_t *e = split_key(key, kind, &slot, &topic)
+                           ? endpoint_of_topic(b, topic, &bad_topic, &why)
+                           : NULL;
+  if (e && strcmp(kind, "ep") == 0)
+    kept = restore_endpoint(e, value, len);
+  else if (e && strcmp(kind, "up") == 0)
+    kept = restore_uplink(e, slot, value, len);
+  else if (e && strcmp(kind, "down") == 0)
+    kept = restore_downlink(e, slot, value, len);
+  else if (e && strcmp(kind, "obs") == 0)
+    kept = restore_established(e, slot, value, len);
+  else if (e && strcmp(kind, "held") == 0)
+    kept = restore_held(b, e, slot, value, len);
+  if (kept)
+    return;
+  GW_NOTICE(MOD, "state %s of the last run dropped: %s", key, why ? why : "not understood");
+  unkeep(b, key);
 }
 
 static size_t mqtt_format_metrics(const gw_binding_t *binding, char *out, size_t out_size) {
@@ -990,6 +1330,7 @@ const gw_binding_ops_t gw_mqtt_binding = {
     .lookup_device = mqtt_lookup,
     .forget_device = mqtt_forget,
     .upstream_name = mqtt_upstream_name,
+    .restore = mqtt_restore,
     .format_metrics = mqtt_format_metrics,
 };
 
