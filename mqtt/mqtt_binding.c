@@ -74,7 +74,8 @@
   X(server_refused, "server requests the binding answered itself (not translatable)")          \
   X(publish_failures, "publishes the MQTT client could not queue")                             \
   X(redelivered_notifications, "Notify redelivered by the broker (DUP), not relayed again")    \
-  X(held_requests, "device requests that waited for the answer to an earlier one (a burst)")
+  X(held_requests, "device requests that waited for the answer to an earlier one (a burst)")   \
+  X(publishes_restored, "answers and server requests of the last run published again at start")
 
 typedef struct {
 #define MQTT_METRIC_FIELD(name, help) uint64_t name;
@@ -115,6 +116,7 @@ typedef struct {
   uint16_t mid;
   uint8_t coap_token[GW_COAP_MAX_TOKEN];
   uint8_t coap_token_len;
+  uint64_t publish_tag; /* its kept publish (publish_keep()), forgotten once the device answers */
 } mqtt_downlink_t;
 
 /* Transport 8.3.4: the MQTT token of the Observe names the observation in Notify and
@@ -128,6 +130,12 @@ typedef struct {
   uint32_t seq; /* Observe option value of the last notification (RFC 7641 3.4) */
   uint64_t last_notify; /* digest of the last Notify relayed (ct, payload); 0: none yet */
 } mqtt_observation_t;
+
+/* A kept publish the broker acknowledged (on_mqtt_published). */
+typedef struct {
+  uint64_t tag;
+  gw_baddr_t topic;
+} mqtt_acknowledged_t;
 
 typedef struct mqtt_endpoint {
   struct mqtt_endpoint *next; /* hash chain */
@@ -163,6 +171,11 @@ typedef struct {
   gw_timer_t release_timer; /* hands held requests to the core, outside the core's calls */
   uint64_t next_token;
   uint64_t next_held_seq;
+  bool keeps_publishes;       /* QoS > 0: the broker acknowledges what it has */
+  uint64_t next_publish_tag;  /* of the next kept publish, from 1 */
+  mqtt_acknowledged_t *acknowledged; /* kept publishes the broker has, to forget */
+  size_t acknowledged_count, acknowledged_cap;
+  gw_timer_t forget_timer;
   gw_link_policy_t policy;
   mqtt_metrics_t metrics;
   gw_local_answers_t local;
@@ -219,7 +232,9 @@ static uint64_t fresh_token(mqtt_binding_t *b) { return b->next_token++; }
  *                    result still answers the server;
  *  obs:TOKEN:TOPIC   an established observation, so that its Notify is relayed, not cancelled;
  *  held:SEQ:TOPIC    a request held behind a burst: acknowledged to the broker, nobody would
- *                    send it again.
+ *                    send it again;
+ *  pub:TAG:TOPIC     an answer or server request published and not acknowledged by the broker
+ *                    yet (publish_keep()).
  * Values are big-endian fields. */
 #define STATE_KEY_MAX (sizeof("held:0123456789abcdef:") + GW_BADDR_MAX)
 #define MID_BLOCK 256
@@ -245,15 +260,19 @@ static void state_key(char out[STATE_KEY_MAX], const char *kind, uint64_t slot, 
     snprintf(out, STATE_KEY_MAX, "%s::%s", kind, e->topic.text);
 }
 
-static void keep(mqtt_binding_t *b, const char *key, const uint8_t *value, size_t len,
-                 bool durable_now) {
-  if (b->env.state_put)
-    b->env.state_put(b->env.core, &b->base, key, value, len, durable_now);
-}
-
 static void unkeep(mqtt_binding_t *b, const char *key) {
   if (b->env.state_del)
     b->env.state_del(b->env.core, &b->base, key);
+}
+
+static void forget_acknowledged(mqtt_binding_t *b);
+
+/* Kept publishes the broker acknowledged are forgotten in the same commit. */
+static void keep(mqtt_binding_t *b, const char *key, const uint8_t *value, size_t len,
+                 bool durable_now) {
+  forget_acknowledged(b);
+  if (b->env.state_put)
+    b->env.state_put(b->env.core, &b->base, key, value, len, durable_now);
 }
 
 static void endpoint_keep(mqtt_binding_t *b, const mqtt_endpoint_t *e, bool durable_now) {
@@ -342,6 +361,69 @@ static void held_unkeep(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_
   unkeep(b, key); /* in the core's commit of the request, or the loop turn's */
 }
 
+/* A publish made just before a kill is lost with the MQTT client's memory: a device would never
+ * get its result (and send its request again: a second Send), a server request never reach the
+ * device. So an answer or server request is kept ("pub:SEQ:TOPIC", the CBOR as published) from
+ * the turn it is published in, whose commit there is anyway (the core forgets the request it
+ * answers; the binding keeps the server request), until the broker acknowledged it. Those are
+ * forgotten with the binding's next write (keep()), or after a second without one, so that they
+ * cost no commit of their own under traffic. The next start publishes again what is kept: at
+ * least once, as QoS 1 is. Returns its tag for the client. */
+#define FORGET_EVERY_MS 1000
+
+static uint64_t publish_keep(mqtt_binding_t *b, const mqtt_endpoint_t *e, const uint8_t *cbor,
+                             size_t len) {
+  if (!b->keeps_publishes)
+    return 0;
+  uint64_t tag = b->next_publish_tag++;
+  char key[STATE_KEY_MAX];
+  state_key(key, "pub", tag, 16, e);
+  keep(b, key, cbor, len, false);
+  return tag;
+}
+
+static void publish_unkeep(mqtt_binding_t *b, const char *topic, uint64_t tag) {
+  char key[STATE_KEY_MAX];
+  if (!tag)
+    return;
+  snprintf(key, sizeof(key), "pub:%016" PRIx64 ":%s", tag, topic);
+  unkeep(b, key);
+}
+
+static void forget_acknowledged(mqtt_binding_t *b) {
+  for (size_t i = 0; i < b->acknowledged_count; i++)
+    publish_unkeep(b, b->acknowledged[i].topic.text, b->acknowledged[i].tag);
+  b->acknowledged_count = 0;
+}
+
+static void forget_timer_fired(gw_loop_t *loop, void *arg) {
+  (void)loop;
+  forget_acknowledged(arg);
+}
+
+/* The client's report (mqtt_client.h on_published): the kept copy can go, with the binding's
+ * next write. */
+static void on_mqtt_published(void *arg, const char *topic, uint64_t tag, bool delivered) {
+  mqtt_binding_t *b = arg;
+  (void)delivered; /* one the broker refused would be refused again */
+  mqtt_acknowledged_t *a = NULL;
+  if (b->acknowledged_count == b->acknowledged_cap) {
+    size_t cap = b->acknowledged_cap ? 2 * b->acknowledged_cap : 64;
+    a = realloc(b->acknowledged, cap * sizeof(*a));
+    if (!a) { /* forgotten now, in a commit of its own */
+      publish_unkeep(b, topic, tag);
+      return;
+    }
+    b->acknowledged = a;
+    b->acknowledged_cap = cap;
+  }
+  a = &b->acknowledged[b->acknowledged_count++];
+  a->tag = tag;
+  snprintf(a->topic.text, sizeof(a->topic.text), "%s", topic);
+  if (!gw_timer_active(&b->forget_timer))
+    gw_timer_start(b->env.loop, &b->forget_timer, FORGET_EVERY_MS);
+}
+
 /* RFC 7641 4.4: a server takes a notification for newer than the last when its Observe value is
  * ahead (24-bit serial arithmetic) or it came 128 s later. The value follows the wall clock in
  * milliseconds, or is one more than the last where notifications come faster than that: it
@@ -363,28 +445,46 @@ static uint32_t observe_next(mqtt_observation_t *o) {
 /* ------------------------------------------------------------------------------------------ */
 /* publishing                                                                                  */
 
-static int publish_msg(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m) {
+/* Whether a publish is kept in the state until the broker has it (mqtt/README.md): an answer a
+ * device waits for and a server request are; what the next message makes good again (the 205
+ * of a Notify, a Cancel-Observe) is not. */
+typedef enum { PUBLISH_KEPT, PUBLISH_ONCE } publish_mode_t;
+
+/* *out_tag (may be NULL): the kept copy's tag, 0 for none. */
+static int publish_tagged(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
+                          publish_mode_t mode, uint64_t *out_tag) {
   long len = mqtt_cbor_encode(m, b->publish_buf, sizeof(b->publish_buf));
+  uint64_t tag = len >= 0 && mode == PUBLISH_KEPT ? publish_keep(b, e, b->publish_buf, (size_t)len)
+                                                  : 0;
   int rc = len < 0 ? GW_ERR_TOOBIG
-                   : mqtt_client_publish(b->client, e->topic.text, b->publish_buf, (size_t)len);
+                   : mqtt_client_publish_tagged(b->client, e->topic.text, b->publish_buf,
+                                                (size_t)len, tag);
   if (rc != GW_OK) {
+    publish_unkeep(b, e->topic.text, tag);
     b->metrics.publish_failures++;
     GW_WARN(MOD, "%s: publish failed: %s", e->topic.text,
             len < 0 ? mqtt_cbor_strerror((int)len) : gw_strerror(rc));
     return rc;
   }
   b->metrics.messages_out++;
+  if (out_tag)
+    *out_tag = tag;
   return GW_OK;
+}
+
+static int publish_msg(mqtt_binding_t *b, const mqtt_endpoint_t *e, const mqtt_cbor_msg_t *m,
+                       publish_mode_t mode) {
+  return publish_tagged(b, e, m, mode, NULL);
 }
 
 /* Transport 8.4: {result, token}, the generic response without content. */
 static int publish_result(mqtt_binding_t *b, const mqtt_endpoint_t *e, uint64_t token,
-                          uint16_t result) {
+                          uint16_t result, publish_mode_t mode) {
   mqtt_cbor_msg_t m = {.present = MQTT_CBOR_BIT(MQTT_CBOR_KEY_RESULT) |
                                   MQTT_CBOR_BIT(MQTT_CBOR_KEY_TOKEN),
                        .result = result,
                        .token = token};
-  return publish_msg(b, e, &m);
+  return publish_msg(b, e, &m, mode);
 }
 
 /* Transport 8.3.4: the server's way to end an observation; the MQTT form of an RST. */
@@ -393,7 +493,7 @@ static void publish_cancel_observe(mqtt_binding_t *b, const mqtt_endpoint_t *e, 
                                   MQTT_CBOR_BIT(MQTT_CBOR_KEY_TOKEN),
                        .operation = MQTT_CBOR_OP_CANCEL_OBSERVE,
                        .token = token};
-  publish_msg(b, e, &m);
+  publish_msg(b, e, &m, PUBLISH_ONCE);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -548,7 +648,7 @@ static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
   if (mqtt_coap_notification(m, o->coap_token, o->coap_token_len, observe_next(o), mid, &n,
                              &scratch) != 0) {
     b->metrics.refused++;
-    publish_result(b, e, m->token, 400);
+    publish_result(b, e, m->token, 400, PUBLISH_ONCE);
     return;
   }
   deliver(b, e, &n);
@@ -576,7 +676,7 @@ static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbo
     GW_NOTICE(MOD, "%s: %s refused with %d", e->topic.text,
               mqtt_cbor_op_name(e->iface, m->operation), result);
     uplink_answered(e, mid);
-    publish_result(b, e, m->token, (uint16_t)result);
+    publish_result(b, e, m->token, (uint16_t)result, PUBLISH_KEPT);
   }
 }
 
@@ -625,7 +725,7 @@ static void hold_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor_
     b->metrics.refused++;
     GW_WARN_LIMITED(MOD, "%s: %zu requests wait for earlier ones already; %s refused with 503",
                     e->topic.text, e->held_count, mqtt_cbor_op_name(e->iface, m->operation));
-    publish_result(b, e, m->token, 503);
+    publish_result(b, e, m->token, 503, PUBLISH_KEPT);
     return;
   }
   *h = (mqtt_held_t){.seq = b->next_held_seq++, .dup = dup, .len = len};
@@ -729,6 +829,7 @@ static void device_result(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
             m->result);
   d->used = false;
   downlink_unkeep(b, e, d);
+  publish_unkeep(b, e->topic.text, d->publish_tag); /* the device has it */
   deliver(b, e, &resp);
 }
 
@@ -754,7 +855,7 @@ static void device_bad_message(mqtt_binding_t *b, mqtt_endpoint_t *e,
   GW_WARN(MOD, "%s: %s; %s", e->topic.text, mqtt_cbor_strerror(err),
           has_token && !is_result ? "answered" : "dropped");
   if (has_token && !is_result)
-    publish_result(b, e, m->token, result);
+    publish_result(b, e, m->token, result, PUBLISH_KEPT);
   else
     b->env.on_rejected(b->env.core, &b->base, &e->topic, mqtt_cbor_strerror(err));
 }
@@ -902,7 +1003,7 @@ static int send_server_request(mqtt_binding_t *b, mqtt_endpoint_t *e,
   *d = (mqtt_downlink_t){.used = true, .token = token, .op = op, .mid = req->mid,
                          .coap_token_len = req->token_len};
   memcpy(d->coap_token, req->token, req->token_len);
-  int rc = publish_msg(b, e, &m);
+  int rc = publish_tagged(b, e, &m, PUBLISH_KEPT, &d->publish_tag);
   if (rc != GW_OK)
     d->used = false;
   else
@@ -934,7 +1035,7 @@ static int send_device_answer(mqtt_binding_t *b, mqtt_endpoint_t *e, const gw_co
     GW_INFO(MOD, "%s: server answered %s, which Transport 8.5 does not list; sent as 500",
             e->topic.text, gw_coap_code_str(resp->code, c));
   }
-  return publish_msg(b, e, &m);
+  return publish_msg(b, e, &m, PUBLISH_KEPT);
 }
 
 /* An empty ACK or RST for one of our CON notifications. */
@@ -952,7 +1053,7 @@ static int send_notification_verdict(mqtt_binding_t *b, mqtt_endpoint_t *e,
     observation_end(b, e, o);
     return GW_OK;
   }
-  return publish_result(b, e, o->token, 205); /* Table 8.5-4: Notify completed */
+  return publish_result(b, e, o->token, 205, PUBLISH_ONCE); /* Table 8.5-4: Notify completed */
 }
 
 static int mqtt_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
@@ -1008,7 +1109,8 @@ static int new_client(mqtt_binding_t *b, const gw_mqtt_conf_t *conf) {
   cc.qos = (int)conf->qos;
   cc.session_expiry_s = conf->session_expiry_s;
   mqtt_client_callbacks_t cb = {.arg = b, .on_message = on_mqtt_message,
-                                .on_state = on_mqtt_state};
+                                .on_state = on_mqtt_state, .on_published = on_mqtt_published};
+  b->keeps_publishes = cc.qos > 0;
   return mqtt_client_new(b->env.loop, &cc, &cb, &b->client);
 }
 
@@ -1024,6 +1126,8 @@ static int mqtt_create(const gw_config_t *config, const gw_binding_env_t *env,
   b->config = config;
   gw_local_answers_init(&b->local, &b->base, env);
   gw_timer_init(&b->release_timer, release_timer_fired, b);
+  gw_timer_init(&b->forget_timer, forget_timer_fired, b);
+  b->next_publish_tag = 1;
   /* rd and bs topics of every device */
   b->max_endpoints = 2 * (size_t)config->gateway.max_devices;
   b->bucket_count = 64;
@@ -1076,6 +1180,8 @@ static void mqtt_stop(gw_binding_t *binding) {
   mqtt_binding_t *b = (mqtt_binding_t *)binding;
   gw_local_answers_stop(&b->local);
   gw_timer_stop(b->env.loop, &b->release_timer);
+  gw_timer_stop(b->env.loop, &b->forget_timer);
+  forget_acknowledged(b);
   mqtt_client_free(&b->client);
 }
 
@@ -1099,6 +1205,7 @@ static void mqtt_free(gw_binding_t **binding) {
   }
   free(b->tenants);
   free(b->prefixes);
+  free(b->acknowledged);
   free(b);
   *binding = NULL;
 }
@@ -1256,6 +1363,21 @@ static bool restore_held(mqtt_binding_t *b, mqtt_endpoint_t *e, uint64_t seq, co
   return true;
 }
 
+/* Published by the last run and not acknowledged by the broker, as far as it knew: published
+ * again, first of all (the client is not connected yet), under its tag. */
+static bool restore_publish(mqtt_binding_t *b, const mqtt_endpoint_t *e, uint64_t tag,
+                            const uint8_t *v, size_t len) {
+  if (!b->keeps_publishes || tag == 0 ||
+      mqtt_client_publish_tagged(b->client, e->topic.text, v, len, tag) != GW_OK)
+    return false;
+  if (tag >= b->next_publish_tag)
+    b->next_publish_tag = tag + 1;
+  b->metrics.publishes_restored++;
+  GW_INFO(MOD, "%s: a publish of the last run the broker may not have had is published again",
+          e->topic.text);
+  return true;
+}
+
 /* Splits "KIND:SLOT:TOPIC"; SLOT is hex, possibly empty. */
 static bool split_key(const char *key, char kind[8], uint64_t *out_slot, const char **out_topic) {
   size_t n = strcspn(key, ":");
@@ -1291,6 +1413,8 @@ static void mqtt_restore(gw_binding_t *binding, const char *key, const void *val
     kept = restore_established(e, slot, value, len);
   else if (e && strcmp(kind, "held") == 0)
     kept = restore_held(b, e, slot, value, len);
+  else if (e && strcmp(kind, "pub") == 0)
+    kept = restore_publish(b, e, slot, value, len);
   if (kept)
     return;
   GW_NOTICE(MOD, "state %s of the last run dropped: %s", key, why ? why : "not understood");

@@ -79,6 +79,7 @@ typedef struct mqtt_event {
 typedef struct outgoing_msg {
   struct outgoing_msg *next;
   uint64_t seq; /* publish order, kept when Paho gives a message back */
+  uint64_t tag; /* the caller's, for on_published; 0: none */
   int token;    /* Paho's token while in flight */
   char *topic;
   uint8_t *payload;
@@ -883,6 +884,13 @@ static bool send_one(mqtt_client_t *c, outgoing_msg_t *m) {
   return true;
 }
 
+/* The publish is over: acknowledged (or written, QoS 0), or refused by the broker. */
+static void publish_done(mqtt_client_t *c, outgoing_msg_t *m, bool delivered) {
+  if (m->tag && c->cb.on_published)
+    c->cb.on_published(c->cb.arg, m->topic, m->tag, delivered);
+  msg_free(m);
+}
+
 static void flush_outgoing(mqtt_client_t *c) {
   while (c->state == STATE_CONNECTED && c->outgoing.head && c->in_flight.count < MAX_IN_FLIGHT) {
     outgoing_msg_t *m = list_pop_head(&c->outgoing);
@@ -894,7 +902,7 @@ static void flush_outgoing(mqtt_client_t *c) {
       list_push_tail(&c->in_flight, m);
     } else {
       c->status.published++;
-      msg_free(m);
+      publish_done(c, m, true);
     }
   }
 }
@@ -913,11 +921,11 @@ static void publish_reported(mqtt_client_t *c, const mqtt_event_t *e) {
     return;
   if (e->kind == EV_PUBLISHED) {
     c->status.published++;
-    msg_free(m);
+    publish_done(c, m, true);
   } else if (e->code >= 0x80) {
     GW_WARN(MOD, "broker refused publish to %s (reason %d); dropped", m->topic, e->code);
     c->status.dropped++;
-    msg_free(m);
+    publish_done(c, m, false);
   } else {
     GW_DEBUG(MOD, "publish to %s given back (paho %d); sent again", m->topic, e->code);
     list_insert_in_order(&c->outgoing, m);
@@ -1231,6 +1239,11 @@ int mqtt_client_start(mqtt_client_t *c) {
 }
 
 int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payload, size_t len) {
+  return mqtt_client_publish_tagged(c, topic, payload, len, 0);
+}
+
+int mqtt_client_publish_tagged(mqtt_client_t *c, const char *topic, const uint8_t *payload,
+                               size_t len, uint64_t tag) {
   if (!c || !topic || !topic[0] || (len && !payload) || len > 268435455u)
     return GW_ERR_INVAL;
   if (c->state != STATE_CONNECTED && c->qos == 0) {
@@ -1256,6 +1269,7 @@ int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payl
     memcpy(m->payload, payload, len);
   m->len = len;
   m->seq = c->next_seq++;
+  m->tag = tag;
   list_push_tail(&c->outgoing, m);
   flush_later(c);
   return GW_OK;

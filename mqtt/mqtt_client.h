@@ -56,6 +56,10 @@ typedef struct {
   /* In the loop thread: connected (called after all remembered subscriptions were re-made)
    * or connection lost / connect attempt failed after having been connected. May be NULL. */
   void (*on_state)(void *arg, bool connected);
+  /* In the loop thread: a publish made with a tag (mqtt_client_publish_tagged) is over:
+   * delivered (the broker acknowledged it; QoS 0: written) or not (the broker refused it).
+   * topic is borrowed for the call. May be NULL. */
+  void (*on_published)(void *arg, const char *topic, uint64_t tag, bool delivered);
 } mqtt_client_callbacks_t;
 
 typedef struct {
@@ -99,6 +103,10 @@ int mqtt_client_start(mqtt_client_t *c);
  * at-least-once. QoS 0 while disconnected is dropped (counted, logged). Returns GW_OK,
  * GW_ERR_FULL, GW_ERR_INVAL, GW_ERR_NOMEM. */
 int mqtt_client_publish(mqtt_client_t *c, const char *topic, const uint8_t *payload, size_t len);
+/* The same, reported to on_published with tag (not 0) when it is over; one that never is (the
+ * client freed first) is not reported. */
+int mqtt_client_publish_tagged(mqtt_client_t *c, const char *topic, const uint8_t *payload,
+                               size_t len, uint64_t tag);
 
 /* Disconnects (waits at most about 1 s for the broker), destroys the Paho client, frees all
  * queues and sets *c to NULL. Unsent messages are counted as dropped and discarded. */
