@@ -558,11 +558,16 @@ def proc_io(pid):
 def writes_per_message(peers, sends=20000):
     """What persistence costs per relayed message in steady traffic: SQLite commits, write
     system calls and bytes written, for Sends of registered SGi devices (nothing to keep but the
-    journal) and of an SMS device (each SMS kept until the server answered it)."""
-    modem, server, gw = gateway_with_nidd_and_sms(peers)
+    journal), of an SMS device (each SMS kept until the server answered it) and of an MQTT device
+    (each publish kept until the server answered it, its answer until the broker has it)."""
+    broker = peers.broker(persistent=True)
+    modem, server, gw = gateway_with_nidd_and_sms(
+        peers, mqtt=f'broker = "{broker.uri}"; prefix = "t";')
     nidd = [nidd_device(peers, gw, f"nidd-{i}") for i in (1, 2)]
     sms = sms_device(peers, gw, modem)
-    for ep in ("nidd-1", "nidd-2", "sms-1"):
+    mqtt = peers.mqtt_device(broker, "mqtt-1", prefix="t",
+                             extra=["--persistent-session", "--notify-ms", "600000"])
+    for ep in ("nidd-1", "nidd-2", "sms-1", "mqtt-1"):
         server.wait_for("register", ep=ep, timeout=30)
     time.sleep(1.0)
     rows = []
@@ -570,7 +575,9 @@ def writes_per_message(peers, sends=20000):
             ("NIDD Sends of registered devices", [SendLoop(d, d.ep, period=0) for d in nidd],
              sends),
             ("SMS Sends (kept until answered)", [SendLoop(sms, "sms-1", period=0,
-                                                          answer_timeout=60.0)], 20)):
+                                                          answer_timeout=60.0)], 20),
+            ("MQTT Sends (kept until answered)", [SendLoop(mqtt, "mqtt-1", kind=MQTT_DEVICE,
+                                                           period=0)], sends // 40)):
         commits0 = gw.metrics()["state_commits_total"]
         syscw0, bytes0 = proc_io(gw.peer.proc.pid)
         started = time.monotonic()
