@@ -98,9 +98,13 @@ class Peer:
                 if left <= 0:
                     return self.seen
 
-    def count(self, event, **match):
+    def seen_events(self, event, **match):
+        """All events named `event` whose fields equal `match`, seen so far."""
         self.drain(0.05)
-        return sum(1 for e in self.seen if e.get("event") == event and _matches(e, match))
+        return [e for e in self.seen if e.get("event") == event and _matches(e, match)]
+
+    def count(self, event, **match):
+        return len(self.seen_events(event, **match))
 
     def _summary(self):
         self.drain(0)

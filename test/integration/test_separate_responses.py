@@ -25,12 +25,6 @@ def device_retransmissions(dev):
     return len(re.findall(r"retransmission #\d+", dev.log_text()))
 
 
-def events(peer, name, **match):
-    peer.drain(0.05)
-    return [e for e in peer.seen
-            if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
-
-
 def test_separate_answer_within_the_window_is_piggybacked(peers):
     server, gw, dev = register(peers, 300)
     r = server.request("read 1 dev-a /3/0/0")
@@ -43,10 +37,10 @@ def test_separate_answer_within_the_window_is_piggybacked(peers):
     assert sep["mid"] != req["mid"]  # a new message ID for the separate response
 
     time.sleep(PAST_FIRST_RETRANSMISSION)  # the gateway's ACK must have stopped libcoap
-    assert len(events(dev, "request", path="/3/0/0")) == 1
-    assert events(dev, "response-failed") == []
+    assert len(dev.seen_events("request", path="/3/0/0")) == 1
+    assert dev.seen_events("response-failed") == []
     assert device_retransmissions(dev) == 0
-    assert events(server, "response", id=1) == [r]
+    assert server.seen_events("response", id=1) == [r]
     m = gw.metrics()
     assert m["piggybacked_total"] == 1
     assert m["separate_total"] == 0
@@ -62,10 +56,10 @@ def test_separate_answer_after_the_window_is_relayed_separately(peers):
     assert dev.wait_for("separate-response", path="/3/0/0")["type"] == "CON"
 
     time.sleep(PAST_FIRST_RETRANSMISSION)
-    assert len(events(dev, "request", path="/3/0/0")) == 1
-    assert events(dev, "response-failed") == []
+    assert len(dev.seen_events("request", path="/3/0/0")) == 1
+    assert dev.seen_events("response-failed") == []
     assert device_retransmissions(dev) == 0
-    assert len(events(server, "response", id=1)) == 1
+    assert len(server.seen_events("response", id=1)) == 1
     m = gw.metrics()
     assert m["separate_total"] == 1
     assert m["piggybacked_total"] == 0
@@ -78,9 +72,9 @@ def test_slow_write_reaches_the_device_once(peers):
     assert (r["code"], r["type"]) == ("2.04", "CON")
     assert dev.wait_for("write", path="/3/0/14")["value"] == "+05:30"
     time.sleep(PAST_FIRST_RETRANSMISSION)
-    assert len(events(dev, "write")) == 1
-    assert len(events(dev, "request", method="PUT", path="/3/0/14")) == 1
-    assert len(events(server, "response", id=2)) == 1
+    assert len(dev.seen_events("write")) == 1
+    assert len(dev.seen_events("request", method="PUT", path="/3/0/14")) == 1
+    assert len(server.seen_events("response", id=2)) == 1
     # The gateway acknowledged the server's CON after the 1 s window, before its first
     # retransmission (2-3 s): nothing was retransmitted in either direction.
     m = gw.metrics()
@@ -101,8 +95,8 @@ def test_answer_after_the_timeout_is_504_and_the_late_one_is_dropped(peers):
     # so the device stops retransmitting it, and the server hears nothing more.
     assert dev.wait_for("response-failed", mid=late["mid"], timeout=5)["reason"] == "rst"
     server.drain(2.0)
-    assert len(events(server, "response", id=1)) == 1
-    assert len(events(dev, "request", path="/3/0/0")) == 1
+    assert len(server.seen_events("response", id=1)) == 1
+    assert len(dev.seen_events("request", path="/3/0/0")) == 1
     m = gw.metrics()
     assert m["gateway_timeouts_total"] == 1
     assert m["separate_total"] == 1  # the 5.04, after the empty ACK
