@@ -236,45 +236,67 @@ def sms_device(peers, gw, modem):
 
 
 def sigkill(peers, kills=20, seed=None, min_gap=0.5, max_gap=2.5):
-    """SIGKILL at random moments under mixed traffic (two SGi devices, one SMS device sending,
-    the server reading all three), the gateway started again at once on its state."""
+    """SIGKILL at random moments under mixed traffic on every binding: two SGi devices, one SMS
+    device, two MQTT devices (persistent sessions, mosquitto with persistence) and one HTTP
+    device send numbered Sends while the server reads all of them; the gateway is started again
+    at once on its state."""
     rng = random.Random(seed)
-    modem, server, gw = gateway_with_nidd_and_sms(peers)
+    broker = peers.broker(persistent=True)
+    http_port = free_port(socket.SOCK_STREAM)
+    http = peers.http_device(f"http://127.0.0.1:{http_port}", "http-1", extra=["--retry-ms", "1000"])
+    modem, server, gw = gateway_with_nidd_and_sms(
+        peers, extra_devices=f', {{ endpoint = "http-1"; http_url = "{http.url}"; }}',
+        mqtt=f'broker = "{broker.uri}"; prefix = "t";', http=f'listen = "127.0.0.1:{http_port}";')
+    gw.wait_metric("mqtt_connected", 1)
     nidd = [nidd_device(peers, gw, f"nidd-{i}") for i in (1, 2)]
     sms = sms_device(peers, gw, modem)
-    endpoints = ["nidd-1", "nidd-2", "sms-1"]
+    mqtt = []
+    for i in (1, 2):
+        dev = peers.mqtt_device(broker, f"mqtt-{i}", prefix="t", extra=["--persistent-session"])
+        dev.wait_for("registered", timeout=15)
+        mqtt.append(dev)
+    http.send("register")
+    http.wait_for("registered", timeout=15)
+    endpoints = ["nidd-1", "nidd-2", "sms-1", "mqtt-1", "mqtt-2", "http-1"]
     for ep in endpoints:
         server.wait_for("register", ep=ep, timeout=30)
-    nidd_loops = [SendLoop(d, d.ep, period=0.1) for d in nidd]
-    sms_loop = SendLoop(sms, "sms-1", period=0.5, answer_timeout=90.0)
+    loops = {
+        "NIDD SGi": [SendLoop(d, d.ep, period=0.1) for d in nidd],
+        "SMS": [SendLoop(sms, "sms-1", period=0.5, answer_timeout=90.0)],
+        "MQTT": [SendLoop(d, d.ep, kind=MQTT_DEVICE, period=0.1, answer_timeout=60.0)
+                 for d in mqtt],
+        "HTTP": [SendLoop(http, "http-1", kind=HTTP_DEVICE, period=0.1, answer_timeout=60.0)],
+    }
     reads = ReadLoop(server, endpoints)
-    for t in nidd_loops + [sms_loop, reads]:
-        t.start()
-    killed = []
-    restarts = []
+    for group in loops.values():
+        for t in group:
+            t.start()
+    reads.start()
+    killed, restarts = [], []
     for _ in range(kills):
         time.sleep(rng.uniform(min_gap, max_gap))
         gw.kill()
         killed.append(time.monotonic())
         gw = peers.restart(gw, log_level="info")
         restarts.append(time.monotonic())
-    time.sleep(2.0)
-    for t in nidd_loops + [sms_loop]:
-        t.stop()
+    time.sleep(3.0)
+    for group in loops.values():
+        for t in group:
+            t.stop()
     reads.stop()
     time.sleep(1.0)
-    f_nidd = count_sends(server, nidd_loops, f"SIGKILL x{kills}: NIDD SGi Sends")
-    f_sms = count_sends(server, [sms_loop], f"SIGKILL x{kills}: SMS Sends")
+    figures = [count_sends(server, group, f"SIGKILL x{kills}: {name} Sends")
+               for name, group in loops.items()]
     # Recovery: from the kill to the first Send the server got after it (the restart, and the
-    # device's CoAP retransmission of what the kill cut off).
+    # device's retransmission of what the kill cut off).
     delivered = sorted(e["_t"] for e in server.seen if e.get("event") == "send")
-    f_nidd.recovery_s = recovery_after(killed, delivered)
-    f_reads = Figures(f"SIGKILL x{kills}: server Reads", requests=reads.requests,
-                      answered=reads.answered,
-                      registrations=registrations_beyond_first(server, endpoints),
-                      notes=f"answers {reads.codes}; restart to running "
-                            f"{max(r - k for r, k in zip(restarts, killed)):.2f} s max")
-    return [f_nidd, f_sms, f_reads], gw
+    figures[0].recovery_s = recovery_after(killed, delivered)
+    figures.append(Figures(f"SIGKILL x{kills}: server Reads", requests=reads.requests,
+                           answered=reads.answered,
+                           registrations=registrations_beyond_first(server, endpoints),
+                           notes=f"answers {reads.codes}; restart to running "
+                                 f"{max(r - k for r, k in zip(restarts, killed)):.2f} s max"))
+    return figures, gw
 
 
 def modem_unplug(peers, seconds, sends=25):
