@@ -13,6 +13,17 @@ import time
 from coap_raw import coap, parse
 
 
+def registered_device(peers, ep, device_args=("--lifetime", "600"), gateway_extra=""):
+    """A test server, a gateway, and an SGi device registered through it: (server, gateway,
+    device, the server's register event)."""
+    server = peers.server()
+    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", gateway_extra=gateway_extra)
+    dev = peers.device(gw, ep, extra=list(device_args))
+    reg = server.wait_for("register", ep=ep)
+    dev.wait_for("registered")
+    return server, gw, dev, reg
+
+
 def udp_socket(timeout=10):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -21,11 +32,7 @@ def udp_socket(timeout=10):
 
 
 def test_registered_device_is_reached_after_sigkill_without_registering_again(peers):
-    server = peers.server()
-    gw = peers.gateway(f"coap://127.0.0.1:{server.port}")
-    dev = peers.device(gw, "meter-1", extra=["--lifetime", "600"])
-    reg = server.wait_for("register", ep="meter-1")
-    dev.wait_for("registered")
+    server, gw, dev, reg = registered_device(peers, "meter-1")
     assert server.request("read 1 meter-1 /3/0/0")["payload"] == "lwm2m-gw test"
 
     gw.kill()
@@ -109,10 +116,8 @@ def test_server_retransmission_after_sigkill_reaches_the_device_as_a_duplicate(p
 
 
 def test_request_waiting_for_a_sleepy_device_is_answered_after_sigkill(peers):
-    server = peers.server()
-    gw = peers.gateway(f"coap://127.0.0.1:{server.port}", gateway_extra="queue_awake_ms = 1000;")
-    dev = peers.device(gw, "sleepy", extra=["--queue", "--lifetime", "600"])
-    dev.wait_for("registered")
+    server, gw, dev, _ = registered_device(peers, "sleepy", ("--queue", "--lifetime", "600"),
+                                           gateway_extra="queue_awake_ms = 1000;")
     time.sleep(1.5)  # asleep for the gateway now
     server.send("read 1 sleepy /3/0/2")
     gw.wait_metric("queued_requests", 1)
@@ -126,10 +131,8 @@ def test_request_waiting_for_a_sleepy_device_is_answered_after_sigkill(peers):
 
 
 def test_observation_survives_sigkill(peers):
-    server = peers.server()
-    gw = peers.gateway(f"coap://127.0.0.1:{server.port}")
-    dev = peers.device(gw, "meter-o", extra=["--notify-ms", "300", "--lifetime", "600"])
-    dev.wait_for("registered")
+    server, gw, dev, _ = registered_device(peers, "meter-o",
+                                           ("--notify-ms", "300", "--lifetime", "600"))
     assert server.request("observe 1 meter-o /3/0/13")["code"] == "2.05"
     server.wait_for("notify", id=1)
     gw.kill()
@@ -143,10 +146,7 @@ def test_observation_survives_sigkill(peers):
 
 
 def test_lapsed_registration_is_not_restored(peers):
-    server = peers.server()
-    gw = peers.gateway(f"coap://127.0.0.1:{server.port}")
-    dev = peers.device(gw, "short", extra=["--lifetime", "1"])
-    dev.wait_for("registered")
+    server, gw, dev, _ = registered_device(peers, "short", ("--lifetime", "1"))
     gw.kill()
     time.sleep(2.2)
     gw2 = peers.restart(gw)
@@ -229,11 +229,7 @@ def test_dtls_upstream_handshakes_again_from_the_same_port(peers):
 
 
 def test_port_taken_meanwhile_moves_the_registration_with_an_update(peers):
-    server = peers.server()
-    gw = peers.gateway(f"coap://127.0.0.1:{server.port}")
-    dev = peers.device(gw, "meter-p", extra=["--lifetime", "600"])
-    reg = server.wait_for("register", ep="meter-p")
-    dev.wait_for("registered")
+    server, gw, dev, reg = registered_device(peers, "meter-p")
     gw.kill()
     squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # another program took it
     squatter.bind(("127.0.0.1", int(reg["peer"].rsplit(":", 1)[1])))
