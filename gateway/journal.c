@@ -16,7 +16,7 @@
 
 #define MOD "state"
 #define JOURNAL_MAGIC 0x4c57474au /* "LWGJ" */
-#define JOURNAL_VERSION 1u
+#define JOURNAL_VERSION 2u
 #define EXCHANGE_LIFETIME_S (GW_EXCHANGE_LIFETIME_MS / 1000u)
 
 /* One message ID pair, mids = first << 16 | second. at_s is the word that makes it valid: it is
@@ -27,10 +27,16 @@ typedef struct {
   uint32_t mids;
 } mid_pair_t;
 
+/* Which device a slot is for: both 0 when free. The keys of all slots lie together after the
+ * header, so opening the journal and freeing what no device claimed read 8 octets a slot, not
+ * every slot's pages (a router's RAM holds only the slots in use). */
 typedef struct {
-  uint32_t key_lo, key_hi; /* the device's key; both 0: free */
-  uint32_t next_mids;      /* next upstream ID << 16 | next downstream ID */
-  uint32_t up_next;        /* ring positions */
+  uint32_t lo, hi;
+} slot_key_t;
+
+typedef struct {
+  uint32_t next_mids; /* next upstream ID << 16 | next downstream ID */
+  uint32_t up_next;   /* ring positions */
   uint32_t down_next;
   uint32_t reserved;
   mid_pair_t up[GW_JOURNAL_UP_ENTRIES];
@@ -48,6 +54,7 @@ typedef struct {
 
 struct gw_journal {
   header_t *header;
+  slot_key_t *keys; /* slot_count of them, then the slots */
   slot_t *slots;
   size_t map_size;
   uint32_t slot_count;
@@ -58,7 +65,9 @@ struct gw_journal {
   uint8_t *claimed; /* claimed by a device since open */
 };
 
-static uint64_t slot_key(const slot_t *s) { return (uint64_t)s->key_hi << 32 | s->key_lo; }
+static uint64_t key_of(const gw_journal_t *j, uint32_t slot) {
+  return (uint64_t)j->keys[slot].hi << 32 | j->keys[slot].lo;
+}
 
 uint64_t gw_journal_key(const char *binding_name, const char *address) {
   uint64_t h = 1469598103934665603ull;
@@ -74,7 +83,7 @@ uint64_t gw_journal_key(const char *binding_name, const char *address) {
 
 static uint32_t *index_probe(gw_journal_t *j, uint64_t key) {
   uint32_t i = (uint32_t)(key ^ key >> 32) & j->index_mask;
-  while (j->index[i] && slot_key(&j->slots[j->index[i] - 1]) != key)
+  while (j->index[i] && key_of(j, j->index[i] - 1) != key)
     i = (i + 1) & j->index_mask;
   return &j->index[i];
 }
@@ -87,7 +96,7 @@ static void index_remove(gw_journal_t *j, uint64_t key) {
   uint32_t i = (uint32_t)(hole - j->index);
   *hole = 0;
   for (uint32_t k = (i + 1) & j->index_mask; j->index[k]; k = (k + 1) & j->index_mask) {
-    uint64_t kk = slot_key(&j->slots[j->index[k] - 1]);
+    uint64_t kk = key_of(j, j->index[k] - 1);
     uint32_t home = (uint32_t)(kk ^ kk >> 32) & j->index_mask;
     /* the entry at k may move into the hole at i when its home is not in (i, k] */
     bool stays = i <= k ? (home > i && home <= k) : (home > i || home <= k);
@@ -107,15 +116,26 @@ static bool header_fits(const header_t *h, uint32_t slot_count) {
          h->slot_count == slot_count;
 }
 
-static int map_file(const char *path, size_t size, uint32_t slot_count, gw_journal_t *j) {
+/* Maps path; *out_empty when the file is new or was of another layout (then emptied without
+ * touching its pages: a router's RAM holds only the slots in use). */
+static int map_file(const char *path, size_t size, uint32_t slot_count, gw_journal_t *j,
+                    bool *out_empty) {
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     GW_ERR(MOD, "cannot open the exchange journal %s: %s", path, strerror(errno));
     return GW_ERR_IO;
   }
   struct stat st;
+  header_t header;
   bool fresh = fstat(fd, &st) != 0 || (size_t)st.st_size != size;
-  if (fresh && ftruncate(fd, 0) == 0 && ftruncate(fd, (off_t)size) != 0) {
+  bool other_layout = !fresh && (pread(fd, &header, sizeof(header), 0) != sizeof(header) ||
+                                 !header_fits(&header, slot_count));
+  if (other_layout)
+    GW_WARN(MOD, "exchange journal %s has another layout or size (gateway.max_devices "
+                 "changed?): started afresh, message IDs of the last minutes are forgotten",
+            path);
+  *out_empty = fresh || other_layout;
+  if (*out_empty && ftruncate(fd, 0) == 0 && ftruncate(fd, (off_t)size) != 0) {
     GW_ERR(MOD, "cannot size the exchange journal %s: %s", path, strerror(errno));
     close(fd);
     return GW_ERR_IO;
@@ -127,12 +147,6 @@ static int map_file(const char *path, size_t size, uint32_t slot_count, gw_journ
     return GW_ERR_IO;
   }
   j->header = p;
-  if (!fresh && !header_fits(j->header, slot_count)) {
-    GW_WARN(MOD, "exchange journal %s has another layout or size (gateway.max_devices "
-                 "changed?): started afresh, message IDs of the last minutes are forgotten",
-            path);
-    memset(p, 0, size);
-  }
   return GW_OK;
 }
 
@@ -148,7 +162,9 @@ static void init_header(gw_journal_t *j) {
   h->magic = JOURNAL_MAGIC; /* last: a header cut short by a kill is not taken for whole */
 }
 
-static int build_index(gw_journal_t *j) {
+/* The key -> slot index and the free slots; an empty journal has every slot free and is not
+ * read (its pages stay untouched). */
+static int build_index(gw_journal_t *j, bool empty) {
   uint32_t cap = 64;
   while (cap < 2 * j->slot_count)
     cap <<= 1;
@@ -159,8 +175,7 @@ static int build_index(gw_journal_t *j) {
     return GW_ERR_NOMEM;
   j->index_mask = cap - 1;
   for (uint32_t i = j->slot_count; i-- > 0;) {
-    slot_t *s = &j->slots[i];
-    uint32_t *at = slot_key(s) ? index_probe(j, slot_key(s)) : NULL;
+    uint32_t *at = !empty && key_of(j, i) ? index_probe(j, key_of(j, i)) : NULL;
     if (at && !*at)
       *at = i + 1;
     else /* free, or a second slot with the same key (cannot be told apart: forgotten) */
@@ -174,10 +189,11 @@ int gw_journal_open(const char *path, uint32_t slot_count, gw_journal_t **out_jo
   if (!j)
     return GW_ERR_NOMEM;
   j->slot_count = slot_count;
-  j->map_size = sizeof(header_t) + (size_t)slot_count * sizeof(slot_t);
+  j->map_size = sizeof(header_t) + (size_t)slot_count * (sizeof(slot_key_t) + sizeof(slot_t));
   int rc = GW_OK;
+  bool empty = true;
   if (path) {
-    rc = map_file(path, j->map_size, slot_count, j);
+    rc = map_file(path, j->map_size, slot_count, j, &empty);
   } else {
     void *p = mmap(NULL, j->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
@@ -186,9 +202,10 @@ int gw_journal_open(const char *path, uint32_t slot_count, gw_journal_t **out_jo
       j->header = p;
   }
   if (rc == GW_OK) {
-    j->slots = (slot_t *)(void *)(j->header + 1);
+    j->keys = (slot_key_t *)(void *)(j->header + 1);
+    j->slots = (slot_t *)(void *)(j->keys + slot_count);
     init_header(j);
-    rc = build_index(j);
+    rc = build_index(j, empty);
   }
   if (rc != GW_OK) {
     gw_journal_close(&j);
@@ -225,25 +242,25 @@ uint32_t gw_journal_claim(gw_journal_t *j, uint64_t key) {
   slot_t *s = &j->slots[i];
   memset(s, 0, sizeof(*s));
   s->next_mids = gw_random_u32();
-  s->key_hi = (uint32_t)(key >> 32);
-  s->key_lo = (uint32_t)key;
+  j->keys[i].hi = (uint32_t)(key >> 32);
+  j->keys[i].lo = (uint32_t)key;
   *at = i + 1;
   j->claimed[i] = 1;
   return i;
 }
 
 void gw_journal_release(gw_journal_t *j, uint32_t slot) {
-  if (slot >= j->slot_count || !slot_key(&j->slots[slot]))
+  if (slot >= j->slot_count || !key_of(j, slot))
     return;
-  index_remove(j, slot_key(&j->slots[slot]));
-  j->slots[slot].key_lo = j->slots[slot].key_hi = 0;
+  index_remove(j, key_of(j, slot));
+  j->keys[slot].lo = j->keys[slot].hi = 0;
   j->claimed[slot] = 0;
   j->free_slots[j->free_count++] = slot;
 }
 
 void gw_journal_release_unclaimed(gw_journal_t *j) {
   for (uint32_t i = 0; i < j->slot_count; i++)
-    if (!j->claimed[i] && slot_key(&j->slots[i]))
+    if (!j->claimed[i] && key_of(j, i))
       gw_journal_release(j, i);
 }
 
