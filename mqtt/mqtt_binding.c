@@ -503,7 +503,7 @@ static void publish_cancel_observe(mqtt_binding_t *b, const mqtt_endpoint_t *e, 
 static bool deliver(mqtt_binding_t *b, const mqtt_endpoint_t *e, const gw_coap_msg_t *m) {
   size_t len = gw_coap_serialize(m, b->coap_buf, sizeof(b->coap_buf));
   if (len == 0) {
-    GW_WARN(MOD, "%s: translated message does not fit; dropped", e->topic.text);
+    GW_WARN_LIMITED(MOD, "%s: translated message does not fit; dropped", e->topic.text);
     b->env.on_rejected(b->env.core, &b->base, &e->topic, "translated CoAP message too large");
     return false;
   }
@@ -630,7 +630,7 @@ static void device_notify(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
   if (!o || !o->established) {
     /* RFC 7641 3.6 would answer RST; the MQTT form is Cancel-Observe. */
     b->metrics.unknown_notifications++;
-    GW_INFO(MOD, "%s: Notify for unknown observation %" PRIu64 "; cancelled", e->topic.text,
+    GW_INFO_LIMITED(MOD, "%s: Notify for unknown observation %" PRIu64 "; cancelled", e->topic.text,
             m->token);
     publish_cancel_observe(b, e, m->token);
     return;
@@ -673,7 +673,7 @@ static void device_request(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbo
       b->metrics.unknown_operations++;
     else
       b->metrics.refused++;
-    GW_NOTICE(MOD, "%s: %s refused with %d", e->topic.text,
+    GW_NOTICE_LIMITED(MOD, "%s: %s refused with %d", e->topic.text,
               mqtt_cbor_op_name(e->iface, m->operation), result);
     uplink_answered(e, mid);
     publish_result(b, e, m->token, (uint16_t)result, PUBLISH_KEPT);
@@ -818,14 +818,14 @@ static void device_result(mqtt_binding_t *b, mqtt_endpoint_t *e, const mqtt_cbor
     o = NULL;
   }
   if (!mqtt_cbor_result_allowed(e->iface, d->op, m->result))
-    GW_INFO(MOD, "%s: result %" PRIu64 " is not listed for %s (Transport 8.5); relayed",
+    GW_INFO_LIMITED(MOD, "%s: result %" PRIu64 " is not listed for %s (Transport 8.5); relayed",
             e->topic.text, m->result, mqtt_cbor_op_name(e->iface, d->op));
   mqtt_coap_scratch_t scratch = {.used = 0};
   gw_coap_msg_t resp;
   uint32_t observe = o ? observe_next(o) : 0;
   if (mqtt_coap_response_from_mqtt(m, d->mid, d->coap_token, d->coap_token_len,
                                    o ? &observe : NULL, &resp, &scratch) != 0)
-    GW_WARN(MOD, "%s: result %" PRIu64 " has no CoAP code; answered 5.00", e->topic.text,
+    GW_WARN_LIMITED(MOD, "%s: result %" PRIu64 " has no CoAP code; answered 5.00", e->topic.text,
             m->result);
   d->used = false;
   downlink_unkeep(b, e, d);
@@ -852,7 +852,7 @@ static void device_bad_message(mqtt_binding_t *b, mqtt_endpoint_t *e,
     b->metrics.malformed++;
   bool has_token = m->present & MQTT_CBOR_BIT(MQTT_CBOR_KEY_TOKEN);
   bool is_result = m->present & MQTT_CBOR_BIT(MQTT_CBOR_KEY_RESULT);
-  GW_WARN(MOD, "%s: %s; %s", e->topic.text, mqtt_cbor_strerror(err),
+  GW_WARN_LIMITED(MOD, "%s: %s; %s", e->topic.text, mqtt_cbor_strerror(err),
           has_token && !is_result ? "answered" : "dropped");
   if (has_token && !is_result)
     publish_result(b, e, m->token, result, PUBLISH_KEPT);

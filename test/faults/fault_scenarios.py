@@ -682,10 +682,11 @@ def mqtt_malformed_flood(peers, count=1000):
     flooder.loop_stop()
     flooder.disconnect()
     m = gw.metrics()
+    lines = log_lines(gw, "malformed") + log_lines(gw, "CBOR")
     f = legit.finish(f"{count} malformed MQTT publishes: MQTT Sends and Reads",
                      notes=f"counted {m.get('mqtt_malformed_total')}, log lines about them "
-                           f"{log_lines(gw, 'malformed') + log_lines(gw, 'CBOR')}")
-    f.extra = {"malformed": m.get("mqtt_malformed_total", 0)}
+                           f"{lines}")
+    f.extra = {"malformed": m.get("mqtt_malformed_total", 0), "log_lines": lines}
     return [f], gw
 
 

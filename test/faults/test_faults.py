@@ -87,6 +87,7 @@ def test_malformed_mqtt_flood(peers):
     figures, gw = fs.mqtt_malformed_flood(peers)
     assert_nothing_lost(figures)
     assert figures[0].extra["malformed"] == 1000
+    assert figures[0].extra["log_lines"] < 50  # rate-limited (754 before)
 
 
 def test_http_slowloris_and_malformed_flood(peers):
