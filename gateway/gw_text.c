@@ -63,6 +63,70 @@ int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size) {
   return GW_OK;
 }
 
+static const char base64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int base64_value(char c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  if (c == '+')
+    return 62;
+  if (c == '/')
+    return 63;
+  return -1;
+}
+
+int gw_base64_decode(const char *in, size_t len, uint8_t *out, size_t out_size,
+                     size_t *out_len) {
+  if (len % 4 != 0)
+    return GW_ERR_INVAL;
+  size_t pad = len == 0 ? 0 : (in[len - 1] == '=') + (in[len - 1] == '=' && in[len - 2] == '=');
+  if (len / 4 * 3 - pad > out_size)
+    return GW_ERR_TOOBIG;
+  size_t n = 0;
+  for (size_t i = 0; i < len; i += 4) {
+    bool last = i + 4 == len;
+    uint32_t w = 0;
+    for (size_t k = 0; k < 4; k++) {
+      int v = last && k >= 4 - pad ? 0 : base64_value(in[i + k]);
+      if (v < 0)
+        return GW_ERR_INVAL; /* includes a "=" anywhere but the very end */
+      w = w << 6 | (uint32_t)v;
+    }
+    out[n++] = (uint8_t)(w >> 16);
+    if (!last || pad < 2)
+      out[n++] = (uint8_t)(w >> 8);
+    if (!last || pad < 1)
+      out[n++] = (uint8_t)w;
+  }
+  *out_len = n;
+  return GW_OK;
+}
+
+int gw_base64_encode(const uint8_t *bin, size_t len, char *out, size_t out_size) {
+  if (out_size == 0 || len > (out_size - 1) / 4 * 3) {
+    if (out_size)
+      out[0] = '\0';
+    return GW_ERR_TOOBIG;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < len; i += 3) {
+    size_t left = len - i;
+    uint32_t w = (uint32_t)bin[i] << 16 | (left > 1 ? (uint32_t)bin[i + 1] << 8 : 0) |
+                 (left > 2 ? bin[i + 2] : 0);
+    out[n++] = base64_alphabet[w >> 18 & 63];
+    out[n++] = base64_alphabet[w >> 12 & 63];
+    out[n++] = left > 1 ? base64_alphabet[w >> 6 & 63] : '=';
+    out[n++] = left > 2 ? base64_alphabet[w & 63] : '=';
+  }
+  out[n] = '\0';
+  return GW_OK;
+}
+
 size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp) {
   static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
   uint8_t b = s[0];

@@ -24,6 +24,18 @@ int gw_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_size
 /* Writes len bytes as upper-case hex and a NUL into out. GW_OK, or GW_ERR_TOOBIG (out then holds
  * an empty string when out_size > 0). */
 int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
+/* Length of the base64 text of n bytes, padding included, without the NUL (RFC 4648 4). */
+#define GW_BASE64_LEN(n) (((n) + 2) / 3 * 4)
+/* Decodes len characters of base64 (RFC 4648 4: the standard alphabet, padding required, so len
+ * is a multiple of 4; "=" only in the last one or two places; no white space) into out. Borrows
+ * both. "" decodes to nothing. Pad bits that are not zero are ignored (RFC 4648 3.5 lets a
+ * decoder accept them). GW_OK with *out_len set; GW_ERR_INVAL for malformed text (nothing is then
+ * guaranteed in out); GW_ERR_TOOBIG when the decoded bytes would not fit out_size. */
+int gw_base64_decode(const char *in, size_t len, uint8_t *out, size_t out_size,
+                     size_t *out_len);
+/* Writes len bytes as padded base64 (RFC 4648 4) and a NUL into out: GW_BASE64_LEN(len) + 1
+ * bytes. GW_OK, or GW_ERR_TOOBIG (out then holds an empty string when out_size > 0). */
+int gw_base64_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
 /* Length of the well-formed UTF-8 sequence at s[0..n) (n > 0) and its code point in *out_cp;
  * 0 when ill-formed: truncated, overlong, a surrogate or above U+10FFFF (RFC 3629 4). */
 size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gw_error.h"
 #include "gw_text.h"
 
 /* Content-Formats (Core 1.2 7.4, IANA CoAP Content-Formats registry). */
@@ -931,47 +932,6 @@ uint8_t http_map_server_request(const gw_coap_msg_t *req, http_map_server_reques
 /* ------------------------------------------------------------------------------------------ */
 /* credentials                                                                                 */
 
-static int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
-}
-
-/* RFC 4648 4, padded; returns the decoded length or -1. */
-static long base64_decode(const char *in, size_t len, uint8_t *out, size_t out_size) {
-  if (len == 0 || len % 4 != 0 || len / 4 * 3 > out_size)
-    return -1;
-  size_t n = 0;
-  for (size_t i = 0; i < len; i += 4) {
-    int v[4];
-    size_t pad = 0;
-    for (size_t k = 0; k < 4; k++) {
-      bool is_pad = in[i + k] == '=' && i + 4 == len && k >= 2;
-      if (pad && !is_pad)
-        return -1; /* "=" only at the very end */
-      v[k] = is_pad ? 0 : base64_value(in[i + k]);
-      pad += is_pad;
-      if (v[k] < 0)
-        return -1;
-    }
-    uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-    out[n++] = (uint8_t)(w >> 16);
-    if (pad < 2)
-      out[n++] = (uint8_t)(w >> 8);
-    if (pad < 1)
-      out[n++] = (uint8_t)w;
-  }
-  return (long)n;
-}
-
 static bool is_b64token_char(char c) { /* RFC 6750 2.1 */
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
          strchr("-._~+/", c) != NULL;
@@ -993,13 +953,14 @@ static int parse_bearer(const char *p, http_map_credentials_t *out) {
 
 static int parse_basic(const char *p, http_map_credentials_t *out) {
   uint8_t plain[sizeof(out->user) + sizeof(out->secret)];
-  long n = base64_decode(p, strlen(p), plain, sizeof(plain));
+  size_t n = 0;
   int rc = -1;
-  const uint8_t *colon = n > 0 ? memchr(plain, ':', (size_t)n) : NULL;
+  const uint8_t *colon = gw_base64_decode(p, strlen(p), plain, sizeof(plain), &n) == GW_OK
+                             ? memchr(plain, ':', n) : NULL;
   if (colon) {
-    size_t user_len = (size_t)(colon - plain), pass_len = (size_t)n - user_len - 1;
+    size_t user_len = (size_t)(colon - plain), pass_len = n - user_len - 1;
     bool clean = user_len < sizeof(out->user) && pass_len < sizeof(out->secret);
-    for (long i = 0; clean && i < n; i++)
+    for (size_t i = 0; clean && i < n; i++)
       clean = plain[i] >= 0x20 && plain[i] != 0x7f; /* RFC 7617 2: no control characters */
     if (clean) {
       memcpy(out->user, plain, user_len);
