@@ -11,9 +11,12 @@ import fault_scenarios as fs
 KILLS = int(os.environ.get("GW_FAULT_KILLS", "20"))
 
 
-def assert_nothing_lost(figures):
+def assert_nothing_lost(figures, gw=None):
+    # On a failure the gateway's own account of what it refused says why.
+    why = "\n".join(l for l in gw.peer.log_text().splitlines()
+                     if " notice " in l or " warning " in l)[-4000:] if gw else ""
     for f in figures:
-        assert f.lost == 0, f
+        assert f.lost == 0, f"{f}\n{why}"
         assert f.duplicated == 0, f
         assert f.registrations == 0, f
         assert f.answered == f.requests, f
@@ -36,7 +39,7 @@ def test_sigkill_under_mixed_traffic(peers):
 @pytest.mark.parametrize("seconds", [3, 10])
 def test_modem_unplugged_mid_traffic(peers, seconds):
     figures, gw = fs.modem_unplug(peers, seconds)
-    assert_nothing_lost(figures)
+    assert_nothing_lost(figures, gw)
     assert figures[0].delivered == figures[0].sent
     assert gw.metrics()["unavailable_total"] == 0  # no 5.03 for the burst
 
