@@ -51,7 +51,36 @@ typedef struct {
   bool letter_implied;     /* a device heard on this link speaks it whatever its b= says: the
                               letter is added to the b= the server sees, and every request of
                               the server goes to the device over this link */
+  /* Links that answer late (DESIGN.md "Links that answer late": LoRaWAN, NIDD via SCEF). The
+   * network keeps a message until the device can receive it (a LoRaWAN class A device's next
+   * RX window, SCEF buffering) and the binding reports its fate through env.on_delivery. The
+   * core then hands each server request to the binding at once, whether or not the device was
+   * heard from lately, at most `nstart` at a time; the server gets an empty ACK at once and a
+   * separate response; device-side retransmission (max_retransmit, every ack_timeout_ms, not
+   * doubled: Transport Appendix C.3.2.2) counts from the report that the message was sent, and
+   * a message the network holds gets held_max_s before the server hears 5.04. */
+  bool reports_delivery;
+  uint8_t nstart;          /* server requests in flight toward one device; 0: the default (4) */
+  uint32_t held_max_s;     /* reports_delivery: the longest a message waits in the network */
 } gw_link_policy_t;
+
+/* The fate of a message a binding was asked to send, on a link that reports it
+ * (gw_link_policy_t.reports_delivery). The core knows the message by its CoAP message ID. */
+typedef enum {
+  GW_DELIVERY_QUEUED,   /* the network holds it until the device can receive it */
+  GW_DELIVERY_SENT,     /* transmitted toward the device (LoRaWAN: txack, down/sent) */
+  GW_DELIVERY_ACKED,    /* the device acknowledged it on the link (a confirmed downlink) */
+  GW_DELIVERY_NACKED,   /* the device did not acknowledge it on the link */
+  GW_DELIVERY_FAILED,   /* the network refused or dropped it; reason says why */
+  GW_DELIVERY_TOO_LARGE /* more than the link carries to this device now; max_size does fit */
+} gw_delivery_status_t;
+
+typedef struct {
+  gw_delivery_status_t status;
+  uint16_t mid;       /* the CoAP message ID of the datagram it is about */
+  const char *reason; /* NACKED, FAILED: why, for the log and the server's diagnostic payload */
+  size_t max_size;    /* TOO_LARGE: the largest datagram that would have gone; 0: unknown */
+} gw_delivery_report_t;
 
 typedef struct gw_binding gw_binding_t; /* a binding instance; each transport defines it */
 typedef struct gw_binding_ops gw_binding_ops_t;
@@ -79,6 +108,10 @@ typedef struct {
   void (*state_put)(void *core, gw_binding_t *binding, const char *key, const void *value,
                     size_t len, bool durable_now);
   void (*state_del)(void *core, gw_binding_t *binding, const char *key);
+  /* The fate of a datagram sent to device `to` (links with reports_delivery). Never called
+   * from within the binding's send: a binding that knows at once defers it to the loop. */
+  void (*on_delivery)(void *core, gw_binding_t *binding, const gw_baddr_t *to,
+                      const gw_delivery_report_t *report);
 } gw_binding_env_t;
 
 struct gw_binding_ops {
@@ -108,6 +141,9 @@ struct gw_binding_ops {
   /* Optional: a value it put with state_put in an earlier run, handed back before start(), in
    * key order. Borrows key and value. */
   void (*restore)(gw_binding_t *binding, const char *key, const void *value, size_t len);
+  /* Optional: the largest datagram the link carries to the device at `to` now (LoRaWAN: by
+   * the data rate of its last uplink); 0: the policy's mtu. */
+  size_t (*max_datagram)(const gw_binding_t *binding, const gw_baddr_t *to);
   /* Optional: the binding's own counters as Prometheus text; returns the length written. */
   size_t (*format_metrics)(const gw_binding_t *binding, char *out, size_t out_size);
 };
@@ -127,6 +163,8 @@ const gw_device_conf_t *gw_binding_lookup_device(const gw_binding_t *binding,
                                                  const gw_config_t *config,
                                                  const gw_baddr_t *addr);
 size_t gw_binding_format_metrics(const gw_binding_t *binding, char *out, size_t out_size);
+/* The largest datagram for the device at `to` now (max_datagram, else the policy's mtu). */
+size_t gw_binding_max_datagram(const gw_binding_t *binding, const gw_baddr_t *to);
 void gw_binding_forget_device(gw_binding_t *binding, const gw_baddr_t *addr);
 /* The upstream a device at addr (with entry conf, or NULL) is relayed to under config. */
 const gw_upstream_conf_t *gw_binding_upstream(const gw_binding_t *binding,

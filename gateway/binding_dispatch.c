@@ -32,6 +32,12 @@ size_t gw_binding_format_metrics(const gw_binding_t *binding, char *out, size_t 
   return binding->ops->format_metrics(binding, out, out_size);
 }
 
+size_t gw_binding_max_datagram(const gw_binding_t *binding, const gw_baddr_t *to) {
+  size_t mtu = gw_binding_policy(binding)->mtu;
+  size_t now = binding->ops->max_datagram ? binding->ops->max_datagram(binding, to) : 0;
+  return now && now < mtu ? now : mtu;
+}
+
 void gw_binding_forget_device(gw_binding_t *binding, const gw_baddr_t *addr) {
   if (binding->ops->forget_device)
     binding->ops->forget_device(binding, addr);

@@ -17,6 +17,7 @@
 #include "binding.h"
 #include "coap_msg.h"
 #include "dedup.h"
+#include "late_delivery.h"
 #include "loop.h"
 #include "profile.h"
 
@@ -82,6 +83,7 @@ typedef struct gw_downlink_xchg {
   bool persisted;             /* saved in the state database (state.h) until answered */
   uint8_t retransmits_left;
   uint32_t retransmit_ms;
+  gw_late_t late;             /* links that report delivery: Appendix C (late_delivery.h) */
   uint32_t queue_seq;         /* arrival order while queued */
   uint8_t *request;           /* serialised downstream request, owned (queue, retransmission) */
   size_t request_len;
@@ -113,6 +115,7 @@ struct gw_device {
   bool queue_mode;
   bool wake_sent;           /* an SMS trigger went out since the device was last heard from */
   bool letter_mismatch_logged; /* its b= lacks the letter of the link it registered over */
+  bool aborting;            /* gw_relay_device_abort runs: no queued request may start */
   unsigned server_instance; /* its Server object instance (/1/x), from the registration */
   uint64_t last_heard_ms;
   /* state.h: its row in the state database (0: not saved yet), its slot in the exchange

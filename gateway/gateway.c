@@ -47,11 +47,20 @@ static void on_binding_state_del(void *core, gw_binding_t *binding, const char *
     gw_state_del_binding(gw->state, binding->ops->name, key);
 }
 
+static void on_binding_delivery(void *core, gw_binding_t *binding, const gw_baddr_t *to,
+                                const gw_delivery_report_t *report) {
+  gw_gateway_t *gw = core;
+  gw_device_t *dev = gw_device_find(&gw->devices, binding, to);
+  if (dev)
+    gw_relay_delivery(gw, dev, report);
+}
+
 static int create_bindings(gw_gateway_t *gw, const gw_binding_ops_t *const *registry,
                            size_t count) {
   gw_binding_env_t env = {.loop = gw->loop, .core = gw, .on_message = on_binding_message,
                           .on_rejected = on_binding_rejected,
-                          .state_put = on_binding_state_put, .state_del = on_binding_state_del};
+                          .state_put = on_binding_state_put, .state_del = on_binding_state_del,
+                          .on_delivery = on_binding_delivery};
   for (size_t i = 0; i < count && gw->binding_count < GW_MAX_BINDINGS; i++) {
     if (!registry[i]->enabled(&gw->config))
       continue;

@@ -27,6 +27,8 @@
   X(separate, "responses sent separately after an empty ACK")                                  \
   X(gateway_timeouts, "requests answered 5.04 by the gateway (silent device or server)")                         \
   X(unavailable, "requests answered 5.03 by the gateway (undeliverable)")                                     \
+  X(too_large, "server requests answered 4.13: larger than the link carries to the device now") \
+  X(late_retransmits, "server requests sent again after ACK_TIMEOUT (Transport Appendix C)")  \
   X(notifications, "notifications relayed upstream")                                           \
   X(queued, "server requests held for sleepy devices")                                         \
   X(sms_triggers, "Executes sent by SMS to wake devices (Transport 6.6)")                      \

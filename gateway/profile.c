@@ -28,7 +28,7 @@ static bool query_is(const reg_query_t *q, const char *key, bool has_value) {
          memcmp(q->key, key, q->key_len) == 0;
 }
 
-static bool msg_has_query(const gw_coap_msg_t *msg, const char *key, bool has_value) {
+bool gw_reg_has_query(const gw_coap_msg_t *msg, const char *key, bool has_value) {
   for (uint16_t i = 0; i < msg->option_count; i++) {
     if (msg->options[i].number != GW_COAP_OPT_URI_QUERY)
       continue;
@@ -185,10 +185,10 @@ int gw_profile_rewrite_query(const gw_coap_msg_t *msg, bool is_register,
   memset(out_list, 0, sizeof(*out_list));
   /* Queue mode the device already announced with the 1.1 Q parameter travels as is; adding
    * the 1.0 Q letter as well would announce it twice. */
-  bool add_queue = rules->sleepy && !msg_has_query(msg, "Q", false);
+  bool add_queue = rules->sleepy && !gw_reg_has_query(msg, "Q", false);
   /* The server knows the device by the configured name, even when the device sent none
    * (LwM2M 1.1+ lets ep= be omitted when the credentials name the client). */
-  if (is_register && rules->endpoint && !msg_has_query(msg, "ep", true) &&
+  if (is_register && rules->endpoint && !gw_reg_has_query(msg, "ep", true) &&
       list_append(out_list, "ep=", rules->endpoint, strlen(rules->endpoint)) != 0)
     return -1;
   for (uint16_t i = 0; i < msg->option_count; i++) {
@@ -201,7 +201,7 @@ int gw_profile_rewrite_query(const gw_coap_msg_t *msg, bool is_register,
   }
   /* No b= means U (LwM2M Core 6.2.1); the link's own letter is declared all the same. */
   if (is_register && rules->profile == GW_PROFILE_LWM2M11 &&
-      is_transport_letter(rules->link_letter) && !msg_has_query(msg, "b", true)) {
+      is_transport_letter(rules->link_letter) && !gw_reg_has_query(msg, "b", true)) {
     reg_query_t implicit_u = {"b", 1, "U", 1};
     char binding[8];
     if (list_append(out_list, "b=", binding,

@@ -42,6 +42,8 @@ typedef struct {
 
 /* Reads the Uri-Query options of msg into *out_params. Unknown parameters are ignored here.
  * Returns 0, or -1 when a value does not fit (e.g. endpoint name > 127 bytes). */
+/* true when msg has the Uri-Query "key=..." (has_value) or the bare flag "key". */
+bool gw_reg_has_query(const gw_coap_msg_t *msg, const char *key, bool has_value);
 int gw_reg_params_parse(const gw_coap_msg_t *msg, gw_reg_params_t *out_params);
 
 typedef struct {

@@ -182,6 +182,8 @@ static void uplink_drain(gw_gateway_t *gw, gw_device_t *dev);
 /* After the device's session (re)opened: its row durable, and when the server knows the
  * registration by another port (the old one could not be bound again after a restart, a failed
  * DTLS session was renewed from a fresh one), an Update of the gateway's own moves it here. */
+static void downlink_flush_queue(gw_gateway_t *gw, gw_device_t *dev);
+
 static void save_session(gw_gateway_t *gw, gw_device_t *dev) {
   if (!dev->state_id || dev->saved_port != dev->local_port)
     save_device_now(gw, dev);
@@ -246,20 +248,50 @@ static void server_answer(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_coap
                      ? gw_coap_serialize(&ack, gw->tx_buf, sizeof(gw->tx_buf)) : 0;
     gw_dedup_answer(&dev->downlink_dedup, x->server_mid, len ? gw->tx_buf : NULL, len);
   }
+  bool started = x->state != GW_DOWN_QUEUED;
   if (x->persisted)
     gw_state_forget_downlink(gw->state, dev, x->server_mid);
   gw_downlink_release(gw->loop, x);
+  /* Its turn is over: on a link with its own NSTART the next one goes now. */
+  if (started && gw_binding_policy(dev->binding)->nstart && !dev->aborting)
+    downlink_flush_queue(gw, dev);
+}
+
+/* The gateway's own answer to the server request of x: code, the reason as diagnostic payload
+ * (RFC 7252 5.5.2; NULL: none) and, for 4.13, Size1: the largest request body that would go
+ * (RFC 7959 2.9.3), so the server sends it again in Block1 pieces. */
+static void server_answer_own(gw_gateway_t *gw, gw_downlink_xchg_t *x, uint8_t code,
+                              const char *diagnostic, size_t size1) {
+  char c[8];
+  GW_INFO(MOD, "%s: %s %s answered %s by the gateway%s%s", x->device->endpoint,
+          x->observe_register ? "Observe" : "request", x->path, gw_coap_code_str(code, c),
+          diagnostic ? ": " : "", diagnostic ? diagnostic : "");
+  if (code == GW_COAP_GATEWAY_TIMEOUT)
+    gw->metrics.gateway_timeouts++;
+  else if (code == GW_COAP_REQUEST_TOO_LARGE)
+    gw->metrics.too_large++;
+  else
+    gw->metrics.unavailable++;
+  if (!diagnostic && code != GW_COAP_REQUEST_TOO_LARGE) {
+    server_answer(gw, x, NULL, code);
+    return;
+  }
+  gw_coap_msg_t body;
+  gw_coap_msg_init(&body, GW_COAP_ACK, code, 0);
+  uint8_t size1_value[4];
+  if (code == GW_COAP_REQUEST_TOO_LARGE)
+    gw_coap_add_option(&body, GW_COAP_OPT_SIZE1, size1_value,
+                       gw_coap_encode_uint(size1_value, (uint32_t)size1));
+  if (diagnostic) {
+    size_t n = strlen(diagnostic);
+    body.payload = (const uint8_t *)diagnostic;
+    body.payload_len = n < GW_COAP_DIAGNOSTIC_MAX ? n : GW_COAP_DIAGNOSTIC_MAX;
+  }
+  server_answer(gw, x, &body, code);
 }
 
 static void server_answer_code(gw_gateway_t *gw, gw_downlink_xchg_t *x, uint8_t code) {
-  char c[8];
-  GW_INFO(MOD, "%s: %s %s answered %s by the gateway", x->device->endpoint,
-          x->observe_register ? "Observe" : "request", x->path, gw_coap_code_str(code, c));
-  if (code == GW_COAP_GATEWAY_TIMEOUT)
-    gw->metrics.gateway_timeouts++;
-  else
-    gw->metrics.unavailable++;
-  server_answer(gw, x, NULL, code);
+  server_answer_own(gw, x, code, NULL, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -278,7 +310,8 @@ static uint32_t upstream_key(gw_gateway_t *gw, const gw_device_t *dev) {
 }
 
 static bool device_awake(const gw_gateway_t *gw, const gw_device_t *dev, uint64_t now) {
-  if (!dev->queue_mode)
+  /* A network that reports delivery keeps the message until the device can take it. */
+  if (!dev->queue_mode || gw_binding_policy(dev->binding)->reports_delivery)
     return true;
   /* LwM2M Core 6.5 (queue mode): the client listens for MAX_TRANSMIT_WAIT after it spoke. */
   return dev->last_heard_ms && now - dev->last_heard_ms < gw->config.gateway.queue_awake_ms;
@@ -288,6 +321,9 @@ static bool device_awake(const gw_gateway_t *gw, const gw_device_t *dev, uint64_
 /* downlink: server requests toward the device                                                 */
 
 static void downlink_transmit(gw_gateway_t *gw, gw_downlink_xchg_t *x);
+static void late_step(gw_gateway_t *gw, gw_downlink_xchg_t *x, gw_late_step_t step,
+                      size_t size1);
+static size_t body_room(const gw_downlink_xchg_t *x, size_t max);
 
 /* RFC 7252 5.2.2: the device is slow, acknowledge now and answer separately later. */
 static void piggyback_window_expired(gw_loop_t *loop, void *arg) {
@@ -309,6 +345,10 @@ static void deadline_expired(gw_loop_t *loop, void *arg) {
     server_answer_code(x->device->gateway, x, GW_COAP_SERVICE_UNAVAILABLE);
     return;
   }
+  if (gw_binding_policy(x->device->binding)->reports_delivery) {
+    late_step(x->device->gateway, x, gw_late_deadline(&x->late), 0);
+    return;
+  }
   GW_NOTICE(MOD, "%s: no answer to %s within %u ms", x->device->endpoint, x->path,
             x->device->gateway->config.gateway.device_timeout_ms);
   server_answer_code(x->device->gateway, x, GW_COAP_GATEWAY_TIMEOUT);
@@ -321,33 +361,107 @@ static void observation_end(gw_gateway_t *gw, gw_device_t *dev, gw_observation_t
   gw_observation_remove(o);
 }
 
-/* Device-side CoAP retransmission, only on links whose policy allows it (RFC 7252 4.2). */
+static gw_late_params_t late_params(const gw_device_t *dev) {
+  const gw_link_policy_t *policy = gw_binding_policy(dev->binding);
+  return (gw_late_params_t){.max_retransmit = policy->max_retransmit,
+                            .ack_timeout_ms = policy->ack_timeout_ms,
+                            .held_max_ms = policy->held_max_s * 1000u};
+}
+
+/* Does what the Appendix C state machine (late_delivery.h) says next for x. */
+static void late_step(gw_gateway_t *gw, gw_downlink_xchg_t *x, gw_late_step_t step,
+                      size_t size1) {
+  gw_device_t *dev = x->device;
+  switch (step.action) {
+  case GW_LATE_IGNORE:
+    return;
+  case GW_LATE_ANSWER:
+    server_answer_own(gw, x, step.code, step.reason, size1);
+    return;
+  case GW_LATE_RESEND:
+    gw->metrics.late_retransmits++;
+    GW_INFO(MOD, "%s: no answer to %s within ACK_TIMEOUT; sent again (%u more at most)",
+            dev->endpoint, x->path, x->late.resends_left);
+    if (gw_binding_send(dev->binding, &dev->addr, x->request, x->request_len) == GW_OK)
+      gw->metrics.datagrams_out++;
+    break;
+  case GW_LATE_WAIT:
+    break;
+  }
+  gw_timer_start(gw->loop, &x->deadline_timer, step.deadline_ms);
+  if (step.resend_ms)
+    gw_timer_start(gw->loop, &x->retransmit_timer, step.resend_ms);
+  else
+    gw_timer_stop(gw->loop, &x->retransmit_timer);
+}
+
+/* Device-side CoAP retransmission, only on links whose policy allows it (RFC 7252 4.2); on a
+ * link that reports delivery, Appendix C decides. */
 static void retransmit_due(gw_loop_t *loop, void *arg) {
   gw_downlink_xchg_t *x = arg;
-  if (x->state != GW_DOWN_INFLIGHT || x->retransmits_left == 0)
+  gw_device_t *dev = x->device;
+  if (x->state != GW_DOWN_INFLIGHT)
+    return;
+  if (gw_binding_policy(dev->binding)->reports_delivery) {
+    gw_late_params_t p = late_params(dev);
+    late_step(dev->gateway, x, gw_late_resend_due(&x->late, &p), 0);
+    return;
+  }
+  if (x->retransmits_left == 0)
     return;
   x->retransmits_left--;
   x->retransmit_ms *= 2;
-  if (gw_binding_send(x->device->binding, &x->device->addr, x->request, x->request_len) == GW_OK)
-    x->device->gateway->metrics.datagrams_out++;
+  if (gw_binding_send(dev->binding, &dev->addr, x->request, x->request_len) == GW_OK)
+    dev->gateway->metrics.datagrams_out++;
   if (x->retransmits_left)
     gw_timer_start(loop, &x->retransmit_timer, x->retransmit_ms);
+}
+
+/* The largest body a request like x's could carry in a datagram of max bytes, with the Block1
+ * option the server adds to send it in pieces (RFC 7959 2.9.3: Size1 of a 4.13). */
+static size_t body_room(const gw_downlink_xchg_t *x, size_t max) {
+  gw_coap_msg_t m;
+  if (gw_coap_parse(x->request, x->request_len, &m) != GW_COAP_PARSE_OK)
+    return 0;
+  size_t header = x->request_len - m.payload_len + (m.payload_len ? 0 : 1) /* marker */
+                  + 4 /* a Block1 option */;
+  return max > header ? max - header : 0;
 }
 
 static void downlink_transmit(gw_gateway_t *gw, gw_downlink_xchg_t *x) {
   gw_device_t *dev = x->device;
   const gw_link_policy_t *policy = gw_binding_policy(dev->binding);
   x->state = GW_DOWN_INFLIGHT;
+  size_t max = gw_binding_max_datagram(dev->binding, &dev->addr);
+  if (x->request_len > max) {
+    char why[96];
+    snprintf(why, sizeof(why), "%zu bytes; the link carries %zu to this device now",
+             x->request_len, max);
+    server_answer_own(gw, x, GW_COAP_REQUEST_TOO_LARGE, why, body_room(x, max));
+    return;
+  }
   if (gw_binding_send(dev->binding, &dev->addr, x->request, x->request_len) != GW_OK) {
     server_answer_code(gw, x, GW_COAP_SERVICE_UNAVAILABLE);
     return;
   }
   gw->metrics.datagrams_out++;
   gw->metrics.downlink_requests++;
+  bool con = (x->request[0] >> 4 & 3) == GW_COAP_CON;
+  if (policy->reports_delivery) {
+    /* The answer comes late: the server hears so at once (DESIGN.md), and the clock starts
+     * when the network reports the message sent (gw_relay_delivery). */
+    gw_late_params_t p = late_params(dev);
+    late_step(gw, x, gw_late_start(&x->late, &p, con), 0);
+    if (x->server_type == GW_COAP_CON && !x->acked_upstream) {
+      x->acked_upstream = true;
+      save_downlink_now(gw, x);
+      server_send_empty_ack(gw, dev, x->server_mid);
+    }
+    return;
+  }
   if (x->server_type == GW_COAP_CON && !x->acked_upstream)
     gw_timer_start(gw->loop, &x->piggyback_timer, gw->config.gateway.piggyback_window_ms);
   gw_timer_start(gw->loop, &x->deadline_timer, gw->config.gateway.device_timeout_ms);
-  bool con = (x->request[0] >> 4 & 3) == GW_COAP_CON;
   if (con && policy->max_retransmit > 0) {
     x->retransmits_left = policy->max_retransmit;
     x->retransmit_ms = policy->ack_timeout_ms;
@@ -355,7 +469,18 @@ static void downlink_transmit(gw_gateway_t *gw, gw_downlink_xchg_t *x) {
   }
 }
 
-/* The queue is served in arrival order when the device is heard from (queue mode, 6.5). */
+static size_t downlink_inflight(gw_device_t *dev) {
+  return gw_downlink_count(dev, GW_DOWN_INFLIGHT) + gw_downlink_count(dev, GW_DOWN_SEPARATE);
+}
+
+/* Server requests in flight toward the device at once (RFC 7252 4.7 NSTART on the link). */
+static size_t device_nstart(const gw_device_t *dev) {
+  uint8_t n = gw_binding_policy(dev->binding)->nstart;
+  return n && n < GW_MAX_INFLIGHT_DOWN ? n : GW_MAX_INFLIGHT_DOWN;
+}
+
+/* The queue is served in arrival order when the device is heard from (queue mode, 6.5), and
+ * as requests in flight end on a link with its own NSTART. */
 static void downlink_flush_queue(gw_gateway_t *gw, gw_device_t *dev) {
   for (;;) {
     gw_downlink_xchg_t *first = NULL;
@@ -367,9 +492,7 @@ static void downlink_flush_queue(gw_gateway_t *gw, gw_device_t *dev) {
     }
     if (!first)
       return;
-    size_t inflight = gw_downlink_count(dev, GW_DOWN_INFLIGHT) +
-                      gw_downlink_count(dev, GW_DOWN_SEPARATE);
-    if (inflight >= GW_MAX_INFLIGHT_DOWN)
+    if (downlink_inflight(dev) >= device_nstart(dev))
       return;
     gw_timer_stop(gw->loop, &first->deadline_timer);
     downlink_transmit(gw, first);
@@ -388,7 +511,7 @@ static int downlink_prepare(gw_gateway_t *gw, gw_downlink_xchg_t *x, const gw_co
   gw_coap_msg_t down = *req;
   down.mid = x->device_mid = downstream_mid_for(gw, dev, req->mid);
   size_t len = gw_coap_serialize(&down, gw->tx_buf, sizeof(gw->tx_buf));
-  if (len == 0 || len > gw_binding_policy(dev->binding)->mtu)
+  if (len == 0)
     return GW_ERR_TOOBIG;
   x->request = malloc(len);
   if (!x->request)
@@ -412,6 +535,20 @@ static void answer_immediately(gw_gateway_t *gw, gw_device_t *dev, const gw_coap
     server_answer(gw, &x, NULL, code);
   else
     server_answer_code(gw, &x, code);
+}
+
+/* ---- links that report delivery (binding.h, Transport Appendix C) ---- */
+
+void gw_relay_delivery(gw_gateway_t *gw, gw_device_t *dev, const gw_delivery_report_t *r) {
+  gw_downlink_xchg_t *x = gw_downlink_find_by_mid(dev, r->mid);
+  if (!x || x->state == GW_DOWN_QUEUED)
+    return; /* an answer of the gateway's own, or an exchange already over */
+  gw_late_params_t p = late_params(dev);
+  gw_late_step_t step = gw_late_report(&x->late, &p, r);
+  size_t size1 = r->status == GW_DELIVERY_TOO_LARGE && r->max_size ? body_room(x, r->max_size) : 0;
+  late_step(gw, x, step, size1);
+  if (step.action == GW_LATE_WAIT)
+    save_downlink_now(gw, x); /* a restart keeps waiting for what is left of it */
 }
 
 /* ---- SMS trigger (Transport 6.6) ---- */
@@ -551,7 +688,10 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
     return;
   }
   bool awake = device_awake(gw, dev, now);
-  gw_downlink_xchg_t *x = gw_downlink_alloc(dev, !awake);
+  /* On a link with its own NSTART the rest wait their turn in the queue (Appendix C). */
+  bool wait_turn = awake && gw_binding_policy(dev->binding)->nstart &&
+                   downlink_inflight(dev) >= device_nstart(dev);
+  gw_downlink_xchg_t *x = gw_downlink_alloc(dev, !awake || wait_turn);
   if (!x) {
     GW_WARN_LIMITED(MOD, "%s: %s; request refused with 5.03", dev->endpoint,
             awake ? "too many requests in flight" : "downlink queue full");
@@ -576,11 +716,12 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
     server_answer_code(gw, x, GW_COAP_SERVICE_UNAVAILABLE);
     return;
   }
-  if (awake) {
+  if (awake && !wait_turn) {
     downlink_transmit(gw, x);
     return;
   }
-  /* Sleepy device: acknowledge now, answer when the device was heard from and answered. */
+  /* Sleepy device, or one whose link takes one request at a time: acknowledge now, answer when
+   * the device was heard from (or its turn came) and answered. */
   gw->metrics.queued++;
   x->queue_seq = ++gw->queue_seq;
   x->acked_upstream = x->server_type == GW_COAP_CON;
@@ -588,8 +729,10 @@ void gw_relay_server_request(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_m
   save_downlink_now(gw, x);
   if (x->acked_upstream)
     server_send_empty_ack(gw, dev, x->server_mid);
-  GW_INFO(MOD, "%s: %s queued until the device is heard from", dev->endpoint, x->path);
-  wake_by_sms(gw, dev);
+  GW_INFO(MOD, "%s: %s queued until %s", dev->endpoint, x->path,
+          wait_turn ? "the request before it is answered" : "the device is heard from");
+  if (!wait_turn)
+    wake_by_sms(gw, dev);
 }
 
 void gw_relay_restore_downlink(gw_gateway_t *gw, gw_device_t *dev,
@@ -1353,6 +1496,7 @@ void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev) {
 }
 
 void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev) {
+  dev->aborting = true;
   for (size_t i = 0; i < dev->downlink_capacity; i++)
     if (dev->downlink[i].used)
       server_answer_code(gw, &dev->downlink[i], GW_COAP_SERVICE_UNAVAILABLE);
@@ -1363,4 +1507,5 @@ void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev) {
     device_answer(gw, dev, &dev->uplink[i], NULL, GW_COAP_SERVICE_UNAVAILABLE);
     gw_uplink_remove(&dev->uplink[i]);
   }
+  dev->aborting = false;
 }

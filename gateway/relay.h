@@ -41,6 +41,9 @@ void gw_relay_restore_uplink(gw_gateway_t *gw, gw_device_t *dev, int64_t id, con
  * (link policy) the server's requests that were in flight sent to the device again or answered
  * 5.04. */
 void gw_relay_resume(gw_gateway_t *gw, gw_device_t *dev);
+/* What became of a datagram sent to dev on a link that reports it (binding.h): the Appendix C
+ * timers of the server request it carries start, end, or the server gets its answer. */
+void gw_relay_delivery(gw_gateway_t *gw, gw_device_t *dev, const gw_delivery_report_t *report);
 /* Fails everything in flight for dev (device removed, session dropped): each server request
  * gets 5.03, each device request 5.03. */
 void gw_relay_device_abort(gw_gateway_t *gw, gw_device_t *dev);
