@@ -22,6 +22,7 @@ GATEWAY_BIN = os.path.join(BUILD, "gateway", "lwm2m-gw")
 SERVER_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-server")
 DEVICE_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-device")
 VMODEM_BIN = os.path.join(ROOT, "scripts", "vmodem")
+VLNS_BIN = os.path.join(ROOT, "scripts", "vlns")
 MQTT_DEVICE = os.path.join(ROOT, "test", "peers", "lwm2m_mqtt_device.py")
 HTTP_DEVICE = os.path.join(ROOT, "test", "peers", "lwm2m_http_device.py")
 
@@ -298,6 +299,42 @@ class VModem(Peer):
         return f"coap://127.0.0.1:{self.phone_ports[msisdn]}"
 
 
+class Vlns(Peer):
+    """scripts/vlns: a virtual LoRaWAN network server (ChirpStack v4 or The Things Stack v3
+    MQTT integration) on a broker; each end device a UDP port on 127.0.0.1."""
+
+    DEFAULT_APPLICATION = {"chirpstack": "8e1e9a3c-2f4b-4d7a-9c55-0a1b2c3d4e5f",
+                           "tts": "lwm2m-gw-test"}
+
+    def __init__(self, log_dir, broker, fmt="chirpstack", application=None, devices=(),
+                 extra=(), name="vlns"):
+        """broker: a Mosquitto or its port. devices: --device values, 'DEVEUI=UDPPORT[,class=A|C]
+        [,dr=N][,fport=N][,id=ID]'; a bare DEVEUI gets a free port (see self.ports)."""
+        port = getattr(broker, "port", broker)
+        self.fmt = fmt
+        self.application = application or self.DEFAULT_APPLICATION[fmt]
+        argv = [VLNS_BIN, "--broker", f"127.0.0.1:{port}", "--format", fmt,
+                "--application", self.application,
+                "--log", os.path.join(log_dir, f"{name}.trace")]
+        for spec in devices:
+            argv += ["--device", spec if "=" in spec else f"{spec}=0"]
+        super().__init__(name, argv + list(extra), log_dir)
+        try:
+            ready = self.wait_for("ready")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"vlns did not get ready:\n{self.log_text()}") from None
+        self.devices = {d["deveui"]: d for d in ready["devices"]}
+        self.ports = ready["ports"]  # lower-case DevEUI -> UDP port
+
+    def device_addr(self, deveui):
+        return ("127.0.0.1", self.ports[deveui.lower()])
+
+    def device_uri(self, deveui):
+        """Where a UDP LwM2M client of that end device sends (its 'server')."""
+        return f"coap://127.0.0.1:{self.ports[deveui.lower()]}"
+
+
 class Device(Peer):
     def __init__(self, log_dir, server_uri, ep, local_port=0, extra=()):
         self.local_port = local_port or free_port()
@@ -429,6 +466,11 @@ class PeerSet:
 
     def broker(self, **kw):
         return self._keep(Mosquitto(self.log_dir, **kw))
+
+    def vlns(self, broker, fmt="chirpstack", extra_args=(), **kw):
+        """scripts/vlns on `broker` (a Mosquitto or its port); see Vlns."""
+        kw["extra"] = list(kw.get("extra", ())) + list(extra_args)
+        return self._keep(Vlns(self.log_dir, broker, fmt=fmt, **kw))
 
     def mqtt_device(self, broker, ep, **kw):
         return self._keep(MqttDevice(self.log_dir, broker, ep, **kw))
