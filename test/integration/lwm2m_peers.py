@@ -158,16 +158,55 @@ class TestServer(Peer):
         return self.wait_for("response", timeout=timeout, id=rid)
 
 
+def libconfig_value(value):
+    """A Python value as libconfig text: str quoted, bool, int, a list of scalars as an array
+    [..], a list of dicts as a list ( {..}, .. ), a dict as a group { key = value; .. }."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # libconfig strings take JSON's escapes
+    if isinstance(value, dict):
+        return "{ " + libconfig_settings(value) + " }"
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) for v in value):
+            return "( " + ", ".join(libconfig_value(v) for v in value) + " )"
+        return "[" + ", ".join(libconfig_value(v) for v in value) + "]"
+    raise TypeError(f"no libconfig form for {value!r}")
+
+
+def libconfig_settings(settings):
+    """'key = value; ...' of a dict (None values left out), or a str as it is."""
+    if isinstance(settings, str):
+        return settings
+    return " ".join(f"{k} = {libconfig_value(v)};" for k, v in settings.items()
+                    if v is not None)
+
+
+def lorawan_device(dev_eui, objects=None, endpoint=None, device_id=None, **more):
+    """One devices entry of a LoRaWAN end device (conf/README.md): dev_eui, and optionally its
+    object list (Transport table 6.8.4-1), endpoint (default: the DevEUI), TTS device_id, and
+    any other device setting (upstream = "...")."""
+    return libconfig_value(dict(dev_eui=dev_eui, objects=objects, endpoint=endpoint,
+                                device_id=device_id, **more))
+
+
 class Gateway:
     """lwm2m-gw with a configuration written for the test, on free loopback ports."""
 
     def __init__(self, tmp_path, upstream_uri, devices="", gateway_extra="", nidd_extra="",
                  name="gateway", upstream_extra="", sms=None, device_timeout_ms=3000,
                  mqtt=None, more_upstreams="", http=None, log_level="debug", state_dir=None,
-                 sgi_port=None):
+                 sgi_port=None, lorawan=None):
         """log_level: the daemon's -l (benchmarks lower it: debug logging costs CPU per op).
         state_dir: gateway.state_dir, by default a directory of its own in tmp_path (a restarted
-        gateway is given its predecessor's, and its sgi_port)."""
+        gateway is given its predecessor's, and its sgi_port).
+        lorawan: bindings.lorawan settings (without enabled), as libconfig text or a dict
+        (libconfig_settings), e.g. {"broker": broker.uri, "application_id": "...", "ports":
+        [{"fport": 1}], "ack_timeout_s": 2}; devices then lists lorawan_device(...) entries.
+        The gateway counts as up once it is connected to that broker (metric
+        lorawan_connected, set after its subscriptions were made)."""
         self.tmp_path = tmp_path
         self.state_dir = state_dir or os.path.join(tmp_path, f"state-{name}")
         if "state_dir" in gateway_extra:
@@ -187,6 +226,7 @@ class Gateway:
         self.http = http
         # further upstream list entries, e.g. '{ name = "bs"; uri = "coap://..."; }'
         self.more_upstreams = more_upstreams
+        self.lorawan = lorawan
         self.write_config(devices, upstream_extra)
         self.peer = Peer(name, [GATEWAY_BIN, "-c", self.config_path, "-l", log_level], tmp_path)
         self._wait_ready()
@@ -199,6 +239,8 @@ class Gateway:
             sms_group += f"mqtt = {{ enabled = true; {self.mqtt} }};"
         if self.http is not None:
             sms_group += f"http = {{ enabled = true; {self.http} }};"
+        if self.lorawan is not None:
+            sms_group += f"lorawan = {{ enabled = true; {libconfig_settings(self.lorawan)} }};"
         more = f", {self.more_upstreams}" if self.more_upstreams else ""
         state = f'state_dir = "{self.state_dir}";' if self.state_dir else ""
         text = f"""
@@ -222,10 +264,13 @@ bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_p
             if self.peer.proc.poll() is not None:
                 raise AssertionError("gateway exited at start:\n" + self.peer.log_text())
             try:
-                self.metrics()
-                return
+                m = self.metrics()
+                # A LoRaWAN uplink published before the subscription is made is lost (QoS 0).
+                if self.lorawan is None or m.get("lorawan_connected") == 1:
+                    return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise AssertionError("gateway did not come up:\n" + self.peer.log_text())
 
     @property
@@ -267,7 +312,8 @@ bindings = {{ nidd = {{ enabled = true; sgi = {{ listen = "127.0.0.1:{self.sgi_p
                        state_dir=self.state_dir, sgi_port=self.sgi_port,
                        gateway_extra=self.gateway_extra, nidd_extra=self.nidd_extra, sms=self.sms,
                        device_timeout_ms=self.device_timeout_ms, mqtt=self.mqtt, http=self.http,
-                       more_upstreams=self.more_upstreams, devices=self.devices,
+                       lorawan=self.lorawan, more_upstreams=self.more_upstreams,
+                       devices=self.devices,
                        upstream_extra=self.upstream_extra, **kw)
 
     def stop(self):
