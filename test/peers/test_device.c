@@ -72,8 +72,21 @@ typedef struct device_options_t {
   const char *psk_key_hex;
   const char *sms_number; /* sms= in the Register: the device takes SMS triggers (6.6) */
   long trigger_port;      /* >0: UDP port standing for the device's SMS interface */
+  bool omit_params;       /* Register without ep, lt, lwm2m, b (Transport 6.8.4 defaults) */
+  bool no_objects;        /* Register without object list until a 4.09 asks for it */
   bool stay;
 } device_options_t;
+
+/* A Block1 request body being received (RFC 7959 2.5): one at a time. */
+typedef struct block1_body_t {
+  coap_pdu_code_t method;
+  char *path; /* NULL: nothing being received */
+  uint8_t *data;
+  size_t len;
+} block1_body_t;
+
+/* The largest body the device takes block-wise: a guard, not a protocol limit. */
+#define BLOCK1_BODY_MAX 65536
 
 typedef struct device_t {
   device_options_t opts;
@@ -81,6 +94,8 @@ typedef struct device_t {
   coap_context_t *ctx;
   coap_session_t *session;
   char *location; /* "/rd/1" once registered */
+  bool send_objects; /* the Register carries the object list (false with --no-objects) */
+  block1_body_t block1;
   outgoing_t *outgoing;
   observation_t *observations;
   uint64_t next_notify_ms;
@@ -693,6 +708,107 @@ static void emit_request(const coap_pdu_t *request, const char *path) {
   json_emit(&ev);
 }
 
+/* ------------------------------------------------------ Block1 (RFC 7959) */
+
+static void block1_reset(device_t *dev) {
+  free(dev->block1.path);
+  free(dev->block1.data);
+  memset(&dev->block1, 0, sizeof(dev->block1));
+}
+
+static void emit_block(const char *path, unsigned num, bool more, size_t size, size_t len) {
+  json_buf_t ev;
+
+  json_begin(&ev, "block");
+  json_add_str(&ev, "path", path);
+  json_add_int(&ev, "num", num);
+  json_add_bool(&ev, "more", more);
+  json_add_int(&ev, "block_size", (long long)size);
+  json_add_int(&ev, "received", (long long)len);
+  json_emit(&ev);
+}
+
+/* REQUEST with the body received so far in place of its own and without Block1 and Size1:
+ * what the handlers would have got had the request come whole. */
+static coap_pdu_t *block1_whole_request(const device_t *dev, const coap_pdu_t *request) {
+  coap_bin_const_t token = coap_pdu_get_token(request);
+  coap_pdu_t *whole = coap_pdu_init(coap_pdu_get_type(request), coap_pdu_get_code(request),
+                                    coap_pdu_get_mid(request), dev->block1.len + 1024);
+  coap_opt_iterator_t it;
+  coap_opt_t *opt;
+
+  if (!whole || !coap_add_token(whole, token.length, token.s))
+    abort();
+  coap_option_iterator_init(request, &it, COAP_OPT_ALL);
+  while ((opt = coap_option_next(&it)))
+    if (it.number != COAP_OPTION_BLOCK1 && it.number != COAP_OPTION_SIZE1 &&
+        !coap_add_option(whole, it.number, coap_opt_length(opt), coap_opt_value(opt)))
+      abort();
+  if (dev->block1.len && !coap_add_data(whole, dev->block1.len, dev->block1.data))
+    abort();
+  return whole;
+}
+
+/* RFC 7959 2.5: a request with Block1 is one block of a body. A block with M set is kept and
+ * answered 2.31 Continue with its Block1 (NULL is returned, RESPONSE is set); the last one
+ * returns the whole request, which the caller handles and frees, and *out_block1 is the Block1
+ * value its answer carries (2.3). A block that does not follow what was received is 4.08
+ * (2.9.2), a body over BLOCK1_BODY_MAX 4.13. A block received again (a retransmission of the
+ * link) overwrites what it covers; the body stays until the next block 0. */
+static coap_pdu_t *block1_receive(device_t *dev, const char *path, const coap_pdu_t *request,
+                                  coap_pdu_t *response, unsigned *out_block1) {
+  unsigned value = (unsigned)peer_uint_option(request, COAP_OPTION_BLOCK1);
+  unsigned num = value >> 4;
+  bool more = (value & 0x08) != 0;
+  unsigned szx = value & 0x07;
+  size_t size = (size_t)16 << szx;
+  size_t offset = (size_t)num * size;
+  coap_pdu_code_t method = coap_pdu_get_code(request);
+  const uint8_t *data = NULL;
+  size_t len = 0;
+  coap_pdu_t *whole;
+
+  coap_get_data(request, &len, &data);
+  if (num == 0)
+    block1_reset(dev);
+  if (szx == 7 || (more && len != size)) {
+    respond_code(response, COAP_RESPONSE_CODE_BAD_REQUEST); /* no BERT over UDP (2.2) */
+    return NULL;
+  }
+  if (num > 0 && (!dev->block1.path || dev->block1.method != method ||
+                  strcmp(dev->block1.path, path) != 0 || offset > dev->block1.len)) {
+    respond_code(response, COAP_RESPONSE_CODE_INCOMPLETE);
+    return NULL;
+  }
+  if (offset + len > BLOCK1_BODY_MAX) {
+    block1_reset(dev);
+    peer_add_uint_option(response, COAP_OPTION_SIZE1, BLOCK1_BODY_MAX);
+    respond_code(response, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE);
+    return NULL;
+  }
+  if (!dev->block1.path) {
+    dev->block1.path = strdup(path);
+    dev->block1.method = method;
+  }
+  dev->block1.data = realloc(dev->block1.data, offset + len + 1);
+  if (!dev->block1.data)
+    abort();
+  if (len)
+    memcpy(dev->block1.data + offset, data, len);
+  dev->block1.len = offset + len;
+  emit_block(path, num, more, size, dev->block1.len);
+  if (more) {
+    peer_add_uint_option(response, COAP_OPTION_BLOCK1, value);
+    respond_code(response, COAP_RESPONSE_CODE_CONTINUE);
+    return NULL;
+  }
+  /* Kept: the last block sent again (its answer lost on the link) is handled again, as a
+   * request without Block1 sent again is. */
+  whole = block1_whole_request(dev, request);
+  *out_block1 = value;
+  return whole;
+}
+
 /* Handler for every method on every path (libcoap's "unknown resource"): the LwM2M
  * object tree is dispatched here rather than registered resource by resource, so that
  * observations, RST and duplicates stay under this program's control. */
@@ -704,6 +820,9 @@ static void on_request(coap_resource_t *resource, coap_session_t *session,
   char *path_text = peer_uri_path(request);
   /* The second call for a deferred request: its async entry exists until this returns. */
   bool delayed = dev->opts.delay_ms > 0 && coap_find_async(session, coap_pdu_get_token(request));
+  coap_pdu_t *whole = NULL;
+  unsigned block1 = 0;
+  coap_opt_iterator_t it;
   lwm2m_path_t path;
 
   if (!delayed)
@@ -714,9 +833,23 @@ static void on_request(coap_resource_t *resource, coap_session_t *session,
     free(path_text);
     return;
   }
+  if (coap_check_option(request, COAP_OPTION_BLOCK1, &it)) {
+    /* The handlers below see the whole body, as if it had come in one request; the answer to
+     * the last block carries its Block1 (RFC 7959 2.3), added first: the handlers' options
+     * have lower numbers and libcoap inserts them in order. */
+    whole = block1_receive(dev, path_text, request, response, &block1);
+    if (!whole) {
+      free(path_text);
+      return;
+    }
+    request = whole;
+    peer_add_uint_option(response, COAP_OPTION_BLOCK1, block1);
+  }
   /* Observe registrations and cancellations are still answered at once. */
   if (dev->opts.delay_ms > 0 && !delayed && peer_uint_option(request, COAP_OPTION_OBSERVE) < 0) {
     defer_request(dev, session, request, response);
+    if (whole)
+      coap_delete_pdu(whole);
     free(path_text);
     return;
   }
@@ -736,6 +869,8 @@ static void on_request(coap_resource_t *resource, coap_session_t *session,
     respond_code(response, COAP_RESPONSE_CODE_NOT_ALLOWED); /* DELETE of /3 or /3/0 */
   if (delayed)
     emit_separate_response(path_text, response);
+  if (whole)
+    coap_delete_pdu(whole);
   free(path_text);
 }
 
@@ -773,15 +908,22 @@ static void emit_op_failed(client_op_t op, const char *reason) {
   json_emit(&ev);
 }
 
-/* Register (Core 6.2.1) query: ep, lt, lwm2m, b and Q for queue mode. */
+/* Register (Core 6.2.1) query: ep, lt, lwm2m, b and Q for queue mode. With --omit-params
+ * only Q and sms= are left (Transport table 6.8.4-1: over LoRaWAN ep, lt and lwm2m have
+ * defaults the Application Server fills in); nothing left means no Uri-Query at all. */
 static bool add_register_query(const device_t *dev, coap_pdu_t *pdu) {
   char query[512];
+  int n = 0;
 
-  snprintf(query, sizeof(query), "ep=%s&lt=%ld&lwm2m=%s&b=%s%s%s%s", dev->opts.ep,
-           dev->opts.lifetime, dev->opts.lwm2m_version, dev->opts.binding,
-           dev->opts.queue ? "&Q" : "", dev->opts.sms_number ? "&sms=" : "",
-           dev->opts.sms_number ? dev->opts.sms_number : "");
-  return peer_add_uri_query(pdu, query);
+  if (!dev->opts.omit_params)
+    n = snprintf(query, sizeof(query), "ep=%s&lt=%ld&lwm2m=%s&b=%s", dev->opts.ep,
+                 dev->opts.lifetime, dev->opts.lwm2m_version, dev->opts.binding);
+  if (dev->opts.queue)
+    n += snprintf(query + n, sizeof(query) - (size_t)n, "%sQ", n ? "&" : "");
+  if (dev->opts.sms_number)
+    n += snprintf(query + n, sizeof(query) - (size_t)n, "%ssms=%s", n ? "&" : "",
+                  dev->opts.sms_number);
+  return n == 0 || peer_add_uri_query(pdu, query);
 }
 
 /* "</1/0>,</3/0>", padded with </3303/N> links up to --reg-payload-size bytes so that
@@ -802,9 +944,11 @@ static bool add_op_options(device_t *dev, client_op_t op, coap_pdu_t *pdu,
 
   switch (op) {
   case OP_REGISTER:
+    /* --no-objects: no payload, hence no Content-Format either. */
     return peer_add_uri_path(pdu, "/rd") &&
-           peer_add_uint_option(pdu, COAP_OPTION_CONTENT_FORMAT,
-                                COAP_MEDIATYPE_APPLICATION_LINK_FORMAT) &&
+           (!dev->send_objects ||
+            peer_add_uint_option(pdu, COAP_OPTION_CONTENT_FORMAT,
+                                 COAP_MEDIATYPE_APPLICATION_LINK_FORMAT)) &&
            add_register_query(dev, pdu) && coap_add_data(pdu, payload_len, payload);
   case OP_UPDATE:
   case OP_DEREGISTER:
@@ -865,7 +1009,8 @@ static void send_operation(device_t *dev, client_op_t op, const uint8_t *payload
 static void start_registration(device_t *dev) {
   json_buf_t links = {0};
 
-  registration_links(dev, &links);
+  if (dev->send_objects)
+    registration_links(dev, &links);
   send_operation(dev, OP_REGISTER, (const uint8_t *)links.buf, links.len);
   json_buf_free(&links);
   if (dev->opts.register_timeout_ms > 0)
@@ -904,6 +1049,17 @@ static void handle_register_response(device_t *dev, const coap_pdu_t *received) 
   json_buf_t ev;
 
   dev->register_deadline_ms = 0;
+  if (code == COAP_RESPONSE_CODE_CONFLICT && !dev->send_objects) {
+    /* Transport table 6.8.4-1: a 4.09 to a Register without object list means the server
+     * cannot get it otherwise; the client SHOULD register again with it. */
+    dev->send_objects = true;
+    json_begin(&ev, "register-retry");
+    json_add_str(&ev, "code", peer_code_str(code, code_text));
+    json_add_str(&ev, "reason", "object list asked for");
+    json_emit(&ev);
+    start_registration(dev);
+    return;
+  }
   if (code != COAP_RESPONSE_CODE_CREATED) {
     json_begin(&ev, "register-failed");
     json_add_str(&ev, "code", peer_code_str(code, code_text));
@@ -1109,7 +1265,8 @@ static void usage(void) {
           "         [--binding LETTERS] [--lwm2m VER] [--queue] [--reg-payload-size N]\n"
           "         [--local-port P] [--silent] [--con-notify] [--notify-ms N]\n"
           "         [--register-timeout-ms N] [--delay-ms N] [--psk-identity ID --psk-key HEX]\n"
-          "         [--sms NUMBER] [--trigger-port P] [--log-level N] [--stay]\n");
+          "         [--sms NUMBER] [--trigger-port P] [--omit-params] [--no-objects]\n"
+          "         [--log-level N] [--stay]\n");
 }
 
 static bool parse_number(const char *text, long min, long max, long *out_value) {
@@ -1140,6 +1297,8 @@ static bool parse_options(int argc, char **argv, device_options_t *out) {
       {"stay", no_argument, NULL, 'y'},
       {"sms", required_argument, NULL, 'm'},
       {"trigger-port", required_argument, NULL, 'g'},
+      {"omit-params", no_argument, NULL, 'O'},
+      {"no-objects", no_argument, NULL, 'N'},
       {NULL, 0, NULL, 0},
   };
   long level = LOG_WARNING;
@@ -1173,6 +1332,8 @@ static bool parse_options(int argc, char **argv, device_options_t *out) {
     case 'y': out->stay = true; break;
     case 'm': out->sms_number = optarg; break;
     case 'g': ok = parse_number(optarg, 1, 65535, &out->trigger_port); break;
+    case 'O': out->omit_params = true; break;
+    case 'N': out->no_objects = true; break;
     default: ok = false; break;
     }
   }
@@ -1261,6 +1422,7 @@ static bool device_start(device_t *dev) {
   };
 
   dev->current_time = (long long)time(NULL);
+  dev->send_objects = !dev->opts.no_objects;
   if (dev->opts.trigger_port > 0 && !open_trigger_socket(dev))
     return false;
   dev->utc_offset = strdup("+00:00");
@@ -1295,6 +1457,7 @@ static void device_stop(device_t *dev) {
     coap_session_release(dev->session);
   if (dev->ctx)
     coap_free_context(dev->ctx);
+  block1_reset(dev);
   free(dev->location);
   free(dev->utc_offset);
   free(dev->timezone);

@@ -37,6 +37,16 @@ typedef struct exchange_t {
   bool answered;   /* the first response of an observation arrived */
   bool cancelling; /* a GET with Observe=1 and this token is outstanding */
   bool rst_next;   /* cancel-rst: answer the next notification with RST */
+  /* A request with a payload is kept whole, so that a 4.13 with Size1 can be answered by
+   * sending it again block-wise (RFC 7959 2.9.3): method, options and body. */
+  coap_pdu_code_t method;
+  char *query;
+  long content_format;
+  long accept;
+  uint8_t *body;
+  size_t body_len;
+  size_t block_size; /* 0 until the Block1 transfer starts, then 16..1024 */
+  unsigned block_num; /* the block last sent */
 } exchange_t;
 
 /* The CN of the certificate a DTLS client presented. libcoap reports it during the handshake,
@@ -542,6 +552,8 @@ static void exchange_remove(server_t *srv, exchange_t *gone) {
       *p = gone->next;
       coap_session_release(gone->session);
       free(gone->path);
+      free(gone->query);
+      free(gone->body);
       free(gone);
       return;
     }
@@ -564,9 +576,16 @@ static exchange_t *observation_by_id(server_t *srv, long id) {
   return NULL;
 }
 
-static bool pdu_add_request_options(coap_pdu_t *pdu, const request_spec_t *spec) {
+/* Adds SPEC's options and payload; with block_size > 0, only block BLOCK_NUM of the payload,
+ * with a Block1 option (RFC 7959 2.2: NUM, M, SZX) and no Size1, so that a block fits in the
+ * size the Size1 of a 4.13 promised. */
+static bool pdu_add_request_options(coap_pdu_t *pdu, const request_spec_t *spec,
+                                    size_t block_size, unsigned block_num) {
+  const uint8_t *data = spec->payload;
+  size_t len = spec->payload_len;
+
   /* Options in ascending number order: Observe 6, Uri-Path 11, Content-Format 12,
-   * Uri-Query 15, Accept 17. */
+   * Uri-Query 15, Accept 17, Block1 27. */
   if (spec->observe >= 0 && !peer_add_uint_option(pdu, COAP_OPTION_OBSERVE, spec->observe))
     return false;
   if (spec->path && !peer_add_uri_path(pdu, spec->path))
@@ -578,23 +597,39 @@ static bool pdu_add_request_options(coap_pdu_t *pdu, const request_spec_t *spec)
     return false;
   if (spec->accept >= 0 && !peer_add_uint_option(pdu, COAP_OPTION_ACCEPT, spec->accept))
     return false;
-  return spec->payload_len == 0 || coap_add_data(pdu, spec->payload_len, spec->payload);
+  if (block_size > 0) {
+    size_t offset = (size_t)block_num * block_size;
+    bool more = offset + block_size < len;
+    unsigned szx = 0;
+
+    while ((16u << szx) < block_size)
+      szx++;
+    if (!peer_add_uint_option(pdu, COAP_OPTION_BLOCK1,
+                              (block_num << 4) | (more ? 0x08u : 0u) | szx))
+      return false;
+    data += offset;
+    len = more ? block_size : len - offset;
+  }
+  return len == 0 || coap_add_data(pdu, len, data);
 }
 
-/* Sends SPEC with the exchange's token. On failure reports an error and drops EX. */
-static bool exchange_send(server_t *srv, exchange_t *ex, const request_spec_t *spec) {
+/* Sends SPEC with the exchange's token (block BLOCK_NUM of its payload when BLOCK_SIZE > 0,
+ * always CON then). On failure reports an error and drops EX. */
+static bool exchange_send_block(server_t *srv, exchange_t *ex, const request_spec_t *spec,
+                                size_t block_size, unsigned block_num) {
   size_t size = coap_session_max_pdu_size(ex->session) + spec->payload_len;
-  coap_pdu_t *pdu = coap_pdu_init(srv->request_type, spec->method,
-                                  coap_new_message_id(ex->session), size);
+  coap_pdu_type_t type = block_size > 0 ? COAP_MESSAGE_CON : srv->request_type;
+  coap_pdu_t *pdu = coap_pdu_init(type, spec->method, coap_new_message_id(ex->session), size);
 
   if (!pdu || !coap_add_token(pdu, ex->token_len, ex->token) ||
-      !pdu_add_request_options(pdu, spec)) {
+      !pdu_add_request_options(pdu, spec, block_size, block_num)) {
     coap_delete_pdu(pdu);
     emit_error(ex->id, true, "cannot build request");
     exchange_remove(srv, ex);
     return false;
   }
-  ex->sent_ms = peer_now_ms();
+  if (block_size == 0)
+    ex->sent_ms = peer_now_ms();
   /* coap_send() consumes the PDU whatever happens. */
   if (coap_send(ex->session, pdu) == COAP_INVALID_MID) {
     emit_error(ex->id, true, "coap_send failed");
@@ -602,6 +637,46 @@ static bool exchange_send(server_t *srv, exchange_t *ex, const request_spec_t *s
     return false;
   }
   return true;
+}
+
+static bool exchange_send(server_t *srv, exchange_t *ex, const request_spec_t *spec) {
+  /* Kept for a block-wise retry; observations and cancels carry no payload. */
+  if (spec->payload_len > 0 && !ex->body) {
+    ex->method = spec->method;
+    ex->query = spec->query ? strdup(spec->query) : NULL;
+    ex->content_format = spec->content_format;
+    ex->accept = spec->accept;
+    ex->body = malloc(spec->payload_len);
+    if (!ex->body)
+      abort();
+    memcpy(ex->body, spec->payload, spec->payload_len);
+    ex->body_len = spec->payload_len;
+  }
+  return exchange_send_block(srv, ex, spec, 0, 0);
+}
+
+/* The kept request of EX, as a spec to send again. */
+static request_spec_t exchange_spec(const exchange_t *ex) {
+  request_spec_t spec = REQUEST_SPEC_INIT;
+
+  spec.method = ex->method;
+  spec.path = ex->path;
+  spec.query = ex->query;
+  spec.content_format = ex->content_format;
+  spec.accept = ex->accept;
+  spec.payload = ex->body;
+  spec.payload_len = ex->body_len;
+  return spec;
+}
+
+/* Block BLOCK_NUM of EX's body, with a fresh token: a late copy of the answer to the previous
+ * block then matches nothing instead of moving the transfer on twice. */
+static bool exchange_send_next_block(server_t *srv, exchange_t *ex, unsigned block_num) {
+  request_spec_t spec = exchange_spec(ex);
+
+  coap_session_new_token(ex->session, &ex->token_len, ex->token);
+  ex->block_num = block_num;
+  return exchange_send_block(srv, ex, &spec, ex->block_size, block_num);
 }
 
 static coap_session_t *session_for_ep(server_t *srv, long id, const char *ep) {
@@ -679,6 +754,51 @@ static bool is_notification(const exchange_t *ex, const coap_pdu_t *received) {
          peer_uint_option(received, COAP_OPTION_OBSERVE) >= 0;
 }
 
+static void emit_block1_retry(const exchange_t *ex, long size1) {
+  json_buf_t ev;
+
+  json_begin(&ev, "block1-retry");
+  json_add_int(&ev, "id", ex->id);
+  json_add_int(&ev, "size1", size1);
+  json_add_int(&ev, "block_size", (long long)ex->block_size);
+  json_emit(&ev);
+}
+
+/* RFC 7959 2.9.3: a 4.13 with Size1 answering a request with a payload starts sending it again
+ * block-wise, in blocks of the largest size from 16 to 1024 not above Size1; 2.5: each 2.31
+ * Continue asks for the next block, in the smaller size its Block1 SZX may ask for. Returns
+ * true when RECEIVED was such a step, which is then not reported as the answer. */
+static bool block1_step(server_t *srv, exchange_t *ex, const coap_pdu_t *received) {
+  coap_pdu_code_t code = coap_pdu_get_code(received);
+  long block1;
+  size_t next_offset;
+
+  if (!ex->body || ex->observing)
+    return false;
+  if (ex->block_size == 0) {
+    long size1 = peer_uint_option(received, COAP_OPTION_SIZE1);
+
+    if (code != COAP_RESPONSE_CODE_REQUEST_TOO_LARGE || size1 < 16)
+      return false;
+    ex->block_size = 1024;
+    while (ex->block_size > (size_t)size1)
+      ex->block_size /= 2;
+    emit_block1_retry(ex, size1);
+    exchange_send_next_block(srv, ex, 0);
+    return true;
+  }
+  if (code != COAP_RESPONSE_CODE_CONTINUE)
+    return false;
+  next_offset = (ex->block_num + 1) * ex->block_size;
+  block1 = peer_uint_option(received, COAP_OPTION_BLOCK1);
+  if (block1 >= 0 && (block1 & 0x07) != 7 && (16u << (block1 & 0x07)) < ex->block_size)
+    ex->block_size = 16u << (block1 & 0x07);
+  if (next_offset >= ex->body_len)
+    return false; /* a Continue for the last block: reported as it is */
+  exchange_send_next_block(srv, ex, (unsigned)(next_offset / ex->block_size));
+  return true;
+}
+
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
                                    const coap_pdu_t *received, const coap_mid_t mid) {
   server_t *srv = server_of(session);
@@ -699,6 +819,8 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     exchange_remove(srv, ex);
     return COAP_RESPONSE_FAIL;
   }
+  if (block1_step(srv, ex, received))
+    return COAP_RESPONSE_OK;
   if (is_notification(ex, received)) {
     emit_notify(ex, received);
     return COAP_RESPONSE_OK;
