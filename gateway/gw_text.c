@@ -63,6 +63,17 @@ int gw_hex_encode(const uint8_t *bin, size_t len, char *out, size_t out_size) {
   return GW_OK;
 }
 
+bool gw_is_uuid(const char *text) {
+  if (strnlen(text, 37) != 36)
+    return false;
+  for (size_t i = 0; i < 36; i++) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? text[i] != '-' : gw_hex_digit(text[i]) < 0)
+      return false;
+  }
+  return true;
+}
+
 static const char base64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -36,6 +36,9 @@ int gw_base64_decode(const char *in, size_t len, uint8_t *out, size_t out_size,
 /* Writes len bytes as padded base64 (RFC 4648 4) and a NUL into out: GW_BASE64_LEN(len) + 1
  * bytes. GW_OK, or GW_ERR_TOOBIG (out then holds an empty string when out_size > 0). */
 int gw_base64_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
+/* Whether text is a UUID as RFC 4122 3 writes it: 8-4-4-4-12 hex digits of either case, nothing
+ * after (ChirpStack's application and queue-item ids). */
+bool gw_is_uuid(const char *text);
 /* Length of the well-formed UTF-8 sequence at s[0..n) (n > 0) and its code point in *out_cp;
  * 0 when ill-formed: truncated, overlong, a surrogate or above U+10FFFF (RFC 3629 4). */
 size_t gw_utf8_next(const uint8_t *s, size_t n, uint32_t *out_cp);

@@ -24,6 +24,8 @@ packages=(
   libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev
   # the HTTP benchmark's load generator (scripts/bench-http)
   wrk
+  # LoRaWAN: the network servers' MQTT JSON (ChirpStack v4, The Things Stack v3)
+  libjson-c-dev
 )
 missing=()
 for p in "${packages[@]}"; do

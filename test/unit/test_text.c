@@ -1,4 +1,4 @@
-/* Unit tests of gateway/gw_text.h: base64 (RFC 4648 section 4).
+/* Unit tests of gateway/gw_text.h: base64 (RFC 4648 section 4), UUID text (RFC 4122 3).
  *
  * Vectors: RFC 4648 section 10 ("Test Vectors"), both ways; every refusal of the decoder (length
  * not a multiple of 4, "=" not at the end, characters outside the alphabet, white space, the URL
@@ -111,6 +111,18 @@ static void test_base64_nonzero_pad_bits(void **state) {
   assert_int_equal(bin[0], 'f');
 }
 
+static void test_is_uuid(void **state) {
+  (void)state;
+  assert_true(gw_is_uuid("17c82e96-be03-4f38-aef3-f83d48582d97"));
+  assert_true(gw_is_uuid("17C82E96-BE03-4F38-AEF3-F83D48582D97"));
+  assert_false(gw_is_uuid("17c82e96-be03-4f38-aef3-f83d48582d9"));
+  assert_false(gw_is_uuid("17c82e96-be03-4f38-aef3-f83d48582d977"));
+  assert_false(gw_is_uuid("17c82e96be03-4f38-aef3-f83d48582d97a"));
+  assert_false(gw_is_uuid("17c82e96-be03-4f38-aef3-f83d48582d9g"));
+  assert_false(gw_is_uuid("{7c82e96-be03-4f38-aef3-f83d48582d97"));
+  assert_false(gw_is_uuid(""));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_base64_rfc4648_vectors),
@@ -118,6 +130,7 @@ int main(void) {
       cmocka_unit_test(test_base64_decode_refusals),
       cmocka_unit_test(test_base64_bounds),
       cmocka_unit_test(test_base64_nonzero_pad_bits),
+      cmocka_unit_test(test_is_uuid),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
