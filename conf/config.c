@@ -34,6 +34,9 @@
 #define ENDPOINT_MAX_LEN 127
 #define MQTT_PREFIX_MAX_LEN 64
 #define PSK_KEY_FILE_MAX 4096
+#define DEV_EUI_HEX_LEN 16
+#define OBJECTS_MAX_LEN 1024
+#define TTS_ID_MAX_LEN 36
 
 typedef struct {
   const char *file;     /* name for messages when libconfig knows none: the path or "<string>" */
@@ -56,7 +59,8 @@ static const char *const device_keys[] = {
     "psk_key_hex", "psk_key_file", "cert_file",    "key_file",   "queue_mode",
     "sms_security", "sms_psk_identity", "sms_psk_key_hex", "sms_psk_key_file",
     "sms_key_params_hex", "sms_secret_key_hex", "sms_secret_key_file", "mqtt_prefix",
-    "http_url", "http_password", "http_password_file", "http_token", "http_token_file", NULL};
+    "http_url", "http_password", "http_password_file", "http_token", "http_token_file",
+    "dev_eui", "device_id", "objects", NULL};
 static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
 static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
 static const char *const sgi_keys[] = {"listen", NULL};
@@ -76,6 +80,17 @@ static const char *const http_keys[] = {
     "accept_unknown", "max_body", "max_connections", "max_connections_per_client",
     "idle_timeout_s", "header_timeout_s", "body_timeout_s", NULL};
 static const char *const mqtt_prefix_keys[] = {"prefix", "upstream", "bootstrap", NULL};
+/* api_key is known only to be refused with a clear message: the key belongs in api_key_file. */
+static const char *const lorawan_keys[] = {
+    "enabled",   "broker",        "client_id",      "username",     "password",
+    "password_file", "api_key",   "api_key_file",   "ca_file",      "cert_file",
+    "key_file",  "keepalive",     "qos",            "network_server", "application_id",
+    "ports",     "accept_unknown", "confirmed_downlinks", "ack_timeout_s", "max_retransmit",
+    "max_payload", "downlink_hold_s", NULL};
+static const char *const lorawan_port_keys[] = {"fport", "upstream", "bootstrap", NULL};
+/* Largest application payload N per data rate DR0..DR7 in EU868, not repeater compatible
+ * (ChirpStack lrwn/src/region/eu868.rs; LoRaWAN Regional Parameters RP002). */
+static const uint32_t eu868_max_payload[] = {51, 51, 51, 115, 242, 242, 242, 242};
 
 /* ---- messages ---- */
 
@@ -512,6 +527,139 @@ static bool valid_external_id(const char *id) {
   return true;
 }
 
+/* A LoRaWAN DevEUI: 16 hex digits in either case, written into out as 16 upper-case ones. */
+static bool parse_dev_eui(const char *text, char out[DEV_EUI_HEX_LEN + 1]) {
+  uint8_t eui[DEV_EUI_HEX_LEN / 2];
+  size_t n = 0;
+  return strlen(text) == DEV_EUI_HEX_LEN &&
+         gw_hex_decode(text, DEV_EUI_HEX_LEN, eui, sizeof(eui), &n) == GW_OK &&
+         n == sizeof(eui) && gw_hex_encode(eui, n, out, DEV_EUI_HEX_LEN + 1) == GW_OK;
+}
+
+/* The Things Stack identifiers (applications, tenants, end devices): its API's pattern
+ * ^[a-z0-9](?:[-]?[a-z0-9]){2,}$, at most 36 characters; len bytes of id are checked. */
+static bool valid_tts_id(const char *id, size_t len) {
+  if (len < 3 || len > TTS_ID_MAX_LEN || id[0] == '-' || id[len - 1] == '-')
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = id[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && !(c == '-' && id[i + 1] != '-'))
+      return false;
+  }
+  return true;
+}
+
+/* A UUID as ChirpStack writes application ids: 8-4-4-4-12 hex digits (RFC 4122 3). */
+static bool valid_uuid(const char *text) {
+  if (strlen(text) != 36)
+    return false;
+  for (size_t i = 0; i < 36; i++) {
+    bool dash_place = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash_place ? text[i] != '-' : gw_hex_digit(text[i]) < 0)
+      return false;
+  }
+  return true;
+}
+
+/* One link-value of a CoRE link format list (RFC 6690 2): <path> and its attributes. */
+typedef struct {
+  const char *path, *attrs;
+  size_t path_len, attrs_len;
+} link_value_t;
+
+/* Reads the link-value at *p into out and moves *p past it and its ','. NULL or the reason. */
+static const char *next_link_value(const char **p, link_value_t *out) {
+  const char *v = *p;
+  if (*v != '<')
+    return "an entry does not start with '<'";
+  const char *close = strchr(v, '>');
+  if (!close)
+    return "'<' without '>'";
+  out->path = v + 1;
+  out->path_len = (size_t)(close - out->path);
+  const char *q = close + 1;
+  bool quoted = false;
+  for (; *q && (quoted || *q != ','); q++)
+    if (*q == '"')
+      quoted = !quoted;
+  if (quoted)
+    return "a quoted attribute value is not closed";
+  out->attrs = close + 1;
+  out->attrs_len = (size_t)(q - out->attrs);
+  if (out->attrs_len && out->attrs[0] != ';')
+    return "something other than ;attributes follows a <path>";
+  if (*q == ',') {
+    q++;
+    while (*q == ' ')
+      q++;
+    if (!*q)
+      return "it ends with ','";
+  }
+  *p = q;
+  return NULL;
+}
+
+/* An Object or Object Instance path "/O" or "/O/I" (numbers up to 65535): its Object ID, or -1. */
+static long object_of_path(const char *path, size_t len) {
+  long object = -1;
+  int segments = 0;
+  size_t i = 0;
+  while (i < len) {
+    if (path[i++] != '/' || i >= len || segments == 2)
+      return -1;
+    long v = 0;
+    size_t start = i;
+    for (; i < len && path[i] >= '0' && path[i] <= '9' && i - start < 6; i++)
+      v = v * 10 + (path[i] - '0');
+    if (i == start || v > 65535 || (i < len && path[i] != '/'))
+      return -1;
+    if (segments++ == 0)
+      object = v;
+  }
+  return object;
+}
+
+/* devices.objects: what a device would put in its Register payload (Transport table 6.8.4-1),
+ * checked for plausibility: printable ASCII, link-values </O> or </O/I> under the root or under
+ * the alternate path of a <...>;rt="oma.lwm2m" entry (Core 6.2.2.1), never the Security Object. */
+static const char *objects_reason(const char *links) {
+  size_t len = strlen(links);
+  if (len > OBJECTS_MAX_LEN)
+    return "it is longer than 1024 bytes";
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)links[i] < 0x20 || (unsigned char)links[i] > 0x7e)
+      return "it holds a character outside printable ASCII";
+  if (links[0] != '<')
+    return "it does not start with '<'";
+  const char *p = links, *reason;
+  link_value_t link, root = {0};
+  while (*p) { /* the alternate path first: it may be listed anywhere */
+    if ((reason = next_link_value(&p, &link)) != NULL)
+      return reason;
+    static const char rt[] = "rt=\"oma.lwm2m\"";
+    if (memmem(link.attrs, link.attrs_len, rt, sizeof(rt) - 1))
+      root = link;
+  }
+  for (p = links; *p;) {
+    next_link_value(&p, &link);
+    if (link.path == root.path)
+      continue;
+    if (root.path_len > 1 && link.path_len > root.path_len &&
+        memcmp(link.path, root.path, root.path_len) == 0) {
+      link.path += root.path_len;
+      link.path_len -= root.path_len;
+    }
+    long object = object_of_path(link.path, link.path_len);
+    if (object < 0)
+      return "an entry is not </object> or </object/instance> with numbers up to 65535";
+    if (object == 0)
+      return "it lists the Security Object (</0...>), which Transport table 6.8.4-1 says MUST "
+             "not be part of the list";
+  }
+  return NULL;
+}
+
 /* Never quotes the text: it is a secret. */
 /* A device's base URL for the HTTP binding: http:// or https://, a host, an optional port and
  * path; no query, fragment, user info or whitespace (the gateway appends /O/I/R?query). */
@@ -781,6 +929,21 @@ static int check_cert_pair(load_ctx_t *ctx, const char *group_path, const config
   return 0;
 }
 
+/* cert_file and key_file: both or neither, the key in a private file. *out_cert and *out_key
+ * are the resolved paths (owned), NULL when absent. */
+static int get_cert_and_key(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                            char **out_cert, char **out_key) {
+  const config_setting_t *s;
+  char path[SETTING_PATH_MAX];
+  int rc;
+  if ((rc = check_cert_pair(ctx, gpath, member(g, "cert_file"), member(g, "key_file"))) != 0 ||
+      (rc = get_file(ctx, g, gpath, "cert_file", &s, out_cert)) != 0 ||
+      (rc = get_file(ctx, g, gpath, "key_file", &s, out_key)) != 0 || !*out_key)
+    return rc;
+  path_member(path, gpath, "key_file");
+  return check_secret_file(ctx, s, path, *out_key);
+}
+
 /* An entry of the upstream or devices list: a group holding only known settings. */
 static int check_list_entry(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                             const char *shape, const char *const *keys) {
@@ -839,26 +1002,16 @@ static int load_upstream(load_ctx_t *ctx, const config_setting_t *e, const char 
   }
 
   static const char *const file_keys[] = {"ca_file", "cert_file", "key_file"};
-  char **file_fields[] = {&up->ca_file, &up->cert_file, &up->key_file};
-  const config_setting_t *file_s[3];
   for (size_t k = 0; k < 3; k++) {
-    file_s[k] = member(e, file_keys[k]);
-    if (file_s[k] && !up->secure) {
+    const config_setting_t *file_s = member(e, file_keys[k]);
+    if (file_s && !up->secure) {
       path_member(path, epath, file_keys[k]);
-      return fail(ctx, file_s[k], path, "only used with a coaps:// uri (DTLS), this upstream is coap://");
+      return fail(ctx, file_s, path, "only used with a coaps:// uri (DTLS), this upstream is coap://");
     }
   }
-  if ((rc = check_cert_pair(ctx, epath, file_s[1], file_s[2])) != 0)
+  if ((rc = get_file(ctx, e, epath, "ca_file", &s, &up->ca_file)) != 0)
     return rc;
-  for (size_t k = 0; k < 3; k++)
-    if ((rc = get_file(ctx, e, epath, file_keys[k], &s, file_fields[k])) != 0)
-      return rc;
-  if (up->key_file) {
-    path_member(path, epath, "key_file");
-    if ((rc = check_secret_file(ctx, file_s[2], path, up->key_file)) != 0)
-      return rc;
-  }
-  return 0;
+  return get_cert_and_key(ctx, e, epath, &up->cert_file, &up->key_file);
 }
 
 /* A list ( ... ) or an array [ ... ]; expect says what it should hold. */
@@ -1146,6 +1299,67 @@ static int load_device_http(load_ctx_t *ctx, const config_setting_t *e, const ch
   return 0;
 }
 
+/* The device's LoRaWAN address (Transport 6.8.4): dev_eui, kept in upper case. */
+static int load_device_dev_eui(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                               gw_device_conf_t *dev) {
+  const config_setting_t *s;
+  const char *value;
+  int rc = get_string(ctx, e, epath, "dev_eui", false, "the DevEUI as 16 hex digits", &s, &value);
+  if (rc != 0 || !value)
+    return rc;
+  char eui[DEV_EUI_HEX_LEN + 1];
+  if (!parse_dev_eui(value, eui)) {
+    char path[SETTING_PATH_MAX];
+    path_member(path, epath, "dev_eui");
+    return fail(ctx, s, path, "expected the DevEUI as 16 hex digits, e.g. \"70B3D57ED0012345\", "
+                              "got \"%.40s\"", value);
+  }
+  return dup_string(ctx, eui, &dev->dev_eui);
+}
+
+/* The rest of a LoRaWAN device: The Things Stack's device ID ("eui-" and the DevEUI in lower
+ * case unless given, as TTS's console names devices), and the object list the gateway supplies
+ * when the device registers without one (Transport table 6.8.4-1). */
+static int load_device_lorawan(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                               gw_device_conf_t *dev) {
+  const config_setting_t *id_s, *objects_s;
+  const char *id, *objects;
+  char path[SETTING_PATH_MAX];
+  int rc;
+  if ((rc = get_string(ctx, e, epath, "device_id", false, "The Things Stack's end device ID",
+                       &id_s, &id)) != 0 ||
+      (rc = get_string(ctx, e, epath, "objects", false,
+                       "the device's objects in CoRE link format, e.g. \"</1/0>,</3/0>,</5>\"",
+                       &objects_s, &objects)) != 0)
+    return rc;
+  if (!dev->dev_eui && (id_s || objects_s)) {
+    path_member(path, epath, id_s ? "device_id" : "objects");
+    return fail(ctx, id_s ? id_s : objects_s, path, "only used with dev_eui (a LoRaWAN device)");
+  }
+  if (!dev->dev_eui)
+    return 0;
+  if (id && !valid_tts_id(id, strlen(id))) {
+    path_member(path, epath, "device_id");
+    return fail(ctx, id_s, path,
+                "expected a The Things Stack end device ID: 3 to 36 lower-case letters, digits "
+                "and single '-' between them, got \"%.40s\"", id);
+  }
+  char default_id[4 + DEV_EUI_HEX_LEN + 1];
+  snprintf(default_id, sizeof(default_id), "eui-%s", dev->dev_eui);
+  for (char *c = default_id; *c; c++)
+    *c = (char)tolower((unsigned char)*c);
+  if ((rc = dup_string(ctx, id ? id : default_id, &dev->lns_device_id)) != 0 || !objects)
+    return rc;
+  const char *reason = objects_reason(objects);
+  if (reason) {
+    path_member(path, epath, "objects");
+    return fail(ctx, objects_s, path,
+                "expected the Objects and Object Instances in CoRE link format, e.g. "
+                "\"</1/0>,</3/0>,</5>\", but %s", reason);
+  }
+  return dup_string(ctx, objects, &dev->objects);
+}
+
 static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                        const gw_config_t *config, gw_device_conf_t *dev) {
   int rc;
@@ -1155,14 +1369,17 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
   const config_setting_t *s;
   const char *value;
   char path[SETTING_PATH_MAX];
-  if ((rc = get_string(ctx, e, epath, "endpoint", true, "the LwM2M endpoint name", &s, &value)))
+  /* Transport table 6.8.4-1: a LoRaWAN device's endpoint name defaults to its DevEUI. */
+  if ((rc = load_device_dev_eui(ctx, e, epath, dev)) != 0 ||
+      (rc = get_string(ctx, e, epath, "endpoint", !dev->dev_eui, "the LwM2M endpoint name", &s,
+                       &value)))
     return rc;
-  if (!valid_endpoint(value)) {
+  if (value && !valid_endpoint(value)) {
     path_member(path, epath, "endpoint");
     return fail(ctx, s, path,
                 "expected 1 to 127 printable ASCII characters without '/', '?', '&' or spaces");
   }
-  if ((rc = dup_string(ctx, value, &dev->endpoint)) != 0)
+  if ((rc = dup_string(ctx, value ? value : dev->dev_eui, &dev->endpoint)) != 0)
     return rc;
 
   if ((rc = get_string(ctx, e, epath, "upstream", false, "the name of an upstream", &s, &value)))
@@ -1223,17 +1440,9 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
   if (rc != 0)
     return rc;
 
-  const config_setting_t *cert_s = member(e, "cert_file"), *key_s = member(e, "key_file");
-  if ((rc = check_cert_pair(ctx, epath, cert_s, key_s)) != 0)
+  const config_setting_t *cert_s = member(e, "cert_file");
+  if ((rc = get_cert_and_key(ctx, e, epath, &dev->cert_file, &dev->key_file)) != 0)
     return rc;
-  if ((rc = get_file(ctx, e, epath, "cert_file", &s, &dev->cert_file)) != 0 ||
-      (rc = get_file(ctx, e, epath, "key_file", &s, &dev->key_file)) != 0)
-    return rc;
-  if (dev->key_file) {
-    path_member(path, epath, "key_file");
-    if ((rc = check_secret_file(ctx, s, path, dev->key_file)) != 0)
-      return rc;
-  }
   if (identity_s && cert_s) {
     path_member(path, epath, "cert_file");
     return fail(ctx, cert_s, path,
@@ -1255,7 +1464,8 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
                 up->name);
 
   if ((rc = get_bool(ctx, e, epath, "queue_mode", NULL, &dev->queue_mode)) != 0 ||
-      (rc = load_device_http(ctx, e, epath, dev)) != 0)
+      (rc = load_device_http(ctx, e, epath, dev)) != 0 ||
+      (rc = load_device_lorawan(ctx, e, epath, dev)) != 0)
     return rc;
   return load_device_sms_security(ctx, e, epath, dev);
 }
@@ -1301,11 +1511,16 @@ static bool find_duplicate(keyed_t *items, size_t n, size_t *out_first, size_t *
   return found;
 }
 
-enum { KEY_ENDPOINT, KEY_MSISDN, KEY_EXTERNAL_ID, KEY_UE_ADDRESS, KEY_COUNT };
+/* dev_eui first: two entries with one DevEUI and no endpoint also share the endpoint. */
+enum {
+  KEY_DEV_EUI, KEY_LNS_DEVICE_ID, KEY_ENDPOINT, KEY_MSISDN, KEY_EXTERNAL_ID, KEY_UE_ADDRESS,
+  KEY_COUNT
+};
 
 static int check_device_uniqueness(load_ctx_t *ctx, const config_setting_t *list,
                                    const gw_config_t *config) {
-  static const char *const names[KEY_COUNT] = {"endpoint", "msisdn", "external_id", "ue_address"};
+  static const char *const names[KEY_COUNT] = {"dev_eui",     "device_id",  "endpoint",
+                                               "msisdn",      "external_id", "ue_address"};
   size_t n = config->device_count;
   keyed_t *items = calloc(n ? n : 1, sizeof(*items));
   char(*ue_keys)[40] = calloc(n ? n : 1, sizeof(*ue_keys));
@@ -1324,6 +1539,10 @@ static int check_device_uniqueness(load_ctx_t *ctx, const config_setting_t *list
       item->port = 0;
       if (k == KEY_ENDPOINT) {
         item->key = d->endpoint;
+      } else if (k == KEY_DEV_EUI && d->dev_eui) {
+        item->key = d->dev_eui;
+      } else if (k == KEY_LNS_DEVICE_ID && d->lns_device_id) {
+        item->key = d->lns_device_id;
       } else if (k == KEY_MSISDN && d->msisdn) {
         item->key = d->msisdn[0] == '+' ? d->msisdn + 1 : d->msisdn;
       } else if (k == KEY_EXTERNAL_ID && d->external_id) {
@@ -1349,7 +1568,9 @@ static int check_device_uniqueness(load_ctx_t *ctx, const config_setting_t *list
       char epath[SETTING_PATH_MAX], path[SETTING_PATH_MAX];
       path_index(epath, "devices", second);
       path_member(path, epath, names[k]);
-      rc = fail(ctx, member(dup, names[k]), path,
+      /* a value by default (endpoint, device_id) is reported at its entry */
+      const config_setting_t *where = member(dup, names[k]) ? member(dup, names[k]) : dup;
+      rc = fail(ctx, where, path,
                 "%s is already used by devices.[%zu] (line %u); each device needs its own",
                 k == KEY_UE_ADDRESS ? "this address" : "this value", first,
                 config_setting_source_line(orig));
@@ -1686,11 +1907,55 @@ static int load_secret(load_ctx_t *ctx, const config_setting_t *g, const char *g
   return rc;
 }
 
+/* The MQTT connection bindings.mqtt and bindings.lorawan share: where, as whom, with which TLS
+ * files, how often to ping. load_broker leaves the password to the caller: a network server may
+ * name it otherwise. */
+typedef struct {
+  char **broker, **client_id, **username, **password, **ca_file, **cert_file, **key_file;
+  uint32_t *keepalive_s;
+} broker_conf_t;
+
+/* The broker fields of a gw_mqtt_conf_t or a gw_lorawan_conf_t, which name them alike. */
+#define BROKER_CONF_OF(conf)                                                                     \
+  {&(conf)->broker,  &(conf)->client_id, &(conf)->username, &(conf)->password,                  \
+   &(conf)->ca_file, &(conf)->cert_file, &(conf)->key_file, &(conf)->keepalive_s}
+
+static int load_broker(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                       bool required, const broker_conf_t *out) {
+  static const char *const schemes[] = {"tcp://", "mqtt://", "ssl://", "mqtts://",
+                                        "ws://",  "wss://",  NULL};
+  const config_setting_t *s;
+  const char *value;
+  int rc;
+  if ((rc = get_uint(ctx, g, gpath, "keepalive", 5, 3600, " seconds", NULL, out->keepalive_s)) ||
+      (rc = get_string(ctx, g, gpath, "broker", required,
+                       "the broker URI, e.g. \"tcp://127.0.0.1:1883\" or \"ssl://host:8883\"",
+                       &s, &value)) != 0)
+    return rc;
+  bool known_scheme = !value;
+  for (const char *const *k = schemes; *k && !known_scheme; k++)
+    known_scheme = strncmp(value, *k, strlen(*k)) == 0;
+  if (!known_scheme) {
+    char path[SETTING_PATH_MAX];
+    path_member(path, gpath, "broker");
+    return fail(ctx, s, path,
+                "expected a tcp://, mqtt://, ssl://, mqtts://, ws:// or wss:// URI, got \"%.64s\"",
+                value);
+  }
+  if ((rc = dup_string(ctx, value, out->broker)) != 0 ||
+      (rc = get_string(ctx, g, gpath, "client_id", false, "an MQTT client identifier", &s,
+                       &value)) != 0 ||
+      (rc = dup_string(ctx, value, out->client_id)) != 0 ||
+      (rc = get_string(ctx, g, gpath, "username", false, "the broker user name", &s, &value)) ||
+      (rc = dup_string(ctx, value, out->username)) != 0 ||
+      (rc = get_file(ctx, g, gpath, "ca_file", &s, out->ca_file)) != 0)
+    return rc;
+  return get_cert_and_key(ctx, g, gpath, out->cert_file, out->key_file);
+}
+
 static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
                      gw_mqtt_conf_t *mqtt) {
   static const char *const P = "bindings.mqtt";
-  const config_setting_t *s;
-  const char *value;
   int rc;
   if ((rc = check_known(ctx, g, P, mqtt_keys)) != 0 ||
       (rc = get_bool(ctx, g, P, "enabled", NULL, &mqtt->enabled)) != 0 ||
@@ -1698,7 +1963,6 @@ static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config
       (rc = get_uint(ctx, g, P, "qos", 0, 2, " (MQTT QoS)", NULL, &mqtt->qos)) != 0 ||
       (rc = get_uint(ctx, g, P, "mqtt_version", 4, 5, " (4 = MQTT 3.1.1, 5 = MQTT 5)", NULL,
                      &mqtt->mqtt_version)) != 0 ||
-      (rc = get_uint(ctx, g, P, "keepalive", 5, 3600, " seconds", NULL, &mqtt->keepalive_s)) ||
       /* MQTT 5 3.1.2.11.2 takes up to 0xFFFFFFFF, but libconfig reads 4294967295 as the int -1;
        * 68 years is "never" for a router. */
       (rc = get_uint(ctx, g, P, "session_expiry_s", 0, INT32_MAX,
@@ -1707,31 +1971,9 @@ static int load_mqtt(load_ctx_t *ctx, const config_setting_t *g, const gw_config
     return rc;
   if (mqtt->enabled && (rc = refuse_unbuilt(ctx, g, "mqtt", GW_BUILT_MQTT)) != 0)
     return rc;
-  if ((rc = get_string(ctx, g, P, "broker", mqtt->enabled,
-                       "the broker URI, e.g. \"tcp://127.0.0.1:1883\" or \"ssl://host:8883\"",
-                       &s, &value)) != 0)
-    return rc;
-  if (value && !(strncmp(value, "tcp://", 6) == 0 || strncmp(value, "mqtt://", 7) == 0 ||
-                 strncmp(value, "ssl://", 6) == 0 || strncmp(value, "mqtts://", 8) == 0 ||
-                 strncmp(value, "ws://", 5) == 0 || strncmp(value, "wss://", 6) == 0))
-    return fail(ctx, s, "bindings.mqtt.broker",
-                "expected a tcp://, mqtt://, ssl://, mqtts://, ws:// or wss:// URI, got \"%.64s\"",
-                value);
-  if ((rc = dup_string(ctx, value, &mqtt->broker)) != 0 ||
-      (rc = get_string(ctx, g, P, "client_id", false, "an MQTT client identifier", &s,
-                       &value)) != 0 ||
-      (rc = dup_string(ctx, value, &mqtt->client_id)) != 0 ||
-      (rc = get_string(ctx, g, P, "username", false, "the broker user name", &s, &value)) != 0 ||
-      (rc = dup_string(ctx, value, &mqtt->username)) != 0 ||
+  const broker_conf_t broker = BROKER_CONF_OF(mqtt);
+  if ((rc = load_broker(ctx, g, P, mqtt->enabled, &broker)) != 0 ||
       (rc = load_secret(ctx, g, P, "password", "the broker password", &mqtt->password)) != 0)
-    return rc;
-  const config_setting_t *cert_s = member(g, "cert_file"), *key_s = member(g, "key_file");
-  if ((rc = check_cert_pair(ctx, P, cert_s, key_s)) != 0 ||
-      (rc = get_file(ctx, g, P, "ca_file", &s, &mqtt->ca_file)) != 0 ||
-      (rc = get_file(ctx, g, P, "cert_file", &s, &mqtt->cert_file)) != 0 ||
-      (rc = get_file(ctx, g, P, "key_file", &s, &mqtt->key_file)) != 0 ||
-      (mqtt->key_file &&
-       (rc = check_secret_file(ctx, s, "bindings.mqtt.key_file", mqtt->key_file)) != 0))
     return rc;
   return load_mqtt_tenants(ctx, g, config, mqtt);
 }
@@ -1747,11 +1989,7 @@ static int load_http_files(load_ctx_t *ctx, const config_setting_t *g, gw_http_c
   static const char *const P = "bindings.http";
   const config_setting_t *s;
   int rc;
-  if ((rc = check_cert_pair(ctx, P, member(g, "cert_file"), member(g, "key_file"))) != 0 ||
-      (rc = get_file(ctx, g, P, "cert_file", &s, &http->cert_file)) != 0 ||
-      (rc = get_file(ctx, g, P, "key_file", &s, &http->key_file)) != 0 ||
-      (http->key_file &&
-       (rc = check_secret_file(ctx, s, "bindings.http.key_file", http->key_file)) != 0) ||
+  if ((rc = get_cert_and_key(ctx, g, P, &http->cert_file, &http->key_file)) != 0 ||
       (rc = get_file(ctx, g, P, "client_ca_file", &s, &http->client_ca_file)) != 0)
     return rc;
   if (http->client_ca_file && !http->cert_file)
@@ -1820,6 +2058,254 @@ static int load_http(load_ctx_t *ctx, const config_setting_t *g, const gw_config
   return load_http_files(ctx, g, http);
 }
 
+#ifdef GW_HAVE_LORAWAN
+#define GW_BUILT_LORAWAN true
+#else
+#define GW_BUILT_LORAWAN false
+#endif
+
+/* network_server, and the QoS it allows: The Things Stack's MQTT server "supports the MQTT
+ * Standard Version 3.1.1 and QoS 0 only" (its MQTT integration docs). */
+static int load_lorawan_network_server(load_ctx_t *ctx, const config_setting_t *g,
+                                       gw_lorawan_conf_t *lw) {
+  static const char *const P = "bindings.lorawan";
+  const config_setting_t *s, *qos_s;
+  const char *value;
+  int rc = get_string(ctx, g, P, "network_server", false,
+                      "\"chirpstack\" or \"tts\" (The Things Stack)", &s, &value);
+  if (rc != 0)
+    return rc;
+  if (value && strcmp(value, "tts") == 0)
+    lw->network_server = GW_LNS_TTS;
+  else if (value && strcmp(value, "chirpstack") != 0)
+    return fail(ctx, s, "bindings.lorawan.network_server",
+                "expected \"chirpstack\" or \"tts\" (The Things Stack), got \"%.32s\"", value);
+  bool tts = lw->network_server == GW_LNS_TTS;
+  lw->qos = tts ? 0 : 1;
+  if ((rc = get_uint(ctx, g, P, "qos", 0, tts ? 2 : 1, " (MQTT QoS)", &qos_s, &lw->qos)) != 0)
+    return rc;
+  if (tts && lw->qos != 0)
+    return fail(ctx, qos_s, "bindings.lorawan.qos",
+                "The Things Stack supports QoS 0 only (network_server = \"tts\"): set qos = 0 "
+                "or leave it out");
+  return 0;
+}
+
+/* max_payload = [ ... ]: the largest application payload N per data rate, DR0 first; it replaces
+ * the EU868 table for another region or a repeater-compatible network. */
+static int load_lorawan_max_payload(load_ctx_t *ctx, const config_setting_t *g,
+                                    gw_lorawan_conf_t *lw) {
+  static const char *const P = "bindings.lorawan.max_payload";
+  const config_setting_t *list = member(g, "max_payload");
+  if (!list)
+    return 0;
+  int rc = check_list(ctx, list, P, "an array of bytes per data rate, DR0 first, e.g. "
+                                    "[ 51, 51, 51, 115, 242, 242, 242, 242 ]");
+  if (rc != 0)
+    return rc;
+  int n = config_setting_length(list);
+  if (n < 1 || n > GW_LORAWAN_MAX_PAYLOAD_DRS)
+    return fail(ctx, list, P, "expected 1 to %d entries (DR0 to DR15), got %d",
+                GW_LORAWAN_MAX_PAYLOAD_DRS, n);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+    int type = config_setting_type(e);
+    bool integer = type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64;
+    long long v = integer ? config_setting_get_int64(e) : 0;
+    char path[SETTING_PATH_MAX];
+    path_index(path, P, (size_t)i);
+    if (!integer)
+      return fail(ctx, e, path, "expected the largest application payload at DR%d, an integer "
+                                "from 11 to 255 bytes, got %s", i, type_name(e));
+    if (v < 11 || v > 255)
+      return fail(ctx, e, path, "expected the largest application payload at DR%d, an integer "
+                                "from 11 to 255 bytes, got %lld", i, v);
+    lw->max_payload[i] = (uint32_t)v;
+  }
+  lw->max_payload_count = (size_t)n;
+  return 0;
+}
+
+/* The broker password; for The Things Stack the application's API key, which never stands in
+ * the configuration file itself: api_key_file (or password_file), a private file. */
+static int load_lorawan_password(load_ctx_t *ctx, const config_setting_t *g,
+                                 gw_lorawan_conf_t *lw) {
+  static const char *const P = "bindings.lorawan";
+  bool tts = lw->network_server == GW_LNS_TTS;
+  const config_setting_t *api_key = member(g, "api_key"), *inline_s = member(g, "password"),
+                         *key_file = member(g, "api_key_file");
+  if (api_key)
+    return fail(ctx, api_key, "bindings.lorawan.api_key",
+                "an API key is not written into the configuration: put it in a private file "
+                "(mode 0600) and set api_key_file");
+  if (tts && inline_s)
+    return fail(ctx, inline_s, "bindings.lorawan.password",
+                "The Things Stack's API key must come from api_key_file (a private file), not "
+                "from the configuration");
+  if (!tts && key_file)
+    return fail(ctx, key_file, "bindings.lorawan.api_key_file",
+                "only used with network_server = \"tts\" (The Things Stack's API key); give "
+                "ChirpStack's broker password with password or password_file");
+  if (key_file && member(g, "password_file"))
+    return fail(ctx, key_file, "bindings.lorawan.api_key_file",
+                "give either password_file or api_key_file, not both");
+  int rc = key_file ? load_secret(ctx, g, P, "api_key", "the application's API key", &lw->password)
+                    : load_secret(ctx, g, P, "password", "the broker password", &lw->password);
+  if (rc == 0 && tts && lw->enabled && !lw->password)
+    return fail(ctx, g, "bindings.lorawan.api_key_file",
+                "missing (expected a file holding the application's API key: The Things "
+                "Stack's MQTT server needs it)");
+  return rc;
+}
+
+/* ChirpStack: the application's UUID, in lower case as in its topics. The Things Stack:
+ * "application-id@tenant-id" or, on TTS Open Source, "application-id"; it is the MQTT user name
+ * there too unless username is given. */
+static int load_lorawan_application(load_ctx_t *ctx, const config_setting_t *g,
+                                    gw_lorawan_conf_t *lw) {
+  const config_setting_t *s;
+  const char *value;
+  bool tts = lw->network_server == GW_LNS_TTS;
+  int rc = get_string(ctx, g, "bindings.lorawan", "application_id", lw->enabled,
+                      tts ? "The Things Stack's \"application-id@tenant-id\""
+                          : "the ChirpStack application's id (a UUID)",
+                      &s, &value);
+  if (rc != 0 || !value)
+    return rc;
+  if (tts) {
+    const char *at = strchr(value, '@');
+    size_t app_len = at ? (size_t)(at - value) : strlen(value);
+    if (!valid_tts_id(value, app_len) || (at && !valid_tts_id(at + 1, strlen(at + 1))))
+      return fail(ctx, s, "bindings.lorawan.application_id",
+                  "expected The Things Stack's \"application-id@tenant-id\" or "
+                  "\"application-id\": each 3 to 36 lower-case letters, digits and single '-' "
+                  "between them, got \"%.80s\"", value);
+  } else if (!valid_uuid(value)) {
+    return fail(ctx, s, "bindings.lorawan.application_id",
+                "expected the ChirpStack application's id, a UUID such as "
+                "\"8ad2f5a3-4c1e-4d7b-9f0a-2b6c3d4e5f60\", got \"%.80s\"", value);
+  }
+  if ((rc = dup_string(ctx, value, &lw->application_id)) != 0)
+    return rc;
+  for (char *c = lw->application_id; *c; c++)
+    *c = (char)tolower((unsigned char)*c);
+  return tts && !lw->username ? dup_string(ctx, value, &lw->username) : 0;
+}
+
+/* One entry of ports: { fport = 1; upstream = "default"; } or { fport = 2; bootstrap = "bs"; }. */
+static int load_lorawan_port(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                             const gw_config_t *config, gw_lorawan_port_conf_t *port) {
+  char path[SETTING_PATH_MAX];
+  uint32_t fport = 0;
+  int rc;
+  if (!member(e, "fport")) {
+    path_member(path, epath, "fport");
+    return fail(ctx, e, path, "missing (expected the FPort of lorawan://{fport}, 1 to 255)");
+  }
+  if ((rc = get_uint(ctx, e, epath, "fport", 1, 255,
+                     " (Transport 6.8.4: the FPort of lorawan://{fport}; 0 is for MAC commands)",
+                     NULL, &fport)) != 0 ||
+      (rc = get_upstream_ref(ctx, e, epath, "upstream", config, &port->upstream)) != 0 ||
+      (rc = get_upstream_ref(ctx, e, epath, "bootstrap", config, &port->bootstrap)) != 0)
+    return rc;
+  port->fport = (uint8_t)fport;
+  if (port->upstream && port->bootstrap) {
+    path_member(path, epath, "bootstrap");
+    return fail(ctx, member(e, "bootstrap"), path,
+                "a port is either a server's (upstream) or a bootstrap server's (bootstrap), "
+                "not both");
+  }
+  return 0;
+}
+
+/* ports: each FPort a device may use as lorawan://{fport}, and whose server it is. */
+static int load_lorawan_ports(load_ctx_t *ctx, const config_setting_t *g,
+                              const gw_config_t *config, gw_lorawan_conf_t *lw) {
+  static const char *const P = "bindings.lorawan.ports";
+  const config_setting_t *list = member(g, "ports");
+  if (!list)
+    return lw->enabled ? fail(ctx, g, P, "missing (expected a list of FPorts, e.g. ports = ( { "
+                                         "fport = 1; upstream = \"default\"; } );)")
+                       : 0;
+  int rc = check_list(ctx, list, P, "a list ( { fport = 1; upstream = \"...\"; }, ... )");
+  if (rc != 0)
+    return rc;
+  int n = config_setting_length(list);
+  if (n <= 0)
+    return fail(ctx, list, P, "expected at least one port");
+  if (!(lw->ports = calloc((size_t)n, sizeof(*lw->ports))))
+    return nomem(ctx);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+    char epath[SETTING_PATH_MAX];
+    path_index(epath, P, (size_t)i);
+    rc = check_list_entry(ctx, e, epath, "{ fport = 1; upstream = \"...\"; }", lorawan_port_keys);
+    if (rc == 0)
+      rc = load_lorawan_port(ctx, e, epath, config, &lw->ports[i]);
+    lw->port_count++;
+    if (rc != 0)
+      return rc;
+    for (size_t j = 0; j < (size_t)i; j++)
+      if (lw->ports[j].fport == lw->ports[i].fport) {
+        char path[SETTING_PATH_MAX];
+        path_member(path, epath, "fport");
+        return fail(ctx, member(e, "fport"), path,
+                    "FPort %u is already given by bindings.lorawan.ports.[%zu]",
+                    lw->ports[i].fport, j);
+      }
+  }
+  return 0;
+}
+
+/* bindings.lorawan (Transport 6.8.4, Appendix C): the network server's MQTT integration. */
+static int load_lorawan(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
+                        gw_lorawan_conf_t *lw) {
+  static const char *const P = "bindings.lorawan";
+  int rc;
+  if ((rc = check_known(ctx, g, P, lorawan_keys)) != 0 ||
+      (rc = get_bool(ctx, g, P, "enabled", NULL, &lw->enabled)) != 0 ||
+      (rc = get_bool(ctx, g, P, "accept_unknown", NULL, &lw->accept_unknown)) != 0 ||
+      (rc = get_bool(ctx, g, P, "confirmed_downlinks", NULL, &lw->confirmed_downlinks)) != 0 ||
+      (rc = get_uint(ctx, g, P, "ack_timeout_s", 1, 86400,
+                     " seconds (Appendix C.2 ACK_TIMEOUT)", NULL, &lw->ack_timeout_s)) != 0 ||
+      (rc = get_uint(ctx, g, P, "max_retransmit", 0, 20, " (Appendix C.2 MAX_RETRANSMIT)", NULL,
+                     &lw->max_retransmit)) != 0 ||
+      (rc = get_uint(ctx, g, P, "downlink_hold_s", 1, 2592000, " seconds", NULL,
+                     &lw->downlink_hold_s)) != 0 ||
+      (rc = load_lorawan_network_server(ctx, g, lw)) != 0 ||
+      (rc = load_lorawan_max_payload(ctx, g, lw)) != 0)
+    return rc;
+  const broker_conf_t broker = BROKER_CONF_OF(lw);
+  if ((rc = load_broker(ctx, g, P, lw->enabled, &broker)) != 0 ||
+      (rc = load_lorawan_password(ctx, g, lw)) != 0 ||
+      (rc = load_lorawan_application(ctx, g, lw)) != 0 ||
+      (rc = load_lorawan_ports(ctx, g, config, lw)) != 0)
+    return rc;
+  /* Last, unlike the other bindings: a build without it still checks the whole group, so a
+   * configuration can be checked before the router image that runs it is built. */
+  return lw->enabled ? refuse_unbuilt(ctx, g, "lorawan", GW_BUILT_LORAWAN) : 0;
+}
+
+/* A device's device_id names a The Things Stack end device: meaningless to ChirpStack. */
+static int check_lorawan_devices(load_ctx_t *ctx, const config_setting_t *root,
+                                 const gw_config_t *config) {
+  if (config->bindings.lorawan.network_server == GW_LNS_TTS)
+    return 0;
+  for (size_t i = 0; i < config->device_count; i++) {
+    const config_setting_t *e = config_setting_get_elem(member(root, "devices"), (unsigned)i);
+    const config_setting_t *id_s = member(e, "device_id");
+    if (!id_s)
+      continue;
+    char epath[SETTING_PATH_MAX], path[SETTING_PATH_MAX];
+    path_index(epath, "devices", i);
+    path_member(path, epath, "device_id");
+    return fail(ctx, id_s, path,
+                "only used with bindings.lorawan.network_server = \"tts\" (The Things Stack's "
+                "end device ID); ChirpStack knows devices by DevEUI");
+  }
+  return 0;
+}
+
 /* A device entry with mqtt_prefix must name a prefix the binding serves. */
 static int check_mqtt_devices(load_ctx_t *ctx, const config_setting_t *root,
                               const gw_config_t *config) {
@@ -1879,21 +2365,15 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
         return rc;
       continue;
     }
-    /* Not built yet: their own settings are accepted unchecked while they stay disabled. */
-    const config_setting_t *enabled_s;
-    bool enabled = false;
-    if ((rc = get_bool(ctx, s, path, "enabled", &enabled_s, &enabled)) != 0)
+    if ((rc = load_lorawan(ctx, s, config, &config->bindings.lorawan)) != 0)
       return rc;
-    if (enabled) {
-      char epath[SETTING_PATH_MAX];
-      path_member(epath, path, "enabled");
-      return fail(ctx, enabled_s, epath, "binding '%s' is not available in this build", name);
-    }
   }
-  if ((rc = check_mqtt_devices(ctx, root, config)) != 0)
+  if ((rc = check_mqtt_devices(ctx, root, config)) != 0 ||
+      (rc = check_lorawan_devices(ctx, root, config)) != 0)
     return rc;
   if (!config->bindings.nidd.enabled && !config->bindings.sms.enabled &&
-      !config->bindings.mqtt.enabled && !config->bindings.http.enabled)
+      !config->bindings.mqtt.enabled && !config->bindings.http.enabled &&
+      !config->bindings.lorawan.enabled)
     return fail(ctx, b ? b : root, "bindings",
                 "no binding is enabled (this build has: %s); set "
                 "bindings.<name>.enabled = true", GW_BUILT_BINDINGS);
@@ -1982,6 +2462,14 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   http->idle_timeout_s = 60;
   http->header_timeout_s = 10;
   http->body_timeout_s = 30;
+  gw_lorawan_conf_t *lorawan = &config->bindings.lorawan;
+  lorawan->keepalive_s = 30;
+  lorawan->qos = 1; /* 0 with The Things Stack: set with network_server */
+  lorawan->ack_timeout_s = 300; /* Appendix C.2 */
+  lorawan->max_retransmit = 4;
+  lorawan->downlink_hold_s = 86400;
+  memcpy(lorawan->max_payload, eu868_max_payload, sizeof(eu868_max_payload));
+  lorawan->max_payload_count = sizeof(eu868_max_payload) / sizeof(eu868_max_payload[0]);
 
   int rc;
   if ((rc = check_config_files(ctx, root)) != 0 ||
@@ -2086,20 +2574,36 @@ static void free_secret(char *s) {
   free(s);
 }
 
+static void broker_conf_free(const broker_conf_t *broker) {
+  free(*broker->broker);
+  free(*broker->client_id);
+  free(*broker->username);
+  free_secret(*broker->password);
+  free(*broker->ca_file);
+  free(*broker->cert_file);
+  free(*broker->key_file);
+}
+
 static void gw_mqtt_conf_free(gw_mqtt_conf_t *mqtt) {
-  free(mqtt->broker);
-  free(mqtt->client_id);
-  free(mqtt->username);
-  free_secret(mqtt->password);
-  free(mqtt->ca_file);
-  free(mqtt->cert_file);
-  free(mqtt->key_file);
+  const broker_conf_t broker = BROKER_CONF_OF(mqtt);
+  broker_conf_free(&broker);
   for (size_t i = 0; i < mqtt->tenant_count; i++) {
     free(mqtt->tenants[i].prefix);
     free(mqtt->tenants[i].upstream);
     free(mqtt->tenants[i].bootstrap);
   }
   free(mqtt->tenants);
+}
+
+static void gw_lorawan_conf_free(gw_lorawan_conf_t *lorawan) {
+  const broker_conf_t broker = BROKER_CONF_OF(lorawan);
+  broker_conf_free(&broker);
+  free(lorawan->application_id);
+  for (size_t i = 0; i < lorawan->port_count; i++) {
+    free(lorawan->ports[i].upstream);
+    free(lorawan->ports[i].bootstrap);
+  }
+  free(lorawan->ports);
 }
 
 static void gw_http_conf_free(gw_http_conf_t *http) {
@@ -2144,6 +2648,9 @@ void gw_config_free(gw_config_t *config) {
     free(d->psk_identity);
     free(d->cert_file);
     free(d->key_file);
+    free(d->dev_eui);
+    free(d->lns_device_id);
+    free(d->objects);
     explicit_bzero(d->psk_key, sizeof(d->psk_key));
     free(d->sms_psk.identity);
     explicit_bzero(&d->sms_psk, sizeof(d->sms_psk));
@@ -2163,6 +2670,7 @@ void gw_config_free(gw_config_t *config) {
   free(sms->allow);
   gw_mqtt_conf_free(&config->bindings.mqtt);
   gw_http_conf_free(&config->bindings.http);
+  gw_lorawan_conf_free(&config->bindings.lorawan);
   memset(config, 0, sizeof(*config));
 }
 
@@ -2197,6 +2705,8 @@ bool gw_device_conf_session_changed(const gw_device_conf_t *a, const gw_device_c
   return strings_differ(a->endpoint, b->endpoint) || strings_differ(a->upstream, b->upstream) ||
          strings_differ(a->msisdn, b->msisdn) || strings_differ(a->ue_address, b->ue_address) ||
          strings_differ(a->external_id, b->external_id) ||
+         strings_differ(a->dev_eui, b->dev_eui) ||
+         strings_differ(a->lns_device_id, b->lns_device_id) ||
          strings_differ(a->psk_identity, b->psk_identity) || a->psk_key_len != b->psk_key_len ||
          a->sms_security != b->sms_security ||
          strings_differ(a->sms_psk.identity, b->sms_psk.identity) ||

@@ -88,6 +88,16 @@ typedef struct {
   uint8_t sms_key_params[GW_SMS_KEY_PARAMS_LEN];
   uint8_t sms_secret[GW_PSK_KEY_MAX];
   size_t sms_secret_len;
+  /* LoRaWAN binding (Transport 6.8.4). */
+  char *dev_eui;       /* the DevEUI: 16 hex digits in the file, any case, kept as 16 upper-case
+                          hex digits; unique among devices. With it, endpoint defaults to it
+                          (Transport table 6.8.4-1: "Endpoint Client Name ... default DevEUI") */
+  char *lns_device_id; /* setting device_id: the TTS end device ID; default "eui-" + the DevEUI
+                          in lower case, as TTS's console names devices; only meaningful with
+                          TTS; set whenever dev_eui is */
+  char *objects;       /* the device's Objects and Object Instances as CoRE link format
+                          ("</1/0>,</3/0>,</5>"), for a LoRaWAN device that registers without its
+                          object list (Transport table 6.8.4-1); never lists object 0; optional */
 } gw_device_conf_t;
 
 typedef struct {
@@ -172,6 +182,39 @@ typedef struct {
   uint32_t body_timeout_s;   /* its body within this after the header; default 30 */
 } gw_http_conf_t;
 
+/* One FPort of bindings.lorawan.ports: the device's server URI is lorawan://{fport} (Transport 6.8.4). */
+typedef struct {
+  uint8_t fport;     /* 1..255, unique among ports */
+  char *upstream;    /* upstream name for LwM2M servers on this port; NULL = the device's, else the default */
+  char *bootstrap;   /* upstream name of a bootstrap server: this port is the bootstrap server's; exactly one of upstream/bootstrap may be set (neither = upstream default) */
+} gw_lorawan_port_conf_t;
+
+typedef enum { GW_LNS_CHIRPSTACK = 0, GW_LNS_TTS = 1 } gw_lns_kind_t;
+
+#define GW_LORAWAN_MAX_PAYLOAD_DRS 16
+
+/* bindings.lorawan (Transport 6.8.4, Appendix C): the gateway is the LoRaWAN Application Server of one application of a network server, over its MQTT integration. */
+typedef struct {
+  bool enabled;
+  char *broker;        /* same URI schemes and checks as bindings.mqtt.broker; required when enabled */
+  char *client_id;     /* optional, as bindings.mqtt */
+  char *username;      /* optional; TTS: "{application id}@{tenant id}", default application_id */
+  char *password;      /* optional, from password or password_file; TTS: its API key, which must come from api_key_file (or password_file): a private file; required with TTS when enabled */
+  char *ca_file, *cert_file, *key_file; /* TLS, optional, as bindings.mqtt */
+  uint32_t keepalive_s;      /* setting keepalive, as bindings.mqtt; default 30 */
+  uint32_t qos;              /* 0..1; default 1 for chirpstack; TTS supports QoS 0 only: default 0 and anything else is an error */
+  gw_lns_kind_t network_server; /* "chirpstack" (default) or "tts" */
+  char *application_id;      /* required when enabled: ChirpStack the application's UUID (kept in lower case, as in its topics), TTS "app@tenant" or "app" (TTS ids: 3..36 of a-z, 0-9, single '-' inside) */
+  gw_lorawan_port_conf_t *ports; size_t port_count; /* required when enabled, at least one */
+  bool accept_unknown;       /* DevEUIs not listed in devices are served; default false */
+  bool confirmed_downlinks;  /* LoRaWAN confirmed downlinks (Appendix C.3.1); default false: unconfirmed with the Appendix C.3.2 retransmission */
+  uint32_t ack_timeout_s;    /* Appendix C.2 ACK_TIMEOUT; default 300; 1..86400 */
+  uint32_t max_retransmit;   /* Appendix C.2 MAX_RETRANSMIT; default 4; 0..20 */
+  uint32_t max_payload[GW_LORAWAN_MAX_PAYLOAD_DRS]; /* largest application payload N per data rate, DR0 first; default the EU868 table: 51,51,51,115,242,242,242,242 (ChirpStack lrwn/src/region/eu868.rs, not repeater compatible) */
+  size_t max_payload_count;  /* entries set; 8 by default; `max_payload = [ ... ]` replaces the table: 1..16 entries, each 11..255 */
+  uint32_t downlink_hold_s;  /* a server request waits this long at most for a class A device to open an RX window before 5.04; default 86400 */
+} gw_lorawan_conf_t;
+
 typedef struct {
   char *path; /* the file it came from */
   gw_gateway_conf_t gateway;
@@ -184,6 +227,7 @@ typedef struct {
     gw_sms_conf_t sms;
     gw_mqtt_conf_t mqtt;
     gw_http_conf_t http;
+    gw_lorawan_conf_t lorawan;
   } bindings;
 } gw_config_t;
 

@@ -1056,31 +1056,17 @@ static void test_bindings(void **state) {
            "<string>:3: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = { };\n", "<string>:2: bindings: no binding is enabled", NULL);
   load_err(UP "bindings = ( );\n", "<string>:2: bindings: expected a group", "got a list");
-  static const char *const unavailable[] = {"lorawan"};
-  char text[1024], prefix[128], detail[128];
-  for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++) {
-    snprintf(text, sizeof(text),
-             UP "bindings = {\n  nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
-                "  %s = { enabled = true; };\n};\n",
-             unavailable[i]);
-    snprintf(prefix, sizeof(prefix), "<string>:4: bindings.%s.enabled: ", unavailable[i]);
-    snprintf(detail, sizeof(detail), "binding '%s' is not available in this build",
-             unavailable[i]);
-    load_err(text, prefix, detail);
-    snprintf(text, sizeof(text), UP "bindings = { %s = { enabled = \"no\"; }; };\n",
-             unavailable[i]);
-    snprintf(prefix, sizeof(prefix), "<string>:2: bindings.%s.enabled: expected true or false",
-             unavailable[i]);
-    load_err(text, prefix, NULL);
-    snprintf(text, sizeof(text), UP "bindings = { %s = 1; };\n", unavailable[i]);
-    snprintf(prefix, sizeof(prefix), "<string>:2: bindings.%s: expected a group",
-             unavailable[i]);
-    load_err(text, prefix, NULL);
-  }
-  /* disabled bindings keep their own settings unchecked */
+  load_err(UP "bindings = { lorawan = { enabled = \"no\"; }; };\n",
+           "<string>:2: bindings.lorawan.enabled: expected true or false", NULL);
+  load_err(UP "bindings = { lorawan = 1; };\n", "<string>:2: bindings.lorawan: expected a group",
+           NULL);
+  /* disabled bindings still have their settings checked: a typo is a typo */
   load_ok(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
              "  sms = { modem = \"/dev/ttyUSB2\"; pin = \"1234\"; allow = [ \"1415\" ]; };\n"
-             "  lorawan = { enabled = false; region = \"EU868\"; x = { y = 1; }; }; };\n");
+             "  lorawan = { enabled = false; network_server = \"tts\"; }; };\n");
+  load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
+              "  lorawan = { enabled = false; region = \"EU868\"; }; };\n",
+           "<string>:3: bindings.lorawan.region: unknown setting", "network_server");
   load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
               "  coap = { enabled = false; }; };\n",
            "<string>:3: bindings.coap: unknown binding", "nidd, sms, mqtt, http or lorawan");
@@ -1319,6 +1305,483 @@ static void test_nidd(void **state) {
            "<string>:3: bindings.nidd.sgi.listen: expected \"host:port\"", NULL);
 }
 
+/* ---- bindings.lorawan and the devices' LoRaWAN settings (Transport 6.8.4, Appendix C) ---- */
+
+/* Line 2 opens bindings, line 3 enables nidd (so that no test depends on a WITH_* option), line
+ * 4 is the lorawan group: its settings' errors are reported at line 4. */
+#define LW_BINDINGS(fields)                                                                      \
+  "bindings = {\n  nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"         \
+  "  lorawan = { " fields " };\n};\n"
+#define LW_APP "3f8b4c2e-9d71-4a5b-b6e0-7c1d2a9f4e83"
+#define LW_ON "enabled = true; broker = \"tcp://127.0.0.1:1883\"; "
+#define LW_TTS "network_server = \"tts\"; "
+#define LW_DEV_UPS                                                                               \
+  "upstream = ( { name = \"default\"; uri = \"coap://h\"; }, { name = \"bs\"; uri = \"coap://b\"; } );\n"
+
+/* Whether this build has the lorawan binding, from the message that lists what it has. */
+static bool lorawan_built(void) {
+  gw_config_t c;
+  char msg[512];
+  assert_int_equal(gw_config_load_string(UP, &c, msg, sizeof(msg)), GW_ERR_CONFIG);
+  const char *has = strstr(msg, "(this build has: ");
+  assert_non_null(has);
+  const char *lorawan = strstr(has, "lorawan");
+  return lorawan && lorawan < strchr(has, ')');
+}
+
+/* A configuration enabling the lorawan binding loads in a build that has it; a build without it
+ * refuses exactly that, after checking the rest. Returns whether it loaded. */
+static bool load_enabled_lorawan(const char *text, const char *line_prefix) {
+  if (lorawan_built()) {
+    load_ok(text);
+    return true;
+  }
+  char prefix[128];
+  snprintf(prefix, sizeof(prefix), "%sbindings.lorawan.enabled: ", line_prefix);
+  load_err(text, prefix, "binding 'lorawan' is not available in this build (built without "
+                         "WITH_LORAWAN)");
+  return false;
+}
+
+static void assert_lorawan_defaults(const gw_lorawan_conf_t *lw) {
+  static const uint32_t eu868[] = {51, 51, 51, 115, 242, 242, 242, 242};
+  assert_false(lw->enabled);
+  assert_null(lw->broker);
+  assert_null(lw->client_id);
+  assert_null(lw->username);
+  assert_null(lw->password);
+  assert_null(lw->ca_file);
+  assert_null(lw->cert_file);
+  assert_null(lw->key_file);
+  assert_int_equal(lw->keepalive_s, 30);
+  assert_int_equal(lw->qos, 1);
+  assert_int_equal(lw->network_server, GW_LNS_CHIRPSTACK);
+  assert_null(lw->application_id);
+  assert_null(lw->ports);
+  assert_int_equal(lw->port_count, 0);
+  assert_false(lw->accept_unknown);
+  assert_false(lw->confirmed_downlinks);
+  assert_int_equal(lw->ack_timeout_s, 300);
+  assert_int_equal(lw->max_retransmit, 4);
+  assert_int_equal(lw->max_payload_count, 8);
+  for (size_t i = 0; i < 8; i++)
+    assert_int_equal(lw->max_payload[i], eu868[i]);
+  assert_int_equal(lw->downlink_hold_s, 86400);
+}
+
+static void test_lorawan_defaults(void **state) {
+  (void)state;
+  load_ok(MIN); /* no lorawan group at all */
+  assert_lorawan_defaults(&cfg.bindings.lorawan);
+  load_ok(UP LW_BINDINGS("enabled = false;"));
+  assert_lorawan_defaults(&cfg.bindings.lorawan);
+  /* The Things Stack's MQTT server supports QoS 0 only: its default */
+  load_ok(UP LW_BINDINGS(LW_TTS));
+  assert_int_equal(cfg.bindings.lorawan.network_server, GW_LNS_TTS);
+  assert_int_equal(cfg.bindings.lorawan.qos, 0);
+  load_ok(UP LW_BINDINGS(LW_TTS "qos = 0;"));
+  assert_int_equal(cfg.bindings.lorawan.qos, 0);
+}
+
+/* Every setting read, whether the binding is enabled or not (nor built). */
+static void test_lorawan_settings(void **state) {
+  (void)state;
+  char text[2048];
+  snprintf(text, sizeof(text),
+           LW_DEV_UPS LW_BINDINGS(
+               "enabled = false; broker = \"mqtts://ns.example:8883\"; client_id = \"gw-7\"; "
+               "username = \"u\"; password = \"p\"; ca_file = \"%s\"; cert_file = \"%s\"; "
+               "key_file = \"%s\"; keepalive = 60; qos = 0; network_server = \"chirpstack\"; "
+               "application_id = \"3F8B4C2E-9D71-4A5B-B6E0-7C1D2A9F4E83\"; "
+               "ports = ( { fport = 1; upstream = \"default\"; }, { fport = 2; bootstrap = "
+               "\"bs\"; }, { fport = 255; } ); accept_unknown = true; confirmed_downlinks = "
+               "true; ack_timeout_s = 30; max_retransmit = 0; max_payload = [ 11, 59, 255 ]; "
+               "downlink_hold_s = 3600;"),
+           ca_path, cert_path, key_path);
+  load_ok(text);
+  const gw_lorawan_conf_t *lw = &cfg.bindings.lorawan;
+  assert_string_equal(lw->broker, "mqtts://ns.example:8883");
+  assert_string_equal(lw->client_id, "gw-7");
+  assert_string_equal(lw->username, "u");
+  assert_string_equal(lw->password, "p");
+  assert_string_equal(lw->ca_file, ca_path);
+  assert_string_equal(lw->cert_file, cert_path);
+  assert_string_equal(lw->key_file, key_path);
+  assert_int_equal(lw->keepalive_s, 60);
+  assert_int_equal(lw->qos, 0);
+  assert_int_equal(lw->network_server, GW_LNS_CHIRPSTACK);
+  assert_string_equal(lw->application_id, LW_APP); /* lower case, as in ChirpStack's topics */
+  assert_int_equal(lw->port_count, 3);
+  assert_int_equal(lw->ports[0].fport, 1);
+  assert_string_equal(lw->ports[0].upstream, "default");
+  assert_null(lw->ports[0].bootstrap);
+  assert_int_equal(lw->ports[1].fport, 2);
+  assert_null(lw->ports[1].upstream);
+  assert_string_equal(lw->ports[1].bootstrap, "bs");
+  assert_int_equal(lw->ports[2].fport, 255);
+  assert_null(lw->ports[2].upstream);
+  assert_null(lw->ports[2].bootstrap);
+  assert_true(lw->accept_unknown);
+  assert_true(lw->confirmed_downlinks);
+  assert_int_equal(lw->ack_timeout_s, 30);
+  assert_int_equal(lw->max_retransmit, 0);
+  assert_int_equal(lw->max_payload_count, 3);
+  assert_int_equal(lw->max_payload[0], 11);
+  assert_int_equal(lw->max_payload[1], 59);
+  assert_int_equal(lw->max_payload[2], 255);
+  assert_int_equal(lw->downlink_hold_s, 3600);
+
+  /* 16 data rates at most (DR0..DR15) */
+  load_ok(UP LW_BINDINGS("max_payload = [ 51, 51, 51, 115, 242, 242, 242, 242, 50, 115, 50, 115, "
+                         "11, 11, 11, 11 ];"));
+  assert_int_equal(cfg.bindings.lorawan.max_payload_count, 16);
+  assert_int_equal(cfg.bindings.lorawan.max_payload[15], 11);
+
+  /* The Things Stack: "app@tenant" is the MQTT user name unless one is given */
+  load_ok(UP LW_BINDINGS(LW_TTS "application_id = \"lwm2m-demo@ttn\";"));
+  assert_string_equal(cfg.bindings.lorawan.application_id, "lwm2m-demo@ttn");
+  assert_string_equal(cfg.bindings.lorawan.username, "lwm2m-demo@ttn");
+  load_ok(UP LW_BINDINGS(LW_TTS "application_id = \"app-1\"; username = \"other\";"));
+  assert_string_equal(cfg.bindings.lorawan.application_id, "app-1"); /* TTS Open Source */
+  assert_string_equal(cfg.bindings.lorawan.username, "other");
+  char id36[64];
+  snprintf(id36, sizeof(id36), "a%034db", 0);
+  snprintf(text, sizeof(text), UP LW_BINDINGS(LW_TTS "application_id = \"%s@%s\";"), id36, id36);
+  load_ok(text);
+}
+
+/* Every error, with its file, line and setting; none depends on the binding being built. */
+static void test_lorawan_errors(void **state) {
+  (void)state;
+  /* required when enabled */
+  load_err(UP LW_BINDINGS("enabled = true;"), "<string>:4: bindings.lorawan.broker: missing",
+           "broker URI");
+  load_err(UP LW_BINDINGS(LW_ON), "<string>:4: bindings.lorawan.application_id: missing",
+           "UUID");
+  load_err(UP LW_BINDINGS(LW_ON "application_id = \"" LW_APP "\";"),
+           "<string>:4: bindings.lorawan.ports: missing", "fport = 1");
+  load_err(UP LW_BINDINGS(LW_ON LW_TTS "application_id = \"app@ttn\";"),
+           "<string>:4: bindings.lorawan.api_key_file: missing", "API key");
+
+  static const struct {
+    const char *fields, *prefix, *detail;
+  } cases[] = {
+      {"broker = \"http://x\";", "bindings.lorawan.broker: ", "expected a tcp://, mqtt://, ssl://"},
+      {"broker = 1883;", "bindings.lorawan.broker: ", "got an integer"},
+      {"network_server = \"loriot\";", "bindings.lorawan.network_server: ",
+       "expected \"chirpstack\" or \"tts\" (The Things Stack), got \"loriot\""},
+      {"qos = 2;", "bindings.lorawan.qos: ", "from 0 to 1 (MQTT QoS), got 2"},
+      {LW_TTS "qos = 1;", "bindings.lorawan.qos: ", "The Things Stack supports QoS 0 only"},
+      {LW_TTS "qos = 2;", "bindings.lorawan.qos: ", "QoS 0 only"},
+      {LW_TTS "qos = 3;", "bindings.lorawan.qos: ", "from 0 to 2"},
+      {"keepalive = 4;", "bindings.lorawan.keepalive: ", "from 5 to 3600 seconds, got 4"},
+      {"ack_timeout_s = 0;", "bindings.lorawan.ack_timeout_s: ",
+       "from 1 to 86400 seconds (Appendix C.2 ACK_TIMEOUT), got 0"},
+      {"ack_timeout_s = 86401;", "bindings.lorawan.ack_timeout_s: ", "got 86401"},
+      {"max_retransmit = 21;", "bindings.lorawan.max_retransmit: ",
+       "from 0 to 20 (Appendix C.2 MAX_RETRANSMIT), got 21"},
+      {"max_retransmit = -1;", "bindings.lorawan.max_retransmit: ", "got -1"},
+      {"downlink_hold_s = 0;", "bindings.lorawan.downlink_hold_s: ", "from 1 to 2592000"},
+      {"accept_unknown = 1;", "bindings.lorawan.accept_unknown: ", "expected true or false"},
+      {"confirmed_downlinks = \"yes\";", "bindings.lorawan.confirmed_downlinks: ",
+       "expected true or false"},
+      {"region = \"EU868\";", "bindings.lorawan.region: ", "unknown setting (expected one of: "},
+      /* application_id */
+      {"application_id = \"not-a-uuid\";", "bindings.lorawan.application_id: ",
+       "a UUID such as"},
+      {"application_id = \"3f8b4c2e-9d71-4a5b-b6e0-7c1d2a9f4e8\";",
+       "bindings.lorawan.application_id: ", "a UUID"},
+      {"application_id = \"3f8b4c2e_9d71-4a5b-b6e0-7c1d2a9f4e83\";",
+       "bindings.lorawan.application_id: ", "a UUID"},
+      {"application_id = \"3f8b4c2e-9d71-4a5b-b6e0-7c1d2a9f4e8g\";",
+       "bindings.lorawan.application_id: ", "a UUID"},
+      {"application_id = \"\";", "bindings.lorawan.application_id: ", "empty string"},
+      {LW_TTS "application_id = \"app_1@ttn\";", "bindings.lorawan.application_id: ",
+       "\"application-id@tenant-id\""},
+      {LW_TTS "application_id = \"My-App@ttn\";", "bindings.lorawan.application_id: ",
+       "lower-case"},
+      {LW_TTS "application_id = \"ab@ttn\";", "bindings.lorawan.application_id: ", "3 to 36"},
+      {LW_TTS "application_id = \"app@tt\";", "bindings.lorawan.application_id: ", "3 to 36"},
+      {LW_TTS "application_id = \"my--app\";", "bindings.lorawan.application_id: ",
+       "single '-'"},
+      {LW_TTS "application_id = \"my-app-\";", "bindings.lorawan.application_id: ", "3 to 36"},
+      {LW_TTS "application_id = \"-my-app\";", "bindings.lorawan.application_id: ", "3 to 36"},
+      {LW_TTS "application_id = \"app@\";", "bindings.lorawan.application_id: ", "3 to 36"},
+      {LW_TTS "application_id = \"@ttn\";", "bindings.lorawan.application_id: ", "3 to 36"},
+      {LW_TTS "application_id = \"app@ttn@x\";", "bindings.lorawan.application_id: ", "3 to 36"},
+      {LW_TTS "application_id = \"a0000000000000000000000000000000000b9\";",
+       "bindings.lorawan.application_id: ", "3 to 36"},
+      /* ports */
+      {"ports = ( );", "bindings.lorawan.ports: ", "expected at least one port"},
+      {"ports = 1;", "bindings.lorawan.ports: ", "expected a list ( { fport = 1;"},
+      {"ports = ( 1 );", "bindings.lorawan.ports.[0]: ", "expected a group"},
+      {"ports = ( { fport = 0; } );", "bindings.lorawan.ports.[0].fport: ",
+       "expected an integer from 1 to 255 (Transport 6.8.4: the FPort of lorawan://{fport}; 0 "
+       "is for MAC commands), got 0"},
+      {"ports = ( { fport = 256; } );", "bindings.lorawan.ports.[0].fport: ", "got 256"},
+      {"ports = ( { fport = \"1\"; } );", "bindings.lorawan.ports.[0].fport: ", "got a string"},
+      {"ports = ( { upstream = \"default\"; } );", "bindings.lorawan.ports.[0].fport: ",
+       "missing (expected the FPort of lorawan://{fport}, 1 to 255)"},
+      {"ports = ( { fport = 1; }, { fport = 2; }, { fport = 1; } );",
+       "bindings.lorawan.ports.[2].fport: ", "FPort 1 is already given by bindings.lorawan.ports.[0]"},
+      {"ports = ( { fport = 1; upstream = \"nope\"; } );", "bindings.lorawan.ports.[0].upstream: ",
+       "no upstream is named \"nope\""},
+      {"ports = ( { fport = 2; bootstrap = \"nope\"; } );",
+       "bindings.lorawan.ports.[0].bootstrap: ", "no upstream is named \"nope\""},
+      {"ports = ( { fport = 2; upstream = \"default\"; bootstrap = \"default\"; } );",
+       "bindings.lorawan.ports.[0].bootstrap: ", "not both"},
+      {"ports = ( { fport = 1; port = 2; } );", "bindings.lorawan.ports.[0].port: ",
+       "unknown setting (expected one of: fport, upstream, bootstrap)"},
+      /* max_payload */
+      {"max_payload = 51;", "bindings.lorawan.max_payload: ", "expected an array"},
+      {"max_payload = [ ];", "bindings.lorawan.max_payload: ",
+       "expected 1 to 16 entries (DR0 to DR15), got 0"},
+      {"max_payload = [ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 ];",
+       "bindings.lorawan.max_payload: ", "got 17"},
+      {"max_payload = [ 51, 10 ];", "bindings.lorawan.max_payload.[1]: ",
+       "largest application payload at DR1, an integer from 11 to 255 bytes, got 10"},
+      {"max_payload = [ 256 ];", "bindings.lorawan.max_payload.[0]: ", "got 256"},
+      {"max_payload = ( \"51\" );", "bindings.lorawan.max_payload.[0]: ", "got a string"},
+      /* credentials and TLS */
+      {"api_key = \"NNSXS.X\";", "bindings.lorawan.api_key: ",
+       "an API key is not written into the configuration"},
+      {LW_TTS "api_key = \"NNSXS.X\";", "bindings.lorawan.api_key: ", "set api_key_file"},
+      {LW_TTS "password = \"NNSXS.X\";", "bindings.lorawan.password: ",
+       "The Things Stack's API key must come from api_key_file"},
+      {"api_key_file = \"/etc/hostname\";", "bindings.lorawan.api_key_file: ",
+       "only used with network_server = \"tts\""},
+      {LW_TTS "password_file = \"/etc/hostname\"; api_key_file = \"/etc/hostname\";",
+       "bindings.lorawan.api_key_file: ", "give either password_file or api_key_file, not both"},
+      {"password = \"a\"; password_file = \"/etc/hostname\";", "bindings.lorawan.password_file: ",
+       "not both"},
+      {"password = \"\";", "bindings.lorawan.password: ", "empty string"},
+      {"cert_file = \"/etc/hostname\";", "bindings.lorawan.cert_file: ", "needs key_file"},
+      {"key_file = \"/etc/hostname\";", "bindings.lorawan.key_file: ", "needs cert_file"},
+      {"ca_file = \"/nonexistent/ca.pem\";", "bindings.lorawan.ca_file: ",
+       "cannot read \"/nonexistent/ca.pem\""},
+  };
+  char text[1024], prefix[160];
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(text, sizeof(text), UP LW_BINDINGS("%s"), cases[i].fields);
+    snprintf(prefix, sizeof(prefix), "<string>:4: %s", cases[i].prefix);
+    load_err(text, prefix, cases[i].detail);
+  }
+}
+
+/* A complete enabled group: loaded where the binding is built, refused (after every other check)
+ * where it is not, at the line of enabled. */
+static void test_lorawan_enabled(void **state) {
+  (void)state;
+  const char *text = UP "bindings = {\n"
+                        "  lorawan = {\n"
+                        "    enabled = true; broker = \"tcp://127.0.0.1:1883\";\n"
+                        "    application_id = \"" LW_APP "\";\n"
+                        "    ports = ( { fport = 1; } ); }; };\n";
+  if (load_enabled_lorawan(text, "<string>:4: ")) {
+    assert_true(cfg.bindings.lorawan.enabled);
+    assert_false(cfg.bindings.nidd.enabled); /* lorawan alone is a binding enabled */
+  }
+  /* the check of every other setting comes first */
+  load_err(UP "bindings = {\n  lorawan = {\n    enabled = true; broker = \"tcp://h:1883\";\n"
+              "    application_id = \"" LW_APP "\"; ports = ( { fport = 0; } ); }; };\n",
+           "<string>:5: bindings.lorawan.ports.[0].fport: ", "got 0");
+}
+
+/* The Things Stack's API key comes from a private file; others' reading it is refused. */
+static void test_lorawan_api_key_file(void **state) {
+  (void)state;
+  char key[256], text[1024], conf_path[256];
+  write_file("tts.key", "NNSXS.ABCDEFGHIJKLMNOP.QRSTUVWXYZ\n", key, sizeof(key));
+  snprintf(text, sizeof(text),
+           UP LW_BINDINGS(LW_TTS "application_id = \"app@ttn\"; api_key_file = \"%s\";"), key);
+  load_ok(text);
+  assert_string_equal(cfg.bindings.lorawan.password, "NNSXS.ABCDEFGHIJKLMNOP.QRSTUVWXYZ");
+  assert_string_equal(cfg.bindings.lorawan.username, "app@ttn");
+  /* password_file is the same thing under the MQTT binding's name */
+  snprintf(text, sizeof(text),
+           UP LW_BINDINGS(LW_TTS "application_id = \"app@ttn\"; password_file = \"%s\";"), key);
+  load_ok(text);
+  assert_string_equal(cfg.bindings.lorawan.password, "NNSXS.ABCDEFGHIJKLMNOP.QRSTUVWXYZ");
+
+  snprintf(text, sizeof(text),
+           UP LW_BINDINGS(LW_TTS "application_id = \"app@ttn\"; api_key_file = \"%s\";"), key);
+  assert_int_equal(chmod(key, 0644), 0);
+  load_err(text, "<string>:4: bindings.lorawan.api_key_file: ",
+           "holds a secret but every user can read it (mode 0644)");
+  assert_null(strstr(err, "NNSXS")); /* never the secret itself */
+  assert_int_equal(chmod(key, 0640), 0); /* a service group may read it */
+  load_ok(text);
+  assert_int_equal(chmod(key, 0666), 0); /* anyone may replace it: refused whatever else is set */
+  load_err(text, "<string>:4: bindings.lorawan.api_key_file: ", "every user can write");
+  assert_int_equal(chmod(key, 0600), 0);
+  write_file("empty.key", "\n", key, sizeof(key));
+  snprintf(text, sizeof(text), UP LW_BINDINGS(LW_TTS "api_key_file = \"%s\";"), key);
+  load_err(text, "<string>:4: bindings.lorawan.api_key_file: ", "the application's API key is empty");
+
+  /* An enabled TTS group with its key: complete */
+  write_file("tts.key", "NNSXS.K\n", key, sizeof(key));
+  snprintf(text, sizeof(text),
+           UP "bindings = {\n  lorawan = {\n    enabled = true; " LW_TTS
+              "broker = \"mqtts://eu1.cloud.thethings.network:8883\";\n"
+              "    application_id = \"app@ttn\"; api_key_file = \"%s\"; ports = ( { fport = 1; } );\n"
+              "}; };\n", key);
+  if (load_enabled_lorawan(text, "<string>:4: "))
+    assert_string_equal(cfg.bindings.lorawan.password, "NNSXS.K");
+
+  /* ChirpStack's broker password inline makes the configuration file a secret */
+  write_file("lw-inline.conf", UP LW_BINDINGS("password = \"p\";"), conf_path, sizeof(conf_path));
+  assert_int_equal(load_path(conf_path), GW_OK);
+  assert_int_equal(chmod(conf_path, 0644), 0);
+  assert_int_equal(load_path(conf_path), GW_ERR_CONFIG);
+  assert_non_null(strstr(err, "lw-inline.conf:4: bindings.lorawan.password: "));
+  assert_non_null(strstr(err, "every user can read it"));
+}
+
+/* A configuration with the given device list (line 2) and lorawan fields (line 5). */
+static const char *with_lorawan_devices(const char *devices, const char *lorawan_fields) {
+  static char text[4096];
+  snprintf(text, sizeof(text),
+           LW_DEV_UPS "devices = ( %s );\n"
+                      "bindings = {\n  nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; }; };\n"
+                      "  lorawan = { %s };\n};\n",
+           devices, lorawan_fields);
+  return text;
+}
+
+static void test_device_lorawan(void **state) {
+  (void)state;
+  /* Transport table 6.8.4-1: the endpoint name defaults to the DevEUI */
+  load_ok(with_lorawan_devices("{ dev_eui = \"70b3d57ed0012345\"; }", ""));
+  const gw_device_conf_t *d = &cfg.devices[0];
+  assert_string_equal(d->dev_eui, "70B3D57ED0012345");
+  assert_string_equal(d->endpoint, "70B3D57ED0012345");
+  assert_string_equal(d->lns_device_id, "eui-70b3d57ed0012345"); /* as TTS's console names it */
+  assert_null(d->objects);
+  load_ok(with_lorawan_devices("{ dev_eui = \"70B3d57Ed0012345\"; endpoint = \"probe-7\"; "
+                               "objects = \"</1/0>,</3/0>,</5>\"; }",
+                               ""));
+  assert_string_equal(cfg.devices[0].dev_eui, "70B3D57ED0012345");
+  assert_string_equal(cfg.devices[0].endpoint, "probe-7");
+  assert_string_equal(cfg.devices[0].objects, "</1/0>,</3/0>,</5>");
+  load_ok(with_lorawan_devices("{ dev_eui = \"70B3D57ED0012345\"; device_id = \"probe-7\"; }, "
+                               "{ dev_eui = \"70B3D57ED0012346\"; }",
+                               LW_TTS));
+  assert_string_equal(cfg.devices[0].lns_device_id, "probe-7");
+  assert_string_equal(cfg.devices[1].lns_device_id, "eui-70b3d57ed0012346");
+  assert_string_equal(cfg.devices[1].endpoint, "70B3D57ED0012346");
+  /* devices of other bindings have none of it */
+  load_ok(with_lorawan_devices("{ endpoint = \"a\"; }", ""));
+  assert_null(cfg.devices[0].dev_eui);
+  assert_null(cfg.devices[0].lns_device_id);
+  load_err(with_lorawan_devices("{ msisdn = \"14155550125\"; }", ""),
+           "<string>:2: devices.[0].endpoint: missing", NULL);
+
+  static const char *const bad_euis[] = {"70B3D57ED001234", "70B3D57ED00123456",
+                                         "70B3D57ED001234G", "70-B3-D5-7E-D0-01-23-45",
+                                         " 70B3D57ED0012345"};
+  char fields[2048];
+  for (size_t i = 0; i < sizeof(bad_euis) / sizeof(bad_euis[0]); i++) {
+    snprintf(fields, sizeof(fields), "{ dev_eui = \"%s\"; }", bad_euis[i]);
+    load_err(with_lorawan_devices(fields, ""), "<string>:2: devices.[0].dev_eui: ",
+             "expected the DevEUI as 16 hex digits");
+  }
+  load_err(with_lorawan_devices("{ dev_eui = 1; }", ""), "<string>:2: devices.[0].dev_eui: ",
+           "got an integer");
+
+  /* unique, whatever the case; a DevEUI is reported before the endpoint it gives */
+  load_err(LW_DEV_UPS "devices = (\n { dev_eui = \"70B3D57ED0012345\"; },\n"
+                      " { dev_eui = \"70b3d57ed0012345\"; endpoint = \"b\"; } );\n" NIDD,
+           "<string>:4: devices.[1].dev_eui: this value is already used by devices.[0] (line 3)",
+           NULL);
+  load_err(LW_DEV_UPS "devices = (\n { dev_eui = \"70B3D57ED0012345\"; },\n"
+                      " { dev_eui = \"70B3D57ED0012345\"; } );\n" NIDD,
+           "<string>:4: devices.[1].dev_eui: this value is already used", NULL);
+  /* an endpoint by default clashing with one given: reported at its entry */
+  load_err(LW_DEV_UPS "devices = (\n { endpoint = \"70B3D57ED0012345\"; },\n"
+                      " { dev_eui = \"70B3D57ED0012345\"; } );\n" NIDD,
+           "<string>:4: devices.[1].endpoint: this value is already used by devices.[0] (line 3)",
+           NULL);
+  load_err(with_lorawan_devices("{ dev_eui = \"70B3D57ED0012345\"; device_id = \"probe\"; }, "
+                                "{ dev_eui = \"70B3D57ED0012346\"; device_id = \"probe\"; }",
+                                LW_TTS),
+           "<string>:2: devices.[1].device_id: this value is already used by devices.[0]", NULL);
+
+  /* device_id: a TTS end device ID, only for a LoRaWAN device behind TTS */
+  load_err(with_lorawan_devices("{ dev_eui = \"70B3D57ED0012345\"; device_id = \"Probe\"; }",
+                                LW_TTS),
+           "<string>:2: devices.[0].device_id: ",
+           "expected a The Things Stack end device ID: 3 to 36 lower-case letters");
+  load_err(with_lorawan_devices("{ endpoint = \"a\"; device_id = \"probe\"; }", LW_TTS),
+           "<string>:2: devices.[0].device_id: ", "only used with dev_eui");
+  load_err(with_lorawan_devices("{ dev_eui = \"70B3D57ED0012345\"; device_id = \"probe\"; }", ""),
+           "<string>:2: devices.[0].device_id: ",
+           "only used with bindings.lorawan.network_server = \"tts\"");
+  load_err(with_lorawan_devices("{ endpoint = \"a\"; objects = \"</1/0>\"; }", ""),
+           "<string>:2: devices.[0].objects: ", "only used with dev_eui");
+
+  /* objects: a plausible Register payload, never the Security Object */
+  static const char *const good_objects[] = {
+      "</1/0>",
+      "</1/0>,</3/0>,</3303/0>,</3303/1>,</65535>",
+      "</1/0>, </3/0>",
+      "</>;rt=\\\"oma.lwm2m\\\";ct=11543,</1/0>,</3/0>;ver=1.1",
+      "</lwm2m>;rt=\\\"oma.lwm2m\\\",</lwm2m/1/0>,</lwm2m/3/0>",
+      "</1/0>,</lwm2m>;rt=\\\"oma.lwm2m\\\",</lwm2m/3/0>",
+      "</3/0>;title=\\\"a,b\\\",</5>",
+      "</10>", /* object 10 is not object 0 */
+  };
+  for (size_t i = 0; i < sizeof(good_objects) / sizeof(good_objects[0]); i++) {
+    snprintf(fields, sizeof(fields), "{ dev_eui = \"70B3D57ED0012345\"; objects = \"%s\"; }",
+             good_objects[i]);
+    load_ok(with_lorawan_devices(fields, ""));
+  }
+  static const struct {
+    const char *objects, *reason;
+  } bad_objects[] = {
+      {"1/0", "it does not start with '<'"},
+      {"</0/0>", "it lists the Security Object (</0...>), which Transport table 6.8.4-1 says MUST "
+                 "not be part of the list"},
+      {"</1/0>,</0>", "Security Object"},
+      {"</00/1>", "Security Object"},
+      {"</lwm2m>;rt=\\\"oma.lwm2m\\\",</lwm2m/0/0>,</lwm2m/1/0>", "Security Object"},
+      {"</1/0>,", "it ends with ','"},
+      {"</1/0>,,</3/0>", "an entry does not start with '<'"},
+      {"</1/0> </3/0>", "something other than ;attributes follows a <path>"},
+      {"</1/0>x", "something other than ;attributes follows a <path>"},
+      {"</abc>", "not </object> or </object/instance>"},
+      {"</1/0/1>", "not </object> or </object/instance>"},
+      {"</1//0>", "not </object>"},
+      {"</1/0/>", "not </object>"},
+      {"</70000>", "numbers up to 65535"},
+      {"</1234567>", "numbers up to 65535"},
+      {"</1/0", "'<' without '>'"},
+      {"</1/0>;title=\\\"a", "a quoted attribute value is not closed"},
+      {"</1/0>\\t", "outside printable ASCII"},
+  };
+  for (size_t i = 0; i < sizeof(bad_objects) / sizeof(bad_objects[0]); i++) {
+    snprintf(fields, sizeof(fields), "{ dev_eui = \"70B3D57ED0012345\"; objects = \"%s\"; }",
+             bad_objects[i].objects);
+    load_err(with_lorawan_devices(fields, ""), "<string>:2: devices.[0].objects: expected the "
+                                               "Objects and Object Instances in CoRE link format",
+             bad_objects[i].reason);
+  }
+  /* 1024 bytes at most: 203 times "</1>," and "</1/1234>" */
+  char objects[1100] = "";
+  for (int i = 0; i < 203; i++)
+    strcat(objects, "</1>,");
+  strcat(objects, "</1/1234>");
+  assert_int_equal(strlen(objects), 1024);
+  snprintf(fields, sizeof(fields), "{ dev_eui = \"70B3D57ED0012345\"; objects = \"%s\"; }",
+           objects);
+  load_ok(with_lorawan_devices(fields, ""));
+  assert_int_equal(strlen(cfg.devices[0].objects), 1024);
+  strcpy(objects + 1015, "</1/12345>");
+  snprintf(fields, sizeof(fields), "{ dev_eui = \"70B3D57ED0012345\"; objects = \"%s\"; }",
+           objects);
+  load_err(with_lorawan_devices(fields, ""), "<string>:2: devices.[0].objects: ",
+           "it is longer than 1024 bytes");
+}
+
 /* ---- the DESIGN.md example, with nidd enabled instead of sms ---- */
 
 static void test_design_example(void **state) {
@@ -1455,6 +1918,126 @@ static void test_shipped_example(void **state) {
   assert_int_equal(cfg.devices[1].psk_key_len, 16);
 }
 
+/* The shipped examples' folder: beside GW_EXAMPLE_CONF (set by ctest), else found from here. */
+static void example_path(const char *name, char *out, size_t size) {
+  const char *conf = getenv("GW_EXAMPLE_CONF");
+  const char *slash = conf ? strrchr(conf, '/') : NULL;
+  if (slash) {
+    snprintf(out, size, "%.*s/%s", (int)(slash - conf), conf, name);
+    return;
+  }
+  const char *dirs[] = {"conf", "../conf", "../../conf"};
+  for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+    snprintf(out, size, "%s/%s", dirs[i], name);
+    if (access(out, R_OK) == 0)
+      return;
+  }
+  fail_msg("conf/%s not found; ctest sets GW_EXAMPLE_CONF", name);
+}
+
+/* text with every "from" replaced by "to"; frees text, the result is the caller's. */
+static char *replaced(char *text, const char *from, const char *to) {
+  size_t count = 0;
+  for (const char *p = text; (p = strstr(p, from)) != NULL; p += strlen(from))
+    count++;
+  char *out = malloc(strlen(text) + count * strlen(to) + 1);
+  assert_non_null(out);
+  out[0] = '\0';
+  const char *p = text;
+  for (const char *hit; (hit = strstr(p, from)) != NULL; p = hit + strlen(from)) {
+    strncat(out, p, (size_t)(hit - p));
+    strcat(out, to);
+  }
+  strcat(out, p);
+  free(text);
+  return out;
+}
+
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    fail_msg("cannot open %s", path);
+  char *text = calloc(1, 65536);
+  assert_non_null(text);
+  size_t n = fread(text, 1, 65535, f);
+  fclose(f);
+  assert_true(n < 65535);
+  return text;
+}
+
+/* An example as shipped loads where the binding is built; elsewhere it fails only at
+ * bindings.lorawan.enabled. Then it is loaded with the binding disabled and nidd enabled
+ * instead, so that what it holds is checked in every build. text is consumed. */
+static void load_lorawan_example(const char *name, char *text) {
+  char installed[512];
+  write_file(name, text, installed, sizeof(installed)); /* private, as install -m 600 makes it */
+  if (load_path(installed) != 0 &&
+      (lorawan_built() || !strstr(err, "bindings.lorawan.enabled: binding 'lorawan' is not "
+                                       "available in this build")))
+    fail_msg("%s", err);
+  text = replaced(text, "enabled = true;", "enabled = false;");
+  text = replaced(text, "bindings = {\n", "bindings = {\n  nidd = { enabled = true; sgi = { "
+                                          "listen = \"127.0.0.1:5685\"; }; };\n");
+  write_file(name, text, installed, sizeof(installed));
+  free(text);
+  if (load_path(installed) != 0)
+    fail_msg("%s", err);
+}
+
+/* The two LoRaWAN examples, conf/lorawan-chirpstack.conf and conf/lorawan-tts.conf, load. */
+static void test_lorawan_examples(void **state) {
+  (void)state;
+  char src[512], installed[512];
+  example_path("lorawan-chirpstack.conf", src, sizeof(src));
+  load_lorawan_example("lorawan-chirpstack.conf", read_text(src));
+  const gw_lorawan_conf_t *lw = &cfg.bindings.lorawan;
+  assert_int_equal(lw->network_server, GW_LNS_CHIRPSTACK);
+  assert_string_equal(lw->broker, "tcp://127.0.0.1:1883");
+  assert_string_equal(lw->application_id, LW_APP);
+  assert_int_equal(lw->qos, 1);
+  assert_int_equal(lw->port_count, 2);
+  assert_int_equal(lw->ports[0].fport, 1);
+  assert_string_equal(lw->ports[0].upstream, "default");
+  assert_int_equal(lw->ports[1].fport, 2);
+  assert_string_equal(lw->ports[1].bootstrap, "bootstrap");
+  assert_int_equal(cfg.device_count, 2);
+  assert_string_equal(cfg.devices[0].endpoint, "70B3D57ED0012345");
+  assert_string_equal(cfg.devices[0].objects, "</1/0>,</3/0>,</5>");
+  assert_string_equal(cfg.devices[1].dev_eui, "70B3D57ED0012346");
+  assert_string_equal(cfg.devices[1].endpoint, "soil-probe-7");
+
+  /* As shipped, on a machine without the API key yet: that is its only error. */
+  example_path("lorawan-tts.conf", src, sizeof(src));
+  if (access("/etc/lwm2m-gw/tts.key", F_OK) != 0) {
+    char *shipped = read_text(src);
+    write_file("lorawan-tts-as-shipped.conf", shipped, installed, sizeof(installed));
+    free(shipped);
+    assert_int_equal(load_path(installed), GW_ERR_CONFIG);
+    assert_non_null(strstr(err, ": bindings.lorawan.api_key_file: cannot read "
+                                "\"/etc/lwm2m-gw/tts.key\": No such file or directory"));
+  }
+  /* With the key where it says, here the test's directory (and a trust anchor where the
+   * machine has no system store). */
+  char key[256], dir_slash[128];
+  write_file("tts.key", "NNSXS.EXAMPLE.KEY\n", key, sizeof(key));
+  snprintf(dir_slash, sizeof(dir_slash), "%s/", tmp_dir);
+  char *text = replaced(read_text(src), "/etc/lwm2m-gw/", dir_slash);
+  if (access("/etc/ssl/certs/ca-certificates.crt", R_OK) != 0)
+    text = replaced(text, "/etc/ssl/certs/ca-certificates.crt", ca_path);
+  load_lorawan_example("lorawan-tts.conf", text);
+  assert_int_equal(lw->network_server, GW_LNS_TTS);
+  assert_int_equal(lw->qos, 0);
+  assert_string_equal(lw->broker, "mqtts://eu1.cloud.thethings.network:8883");
+  assert_non_null(lw->ca_file);
+  assert_string_equal(lw->application_id, "lwm2m-demo@ttn");
+  assert_string_equal(lw->username, "lwm2m-demo@ttn");
+  assert_string_equal(lw->password, "NNSXS.EXAMPLE.KEY");
+  assert_int_equal(lw->port_count, 1);
+  assert_string_equal(cfg.devices[0].endpoint, "70B3D57ED0012345");
+  assert_string_equal(cfg.devices[0].lns_device_id, "eui-70b3d57ed0012345");
+  assert_string_equal(cfg.devices[1].lns_device_id, "soil-probe-7");
+}
+
 /* ---- reload, free, error buffer ---- */
 
 static void test_session_changed(void **state) {
@@ -1527,6 +2110,24 @@ static void test_session_changed(void **state) {
   load_ok(with_device(ups, fields_a));
   assert_false(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
   gw_config_free(&a);
+
+  /* LoRaWAN: the DevEUI and the TTS device ID address the device; its object list does not */
+  assert_int_equal(gw_config_load_string(with_lorawan_devices("{ dev_eui = \"70B3D57ED0012345\"; "
+                                                              "objects = \"</1/0>\"; }",
+                                                              LW_TTS),
+                                         &a, err, sizeof(err)),
+                   0);
+  load_ok(with_lorawan_devices("{ dev_eui = \"70b3d57ed0012345\"; objects = \"</1/0>,</3/0>\"; }",
+                               LW_TTS));
+  assert_false(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  load_ok(with_lorawan_devices("{ dev_eui = \"70B3D57ED0012346\"; endpoint = \"70B3D57ED0012345\"; "
+                               "device_id = \"eui-70b3d57ed0012345\"; }",
+                               LW_TTS));
+  assert_true(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  load_ok(with_lorawan_devices("{ dev_eui = \"70B3D57ED0012345\"; device_id = \"probe-7\"; }",
+                               LW_TTS));
+  assert_true(gw_device_conf_session_changed(&a.devices[0], &cfg.devices[0]));
+  gw_config_free(&a);
 }
 
 static void test_config_free(void **state) {
@@ -1582,6 +2183,10 @@ int main(void) {
       cmocka_unit_test(test_nidd),             cmocka_unit_test(test_mqtt),
       cmocka_unit_test(test_http),
       cmocka_unit_test(test_http_limits),
+      cmocka_unit_test(test_lorawan_defaults), cmocka_unit_test(test_lorawan_settings),
+      cmocka_unit_test(test_lorawan_errors),   cmocka_unit_test(test_lorawan_enabled),
+      cmocka_unit_test(test_lorawan_api_key_file), cmocka_unit_test(test_device_lorawan),
+      cmocka_unit_test(test_lorawan_examples),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_included_secret_checked_from_any_directory),
       cmocka_unit_test(test_world_writable_files_refused),
