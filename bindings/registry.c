@@ -15,6 +15,9 @@ extern const gw_binding_ops_t gw_mqtt_binding;
 #ifdef WITH_HTTP
 extern const gw_binding_ops_t gw_http_binding;
 #endif
+#ifdef WITH_LORAWAN
+extern const gw_binding_ops_t gw_lorawan_binding;
+#endif
 
 static const gw_binding_ops_t *const registry[] = {
 #ifdef WITH_NIDD
@@ -28,6 +31,9 @@ static const gw_binding_ops_t *const registry[] = {
 #endif
 #ifdef WITH_HTTP
     &gw_http_binding,
+#endif
+#ifdef WITH_LORAWAN
+    &gw_lorawan_binding,
 #endif
     NULL};
 

@@ -365,6 +365,7 @@ int gw_gateway_reload(gw_gateway_t *gw, gw_config_t *next) {
   SWAP(old.bindings.sms, next->bindings.sms);
   SWAP(old.bindings.mqtt, next->bindings.mqtt);
   SWAP(old.bindings.http, next->bindings.http);
+  SWAP(old.bindings.lorawan, next->bindings.lorawan);
   /* The SMS allow-list is like the devices list: it takes effect at once. */
   SWAP(old.bindings.sms.allow, next->bindings.sms.allow);
   SWAP(old.bindings.sms.allow_count, next->bindings.sms.allow_count);

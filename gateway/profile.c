@@ -199,9 +199,11 @@ int gw_profile_rewrite_query(const gw_coap_msg_t *msg, bool is_register,
     if (append_rewritten(&q, opt, is_register, rules, add_queue, out_list) != 0)
       return -1;
   }
-  /* No b= means U (LwM2M Core 6.2.1); the link's own letter is declared all the same. */
+  /* No b= means U (LwM2M Core 6.2.1); the link's own letter, and queue mode the device did
+   * not announce itself (a LoRaWAN device: Transport table 6.8.4-1), are declared all the same. */
   if (is_register && rules->profile == GW_PROFILE_LWM2M11 &&
-      is_transport_letter(rules->link_letter) && !gw_reg_has_query(msg, "b", true)) {
+      (is_transport_letter(rules->link_letter) || add_queue) &&
+      !gw_reg_has_query(msg, "b", true)) {
     reg_query_t implicit_u = {"b", 1, "U", 1};
     char binding[8];
     if (list_append(out_list, "b=", binding,
