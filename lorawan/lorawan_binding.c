@@ -34,6 +34,7 @@
 #include "coap_msg.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_random.h"
 #include "gw_text.h"
 #include "mqtt_client.h"
 #include "ns_event.h"
@@ -108,7 +109,6 @@ typedef struct {
   gw_region_t region;
   gw_link_policy_t policy;
   mqtt_client_t *client;
-  gw_local_answers_t local; /* 4.09 to a Register without object list */
   lora_device_t **buckets;
   size_t bucket_count, device_count, max_devices;
   lora_pending_t *pending; /* newest first */
@@ -414,6 +414,20 @@ static const char *complete_objects(lora_binding_t *b, lora_device_t *d, uint8_t
   return "";
 }
 
+static int lora_send(gw_binding_t *binding, const gw_baddr_t *to, const uint8_t *data,
+                     size_t len);
+
+/* The binding's own answer to a device's request, piggybacked (6.8.4), as a downlink frame. */
+static void answer_device(lora_binding_t *b, const gw_baddr_t *to, const gw_coap_msg_t *req,
+                          uint8_t code, const char *diagnostic) {
+  gw_coap_msg_t m;
+  uint8_t out[GW_COAP_MAX_TOKEN + 8 + GW_COAP_DIAGNOSTIC_MAX];
+  gw_coap_answer_init(&m, req, code, gw_random_u16(), diagnostic);
+  size_t len = gw_coap_serialize(&m, out, sizeof(out));
+  if (!len || lora_send(&b->base, to, out, len) != GW_OK)
+    GW_WARN_LIMITED(MOD, "%s: the gateway's answer could not be sent", to->text);
+}
+
 static void add_query(gw_coap_msg_t *m, const char *query) {
   gw_coap_add_option(m, GW_COAP_OPT_URI_QUERY, (const uint8_t *)query, strlen(query));
 }
@@ -425,9 +439,8 @@ static size_t complete_register(lora_binding_t *b, lora_device_t *d, uint8_t fpo
     b->metrics.object_lists_missing++;
     GW_NOTICE_LIMITED(MOD, "%s: Register without object list and none known: 4.09 (Transport "
                            "table 6.8.4-1)", from->text);
-    if (gw_local_answer(&b->local, from, &r->msg, GW_COAP_CONFLICT,
-                        "object list required: none configured or kept") != GW_OK)
-      GW_WARN_LIMITED(MOD, "%s: 4.09 could not be queued", from->text);
+    answer_device(b, from, &r->msg, GW_COAP_CONFLICT,
+                  "object list required: none configured or kept");
     return 0;
   }
   bool completed = false;
@@ -637,7 +650,6 @@ static int lora_create(const gw_config_t *config, const gw_binding_env_t *env,
     table[i] = b->conf->max_payload[i];
   if (table_len && gw_region_set_table(&b->region, table, table_len) != GW_OK)
     GW_WARN(MOD, "bindings.lorawan.max_payload not usable; the EU868 table applies");
-  gw_local_answers_init(&b->local, &b->base, env);
   b->max_devices = config->gateway.max_devices;
   b->max_pending = LORA_PENDING_PER_DEVICE * (size_t)config->gateway.max_devices;
   b->bucket_count = 64;
@@ -695,7 +707,6 @@ static int lora_start(gw_binding_t *binding) {
 
 static void lora_stop(gw_binding_t *binding) {
   lora_binding_t *b = (lora_binding_t *)binding;
-  gw_local_answers_stop(&b->local);
   mqtt_client_free(&b->client);
 }
 
