@@ -234,22 +234,28 @@ static int take_payload(const char *b64, size_t len, gw_ns_event_t *out, const c
   return rc == GW_OK ? GW_OK : GW_ERR_INVAL;
 }
 
-/* FPort, FCnt and the confirmed flag of an uplink, under either network server's names. A
- * missing FPort is 0 (out of range) where the producer leaves zeros out (TTS), an error where it
- * emits every field (ChirpStack). FCnt and confirmed default to 0 and false. */
+/* take_frame's answer for a frame without FPort. */
+#define NO_FPORT 1
+
+/* FPort, FCnt and the confirmed flag of an uplink, under either network server's names; FCnt
+ * and confirmed default to 0 and false. A missing FPort is 0 (TTS leaves zeros out, ChirpStack
+ * before 4.1 too). FPort 0 (MAC commands only) or none (an empty frame, which a class A device
+ * sends to open its receive windows) are valid uplinks with nothing for the application:
+ * ChirpStack still sends them as up events (uplink/data.rs: f_port: f_port.unwrap_or(0)). For
+ * those NO_FPORT, with the reason in out->reason; otherwise GW_OK or GW_ERR_INVAL. */
 static int take_frame(json_object *o, const char *fport_key, const char *fcnt_key,
-                      bool fport_required, gw_ns_event_t *out, const char **why) {
+                      gw_ns_event_t *out, const char **why) {
   uint64_t fport = 0, fcnt = 0;
   bool present;
   if (get_uint(o, fport_key, UINT32_MAX, &fport, &present) < 0) {
     *why = "fPort not an integer";
     return GW_ERR_INVAL;
   }
-  if (!present && fport_required) {
-    *why = "missing field fPort";
-    return GW_ERR_INVAL;
+  if (fport == 0) {
+    snprintf(out->reason, sizeof out->reason, "uplink without FPort (MAC commands or empty)");
+    return NO_FPORT;
   }
-  if (fport < 1 || fport > 255) {
+  if (fport > 255) {
     *why = "fPort out of range";
     return GW_ERR_INVAL;
   }
@@ -311,8 +317,9 @@ static int cs_uplink(json_object *root, gw_ns_event_t *out, const char **why) {
     *why = "payload encrypted by the join server (joinServerContext)";
     return GW_ERR_INVAL;
   }
-  if (take_frame(root, "fPort", "fCnt", true, out, why) != GW_OK)
-    return GW_ERR_INVAL;
+  int rc = take_frame(root, "fPort", "fCnt", out, why);
+  if (rc != GW_OK)
+    return rc == NO_FPORT ? GW_OK : GW_ERR_INVAL;
   if (get_uint(root, "dr", UINT32_MAX, &v, &present) < 0 || (present && v >= GW_REGION_DR_COUNT)) {
     *why = "dr out of range";
     return GW_ERR_INVAL;
@@ -546,8 +553,9 @@ static int tts_uplink(json_object *root, gw_ns_event_t *out, const char **why) {
     *why = "missing field uplink_message";
     return GW_ERR_INVAL;
   }
-  if (take_frame(up, "f_port", "f_cnt", false, out, why) != GW_OK)
-    return GW_ERR_INVAL;
+  int rc = take_frame(up, "f_port", "f_cnt", out, why);
+  if (rc != GW_OK)
+    return rc == NO_FPORT ? GW_OK : GW_ERR_INVAL;
   if (get_string(up, "frm_payload", &s, &len) < 0) {
     *why = "frm_payload not a string";
     return GW_ERR_INVAL;

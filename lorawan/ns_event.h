@@ -46,7 +46,8 @@ typedef enum {
   GW_NS_EV_TX_ERROR,  /* CS log DOWNLINK_GATEWAY (TOO_LATE, COLLISION_PACKET, ...): the gateway
                        * refused a TX; no item id, and the item stays queued for the next chance */
   GW_NS_EV_OTHER      /* valid, but nothing for the gateway: join, status, location, other log
-                       * codes, TTS down events of downlinks the gateway did not push */
+                       * codes, TTS down events of downlinks the gateway did not push, uplinks
+                       * without FPort (MAC commands only, or empty) */
 } gw_ns_event_kind_t;
 
 /* TTS identifiers are 3 to 36 characters of a-z, 0-9 and single inner dashes (TTS docs, "ID and
@@ -81,7 +82,7 @@ typedef struct {
                                         * GW_NS_ITEM_PREFIX. "" otherwise */
   char reason[96];      /* FAILED, TOO_LARGE, TX_ERROR (and CS log events of kind OTHER): CS
                          * "<code>: <description>", TTS "<error name>: <message_format>", cut to
-                         * fit */
+                         * fit; for an uplink without FPort (OTHER) what it was */
   uint32_t max_payload; /* TOO_LARGE: the limit in bytes (CS context max_payload_size, TTS error
                          * attribute max), 0 when the network server did not say */
 } gw_ns_event_t;

@@ -309,8 +309,6 @@ static void test_cs_rejections(void **state) {
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 1, \"data\": \"qg\"}", "bad base64");
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 1, \"data\": \"q!==\"}", "bad base64");
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 1, \"data\": \"q-_A\"}", "bad base64");
-  expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 0, \"data\": \"qg==\"}",
-                "fPort out of range");
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 256, \"data\": \"qg==\"}",
                 "fPort out of range");
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": -1, \"data\": \"qg==\"}",
@@ -319,9 +317,6 @@ static void test_cs_rejections(void **state) {
                 "fPort not an integer");
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 1.0, \"data\": \"qg==\"}",
                 "fPort not an integer");
-  expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"data\": \"qg==\"}", "missing field fPort");
-  expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": null, \"data\": \"qg==\"}",
-                "missing field fPort");
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 1}", "missing field data");
   expect_reject(GW_NS_CHIRPSTACK, CS_APP, up, "{\"fPort\": 1, \"data\": 170}",
                 "data not a string");
@@ -658,9 +653,6 @@ static void test_tts_rejections(void **state) {
   expect_reject(GW_NS_TTS, "app1", up, "{" TTS_IDS "}", "missing field uplink_message");
   expect_reject(GW_NS_TTS, "app1", up, "{\"uplink_message\": \"x\"}",
                 "missing field uplink_message");
-  /* f_port 0 is left out: a frame without FPort, nothing for the application. */
-  expect_reject(GW_NS_TTS, "app1", up, "{\"uplink_message\": {\"frm_payload\": \"gkHe\"}}",
-                "fPort out of range");
   expect_reject(GW_NS_TTS, "app1", up, "{\"uplink_message\": {\"f_port\": 256}}",
                 "fPort out of range");
   expect_reject(GW_NS_TTS, "app1", up, "{\"uplink_message\": {\"f_port\": true}}",
@@ -688,6 +680,35 @@ static void test_tts_rejections(void **state) {
                 TTS_FAILED("{\"name\": 3}"), "error name or message_format not a string");
   expect_reject(GW_NS_TTS, "app1", "v3/app1/devices/dev1/down/ack", "{\"downlink_ack\": ",
                 "not JSON");
+}
+
+/* A frame without FPort (MAC commands only, or an empty one that opens the device's receive
+ * windows) is a valid up event (ChirpStack uplink/data.rs: f_port.unwrap_or(0)) with nothing for
+ * the application: OTHER, not a rejection to count. */
+static void test_uplink_without_fport(void **state) {
+  (void)state;
+  static const char *const cs_json[] = {
+      "{" CS_INFO("0101010101010101") ", \"dr\": 5, \"fCnt\": 9, \"fPort\": 0, \"confirmed\": "
+      "false, \"data\": \"\"}",
+      "{\"fPort\": 0, \"data\": \"qg==\"}", /* MAC commands in FRMPayload, as ChirpStack gives */
+      "{\"dr\": 5, \"fCnt\": 9}",        /* before 4.1: fPort 0 and "" data left out */
+      "{\"fPort\": null}"};
+  gw_ns_event_t ev;
+  for (size_t i = 0; i < sizeof cs_json / sizeof cs_json[0]; i++) {
+    expect_ok(GW_NS_CHIRPSTACK, CS_APP, CS_TOPIC("0101010101010101", "up"), cs_json[i],
+              GW_NS_EV_OTHER, &ev);
+    assert_int_equal(ev.fport, 0);
+    assert_int_equal(ev.data_len, 0);
+    assert_true(ev.has_dev_eui);
+    assert_string_equal(ev.reason, "uplink without FPort (MAC commands or empty)");
+  }
+  /* TTS leaves f_port 0 out. */
+  expect_ok(GW_NS_TTS, "app1", "v3/app1/devices/dev1/up",
+            "{" TTS_IDS ", \"uplink_message\": {\"f_cnt\": 3, \"settings\": {}}}",
+            GW_NS_EV_OTHER, &ev);
+  assert_string_equal(ev.device_id, "dev1");
+  assert_int_equal(ev.data_len, 0);
+  assert_string_equal(ev.reason, "uplink without FPort (MAC commands or empty)");
 }
 
 static void test_unknown_format(void **state) {
@@ -1028,6 +1049,7 @@ int main(void) {
       cmocka_unit_test(test_tts_down_failed),
       cmocka_unit_test(test_tts_other_topics),
       cmocka_unit_test(test_tts_rejections),
+      cmocka_unit_test(test_uplink_without_fport),
       cmocka_unit_test(test_unknown_format),
       cmocka_unit_test(test_subscriptions),
       cmocka_unit_test(test_cs_downlink_round_trip),
