@@ -36,7 +36,6 @@
 #define PSK_KEY_FILE_MAX 4096
 #define DEV_EUI_HEX_LEN 16
 #define OBJECTS_MAX_LEN 1024
-#define TTS_ID_MAX_LEN 36
 
 typedef struct {
   const char *file;     /* name for messages when libconfig knows none: the path or "<string>" */
@@ -534,32 +533,6 @@ static bool parse_dev_eui(const char *text, char out[DEV_EUI_HEX_LEN + 1]) {
   return strlen(text) == DEV_EUI_HEX_LEN &&
          gw_hex_decode(text, DEV_EUI_HEX_LEN, eui, sizeof(eui), &n) == GW_OK &&
          n == sizeof(eui) && gw_hex_encode(eui, n, out, DEV_EUI_HEX_LEN + 1) == GW_OK;
-}
-
-/* The Things Stack identifiers (applications, tenants, end devices): its API's pattern
- * ^[a-z0-9](?:[-]?[a-z0-9]){2,}$, at most 36 characters; len bytes of id are checked. */
-static bool valid_tts_id(const char *id, size_t len) {
-  if (len < 3 || len > TTS_ID_MAX_LEN || id[0] == '-' || id[len - 1] == '-')
-    return false;
-  for (size_t i = 0; i < len; i++) {
-    char c = id[i];
-    bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (!alnum && !(c == '-' && id[i + 1] != '-'))
-      return false;
-  }
-  return true;
-}
-
-/* A UUID as ChirpStack writes application ids: 8-4-4-4-12 hex digits (RFC 4122 3). */
-static bool valid_uuid(const char *text) {
-  if (strlen(text) != 36)
-    return false;
-  for (size_t i = 0; i < 36; i++) {
-    bool dash_place = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash_place ? text[i] != '-' : gw_hex_digit(text[i]) < 0)
-      return false;
-  }
-  return true;
 }
 
 /* One link-value of a CoRE link format list (RFC 6690 2): <path> and its attributes. */
@@ -1338,7 +1311,7 @@ static int load_device_lorawan(load_ctx_t *ctx, const config_setting_t *e, const
   }
   if (!dev->dev_eui)
     return 0;
-  if (id && !valid_tts_id(id, strlen(id))) {
+  if (id && !gw_is_tts_id(id, strlen(id), 3)) {
     path_member(path, epath, "device_id");
     return fail(ctx, id_s, path,
                 "expected a The Things Stack end device ID: 3 to 36 lower-case letters, digits "
@@ -2175,12 +2148,12 @@ static int load_lorawan_application(load_ctx_t *ctx, const config_setting_t *g,
   if (tts) {
     const char *at = strchr(value, '@');
     size_t app_len = at ? (size_t)(at - value) : strlen(value);
-    if (!valid_tts_id(value, app_len) || (at && !valid_tts_id(at + 1, strlen(at + 1))))
+    if (!gw_is_tts_id(value, app_len, 3) || (at && !gw_is_tts_id(at + 1, strlen(at + 1), 3)))
       return fail(ctx, s, "bindings.lorawan.application_id",
                   "expected The Things Stack's \"application-id@tenant-id\" or "
                   "\"application-id\": each 3 to 36 lower-case letters, digits and single '-' "
                   "between them, got \"%.80s\"", value);
-  } else if (!valid_uuid(value)) {
+  } else if (!gw_is_uuid(value)) {
     return fail(ctx, s, "bindings.lorawan.application_id",
                 "expected the ChirpStack application's id, a UUID such as "
                 "\"8ad2f5a3-4c1e-4d7b-9f0a-2b6c3d4e5f60\", got \"%.80s\"", value);

@@ -74,6 +74,18 @@ bool gw_is_uuid(const char *text) {
   return true;
 }
 
+bool gw_is_tts_id(const char *id, size_t len, size_t min_len) {
+  if (len < min_len || len > 36 || id[0] == '-' || id[len - 1] == '-')
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = id[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && !(c == '-' && id[i + 1] != '-'))
+      return false;
+  }
+  return true;
+}
+
 static const char base64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -38,6 +38,10 @@ int gw_base64_decode(const char *in, size_t len, uint8_t *out, size_t out_size,
 int gw_base64_encode(const uint8_t *bin, size_t len, char *out, size_t out_size);
 /* Whether text is a UUID as RFC 4122 3 writes it: 8-4-4-4-12 hex digits of either case, nothing
  * after (ChirpStack's application and queue-item ids). */
+/* A The Things Stack identifier (application, tenant, end device; TTS docs "ID and EUI
+ * Constraints": ^[a-z0-9](?:[-]?[a-z0-9]){2,}$, at most 36 characters): the len bytes of id,
+ * with at least min_len of them (3 by the docs; 2 what early v3 releases allowed). */
+bool gw_is_tts_id(const char *id, size_t len, size_t min_len);
 bool gw_is_uuid(const char *text);
 /* Length of the well-formed UTF-8 sequence at s[0..n) (n > 0) and its code point in *out_cp;
  * 0 when ill-formed: truncated, overlong, a surrogate or above U+10FFFF (RFC 3629 4). */

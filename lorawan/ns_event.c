@@ -62,20 +62,9 @@ static bool app_ok(const char *app) {
   return true;
 }
 
-/* A TTS identifier (docs "ID and EUI Constraints": ^[a-z0-9](?:[-]?[a-z0-9]){2,}$, at most 36).
- * Two characters are let through too, as early v3 releases allowed them (api/identifiers.proto:
- * ^[a-z0-9](?:[-]?[a-z0-9]){1,35}$). */
-static bool tts_id_ok(const char *s, size_t len) {
-  if (len < 2 || len > GW_NS_DEVICE_ID_MAX || s[0] == '-' || s[len - 1] == '-')
-    return false;
-  for (size_t i = 0; i < len; i++) {
-    char c = s[i];
-    bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (!alnum && !(c == '-' && s[i - 1] != '-'))
-      return false;
-  }
-  return true;
-}
+/* TTS identifiers: two characters are let through too, as early v3 releases allowed them
+ * (api/identifiers.proto: ^[a-z0-9](?:[-]?[a-z0-9]){1,35}$). */
+static bool tts_id_ok(const char *s, size_t len) { return gw_is_tts_id(s, len, 2); }
 
 /* An item id as it travels: 1..GW_NS_ITEM_ID_MAX printable ASCII characters, no space. */
 static bool item_id_ok(const char *s, size_t len) {
