@@ -284,6 +284,19 @@ static void report(lora_binding_t *b, const lora_pending_t *p, gw_delivery_statu
     b->env.on_delivery(b->env.core, &b->base, &addr, &r);
 }
 
+/* The network server found the frame too large for the device's data rate, which it knows
+ * better than the last uplink told: until the next uplink, the smallest payload of the table is
+ * assumed, and the server hears what fits (with the network server's limit, when it said one). */
+static void too_large(lora_binding_t *b, const lora_pending_t *p, const gw_ns_event_t *ev) {
+  lora_device_t *d = device_find(b, p->eui);
+  if (d && d->dr != -1) {
+    d->dr = -1;
+    device_keep(b, d);
+  }
+  size_t max = ev->max_payload ? ev->max_payload : gw_region_min_payload(&b->region);
+  report(b, p, GW_DELIVERY_TOO_LARGE, ev->reason, max);
+}
+
 /* A network-server event about one of our frames: a delivery report for the core. */
 static void downlink_event(lora_binding_t *b, const gw_ns_event_t *ev) {
   if (ev->kind == GW_NS_EV_TX_ERROR) {
@@ -319,7 +332,7 @@ static void downlink_event(lora_binding_t *b, const gw_ns_event_t *ev) {
     break;
   case GW_NS_EV_TOO_LARGE:
     b->metrics.too_large_reports++;
-    report(b, p, GW_DELIVERY_TOO_LARGE, ev->reason, ev->max_payload);
+    too_large(b, p, ev);
     break;
   case GW_NS_EV_FAILED:
     b->metrics.failed_reports++;
