@@ -768,7 +768,15 @@ void gw_relay_restore_downlink(gw_gateway_t *gw, gw_device_t *dev,
   gw_timer_init(&x->deadline_timer, deadline_expired, x);
   gw_timer_init(&x->retransmit_timer, retransmit_due, x);
   int64_t left_s = saved->deadline_at - gw_wall_s();
-  gw_timer_start(gw->loop, &x->deadline_timer, left_s > 0 ? (uint64_t)left_s * 1000u : 0);
+  uint64_t left_ms = left_s > 0 ? (uint64_t)left_s * 1000u : 0;
+  gw_timer_start(gw->loop, &x->deadline_timer, left_ms);
+  x->late = saved->late;
+  if (gw_binding_policy(dev->binding)->reports_delivery && x->late.sent &&
+      x->late.resends_left && !x->late.acked) {
+    /* When the copy went out is not kept: the device gets a whole ACK_TIMEOUT from now. */
+    uint64_t ack_timeout = gw_binding_policy(dev->binding)->ack_timeout_ms;
+    gw_timer_start(gw->loop, &x->retransmit_timer, ack_timeout < left_ms ? ack_timeout : left_ms);
+  }
   /* The server's retransmissions of it are duplicates in progress (RFC 7252 4.5). */
   const uint8_t *answer;
   size_t answer_len;

@@ -375,7 +375,11 @@ void gw_state_forget_observation(gw_state_t *st, const gw_device_t *dev, const u
   run(st, s, "forgetting an observation");
 }
 
-enum { FLAG_ACKED = 1, FLAG_OBSERVE_REGISTER = 2, FLAG_OBSERVE_CANCEL = 4 };
+/* The flags column: the exchange's booleans, and on links that report delivery its Appendix C
+ * state (late_delivery.h): whether its copy was reported sent or acknowledged, and how many
+ * more copies it may have (bits 8..15). */
+enum { FLAG_ACKED = 1, FLAG_OBSERVE_REGISTER = 2, FLAG_OBSERVE_CANCEL = 4, FLAG_LATE_SENT = 8,
+       FLAG_LATE_ACKED = 16, FLAG_LATE_RESENDS_SHIFT = 8 };
 
 void gw_state_save_downlink(gw_state_t *st, const gw_device_t *dev, const gw_downlink_xchg_t *x,
                             int64_t deadline_at) {
@@ -384,7 +388,9 @@ void gw_state_save_downlink(gw_state_t *st, const gw_device_t *dev, const gw_dow
     return;
   int flags = (x->acked_upstream ? FLAG_ACKED : 0) |
               (x->observe_register ? FLAG_OBSERVE_REGISTER : 0) |
-              (x->observe_cancel ? FLAG_OBSERVE_CANCEL : 0);
+              (x->observe_cancel ? FLAG_OBSERVE_CANCEL : 0) |
+              (x->late.sent ? FLAG_LATE_SENT : 0) | (x->late.acked ? FLAG_LATE_ACKED : 0) |
+              (int)x->late.resends_left << FLAG_LATE_RESENDS_SHIFT;
   sqlite3_bind_int64(s, 1, dev->state_id);
   sqlite3_bind_int(s, 2, x->server_mid);
   sqlite3_bind_int(s, 3, x->device_mid);
@@ -538,6 +544,8 @@ static void restore_downlinks(gw_state_t *st, const gw_state_restore_t *cb, int6
     d.acked_upstream = flags & FLAG_ACKED;
     d.observe_register = flags & FLAG_OBSERVE_REGISTER;
     d.observe_cancel = flags & FLAG_OBSERVE_CANCEL;
+    d.late = (gw_late_t){.sent = flags & FLAG_LATE_SENT, .acked = flags & FLAG_LATE_ACKED,
+                         .resends_left = (uint8_t)(flags >> FLAG_LATE_RESENDS_SHIFT)};
     d.queue_seq = (uint32_t)sqlite3_column_int64(s, 6);
     d.path = column_text(s, 7);
     d.request = sqlite3_column_blob(s, 8);

@@ -111,6 +111,7 @@ typedef struct {
   uint8_t token[GW_COAP_MAX_TOKEN];
   uint8_t token_len;
   bool acked_upstream, observe_register, observe_cancel;
+  gw_late_t late; /* links that report delivery: the Appendix C state (late_delivery.h) */
   uint32_t queue_seq;
   const char *path;
   const uint8_t *request; /* borrowed for the call */

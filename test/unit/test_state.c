@@ -171,6 +171,7 @@ static void test_observations_and_waiting_requests(void **state) {
   memcpy(x->token, "\xaa\xbb", 2);
   x->acked_upstream = true;
   x->observe_register = true;
+  x->late = (gw_late_t){.resends_left = 3, .sent = true}; /* Appendix C, one copy sent */
   x->queue_seq = 77;
   snprintf(x->path, sizeof(x->path), "/3/0/0");
   gw_state_save_downlink(st, dev, x, 1800000000);
@@ -190,6 +191,9 @@ static void test_observations_and_waiting_requests(void **state) {
   assert_int_equal(seen.downlink.token_len, 2);
   assert_true(seen.downlink.acked_upstream);
   assert_true(seen.downlink.observe_register);
+  assert_int_equal(seen.downlink.late.resends_left, 3);
+  assert_true(seen.downlink.late.sent);
+  assert_false(seen.downlink.late.acked);
   assert_false(seen.downlink.observe_cancel);
   assert_int_equal(seen.downlink.queue_seq, 77);
   assert_int_equal(seen.downlink.deadline_at, 1800000000);
