@@ -284,6 +284,23 @@ def test_lost_downlink_is_sent_again_after_ack_timeout_from_the_txack(peers, tmp
     assert net.lora("sent_reports") >= 2
 
 
+def test_gateway_tx_failure_is_counted_and_the_request_still_answered(peers, tmp_path):
+    """ChirpStack reports a LoRa gateway's refused transmission (log DOWNLINK_GATEWAY, no
+    queue item id) and keeps the item for the next opportunity: the gateway counts it, starts
+    no Appendix C timer on it, and the request is answered once the frame went out."""
+    net = Lora(peers, tmp_path)
+    net.device()
+    net.server.wait_for("register", ep=EUI)
+    net.vlns.send(f"tx-fail {EUI.lower()}")
+    net.vlns.wait_for("armed", deveui=EUI.lower(), fault="tx-fail")
+    r = net.server.request(f"read 1 {EUI} /3/0/0", timeout=15)
+    assert r["code"] == "2.05" and r["payload"] == "lwm2m-gw test"
+    assert net.vlns.count("tx_failed") == 1
+    assert net.lora("tx_errors") == 1
+    assert net.core("late_retransmits") == 0  # the refused attempt was no copy of its own
+    assert net.core("gateway_timeouts") == 0 and net.core("unavailable") == 0
+
+
 def test_every_copy_lost_yields_5_04_after_max_retransmit(peers, tmp_path):
     net = Lora(peers, tmp_path)
     dev = net.device()
