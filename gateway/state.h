@@ -13,8 +13,12 @@
  * the event loop commits once per turn (gw_state_flush), so a burst costs one commit; where the
  * gateway is about to acknowledge something that depends on a write (the 2.01 of a Register,
  * the empty ACK of a request it will answer later, the answer that establishes an observation)
- * it commits first (gw_state_commit). Steady traffic of registered devices writes nothing here:
- * only the journal.
+ * it commits first (gw_state_commit). Steady traffic of registered devices on links where the
+ * device repeats what went unanswered (UDP, NIDD) writes nothing here, only the journal; on
+ * links that acknowledge a request on receipt (link policy accepts_on_receipt: SMS, MQTT,
+ * LoRaWAN) each request is saved before that acknowledgement and forgotten once answered, two
+ * commits per request (scripts/faults and scripts/bench-lorawan print the counts); a request the
+ * device answers late (an empty ACK upstream) adds one more.
  *
  * Without a usable state_dir the gateway runs with the state in memory and says so (an error in
  * the log, lwm2m_gw_state_persistent 0), as the SMS secured-packet counters do.

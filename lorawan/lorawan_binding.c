@@ -488,12 +488,11 @@ static void uplink_to_core(lora_binding_t *b, lora_device_t *d, const gw_ns_even
   const uint8_t *data = ev->data;
   size_t len = ev->data_len;
   if (gw_coap_parse(ev->data, ev->data_len, &r->msg) == GW_COAP_PARSE_OK) {
-    if (r->msg.code == GW_COAP_EMPTY && r->msg.type == GW_COAP_CON) {
-      /* Appendix C.3.1.1 step 2: it opens an RX window for what the network server holds. */
+    /* Appendix C.3.1.1 step 2: an Empty CON opens an RX window for what the network server
+     * holds. It is a CoAP ping all the same, which the core answers with RST (RFC 7252 4.3)
+     * and never relays. */
+    if (r->msg.code == GW_COAP_EMPTY && r->msg.type == GW_COAP_CON)
       b->metrics.rx_window_opens++;
-      free(r);
-      return;
-    }
     if (is_register(&r->msg)) {
       len = complete_register(b, d, ev->fport, from, r);
       data = r->out;
