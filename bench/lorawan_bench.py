@@ -352,11 +352,14 @@ class Bench:
         op.wall_ms = (time.monotonic() - started) * 1000
         self.quiet()
         v1, t1 = self.marks()
-        events = self.vlns_events(v0, eui, ("uplink", "downlink_delivered", "downlink_lost",
-                                            "uplink_lost", "payload_too_large", "expired"))
+        events = self.vlns_events(v0, eui, ("uplink", "downlink_delivered", "wake_reply",
+                                            "downlink_lost", "uplink_lost", "payload_too_large",
+                                            "expired"))
         op.ups = [e for e in events if e["event"] == "uplink"]
-        op.downs = [e for e in events if e["event"] == "downlink_delivered"]
-        op.lost = [e for e in events if e["event"] not in ("uplink", "downlink_delivered")]
+        # A wake-up's RST is a frame on the air too, though vlns keeps it from the client.
+        op.downs = [e for e in events if e["event"] in ("downlink_delivered", "wake_reply")]
+        op.lost = [e for e in events
+                   if e["event"] not in ("uplink", "downlink_delivered", "wake_reply")]
         op.wakes = sum(1 for e in op.ups if Coap(bytes.fromhex(e["hex"])).is_empty_con)
         self.minimum(op, self.tap.log[t0:t1])
         return op

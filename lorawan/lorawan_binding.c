@@ -489,10 +489,16 @@ static void uplink_to_core(lora_binding_t *b, lora_device_t *d, const gw_ns_even
   size_t len = ev->data_len;
   if (gw_coap_parse(ev->data, ev->data_len, &r->msg) == GW_COAP_PARSE_OK) {
     /* Appendix C.3.1.1 step 2: an Empty CON opens an RX window for what the network server
-     * holds. It is a CoAP ping all the same, which the core answers with RST (RFC 7252 4.3)
-     * and never relays. */
-    if (r->msg.code == GW_COAP_EMPTY && r->msg.type == GW_COAP_CON)
+     * holds for the device. Not relayed, and not answered with the RST a CoAP ping gets
+     * elsewhere (RFC 7252 4.3): a class A device receives one frame per uplink, and an RST
+     * queued at the network server takes the window of the answer the device is waiting for
+     * (scripts/bench-lorawan: at 90 ms upstream RTT, 36% of answers made their window with
+     * RSTs, 99-100% without). */
+    if (r->msg.code == GW_COAP_EMPTY && r->msg.type == GW_COAP_CON) {
       b->metrics.rx_window_opens++;
+      free(r);
+      return;
+    }
     if (is_register(&r->msg)) {
       len = complete_register(b, d, ev->fport, from, r);
       data = r->out;

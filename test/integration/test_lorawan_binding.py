@@ -223,9 +223,9 @@ def test_read_write_execute_observe(peers, tmp_path, device_class):
     if device_class == "A":
         assert net.lora("rx_window_opens") >= 1  # the Empty CONs were taken, not relayed
         assert net.vlns.count("wake") >= 1
-        # ... and answered with RST, as every CoAP ping is (RFC 7252 4.3)
-        replies = net.vlns.seen_events("wake_reply")
-        assert replies and all(r["type"] == "RST" for r in replies)
+        # ... and not answered: an RST would take the RX window the device opened for the
+        # answer it waits for (lorawan/README.md)
+        assert net.vlns.count("wake_reply") == 0
     assert net.core("uplink_requests") == 1  # the Register; nothing else went upstream
     assert net.core("separate") >= 5
     assert net.core("gateway_timeouts") == 0
