@@ -26,6 +26,9 @@ packages=(
   wrk
   # LoRaWAN: the network servers' MQTT JSON (ChirpStack v4, The Things Stack v3)
   libjson-c-dev
+  # NIDD via SCEF: scripts/vscef validates T8 requests against 3GPP's OpenAPI files
+  # (Debian's /usr/bin/python3)
+  python3-jsonschema python3-yaml
 )
 missing=()
 for p in "${packages[@]}"; do
