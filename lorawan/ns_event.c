@@ -2,19 +2,18 @@
  * ns_event.h for the sources; the comments below name the file a rule comes from. */
 #include "ns_event.h"
 
-#include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "gw_error.h"
+#include "gw_json.h"
 #include "gw_random.h"
 #include "gw_text.h"
 #include "region.h"
 
-/* json-c's own default depth. The deepest field read here is TTS
+/* JSON nesting: GW_JSON_DEPTH. The deepest field read here is TTS
  * uplink_message.settings.data_rate.lora.spreading_factor (5 levels); the rest of the depth is
  * for what a payload formatter puts in decoded_payload, which is not read but must parse. */
-#define JSON_DEPTH 32
 /* Longest application id taken (a TTS "app@tenant" is at most 73 characters). It keeps every
  * topic written here within GW_NS_TOPIC_MAX. */
 #define APP_MAX 100
@@ -117,102 +116,6 @@ const char *gw_ns_event_kind_name(gw_ns_event_kind_t kind) {
 
 /* ---- reading JSON ----------------------------------------------------------------------- */
 
-/* Field lookups. A JSON null reads as an absent field: both are the proto3 default. Each getter
- * returns 0 (absent leaves *out at its default) or -1 for a value of the wrong type. */
-
-static json_object *field(json_object *o, const char *key) {
-  json_object *v = NULL;
-  return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-static int get_object(json_object *o, const char *key, json_object **out) {
-  json_object *v = field(o, key);
-  *out = v && json_object_is_type(v, json_type_object) ? v : NULL;
-  return v && !*out ? -1 : 0;
-}
-
-/* A string without NUL inside. */
-static int get_string(json_object *o, const char *key, const char **out, size_t *out_len) {
-  json_object *v = field(o, key);
-  *out = NULL;
-  *out_len = 0;
-  if (!v)
-    return 0;
-  if (!json_object_is_type(v, json_type_string))
-    return -1;
-  const char *s = json_object_get_string(v);
-  size_t len = (size_t)json_object_get_string_len(v);
-  if (!s || strlen(s) != len)
-    return -1;
-  *out = s;
-  *out_len = len;
-  return 0;
-}
-
-/* An integer 0..max. json-c clamps integers beyond 64 bits to INT64_MIN/MAX/UINT64_MAX, all of
- * which fall outside 0..max here; 1.0 or 1e3 are doubles and refused. */
-static int get_uint(json_object *o, const char *key, uint64_t max, uint64_t *out,
-                    bool *out_present) {
-  json_object *v = field(o, key);
-  *out_present = v != NULL;
-  if (!v)
-    return 0;
-  if (!json_object_is_type(v, json_type_int))
-    return -1;
-  int64_t i = json_object_get_int64(v);
-  if (i < 0 || (uint64_t)i > max)
-    return -1;
-  *out = (uint64_t)i;
-  return 0;
-}
-
-static int get_bool(json_object *o, const char *key, bool *out) {
-  json_object *v = field(o, key);
-  if (!v)
-    return 0;
-  if (!json_object_is_type(v, json_type_boolean))
-    return -1;
-  *out = json_object_get_boolean(v) != 0;
-  return 0;
-}
-
-/* Parses one whole JSON object: nothing but white space after it, UTF-8 checked, strict. */
-static int parse_root(const uint8_t *payload, size_t len, json_object **out, const char **why) {
-  *out = NULL;
-  if (len > GW_NS_PAYLOAD_MAX) {
-    *why = "message too large";
-    return GW_ERR_INVAL;
-  }
-  if (len == 0) {
-    *why = "not JSON";
-    return GW_ERR_INVAL;
-  }
-  json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-  if (!tok) {
-    *why = "out of memory";
-    return GW_ERR_NOMEM;
-  }
-  json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-  json_object *root = json_tokener_parse_ex(tok, (const char *)payload, (int)len);
-  enum json_tokener_error err = json_tokener_get_error(tok);
-  size_t end = json_tokener_get_parse_end(tok);
-  json_tokener_free(tok);
-  while (root && end < len && strchr(" \t\r\n", payload[end]) && payload[end] != '\0')
-    end++;
-  if (!root || end != len) {
-    json_object_put(root);
-    *why = err == json_tokener_error_depth ? "JSON nested too deep" : "not JSON";
-    return GW_ERR_INVAL;
-  }
-  if (!json_object_is_type(root, json_type_object)) {
-    json_object_put(root);
-    *why = "not a JSON object";
-    return GW_ERR_INVAL;
-  }
-  *out = root;
-  return GW_OK;
-}
-
 /* base64 FRMPayload into out->data. */
 static int take_payload(const char *b64, size_t len, gw_ns_event_t *out, const char **why) {
   int rc = gw_base64_decode(b64, len, out->data, GW_NS_DATA_MAX, &out->data_len);
@@ -236,7 +139,7 @@ static int take_frame(json_object *o, const char *fport_key, const char *fcnt_ke
                       gw_ns_event_t *out, const char **why) {
   uint64_t fport = 0, fcnt = 0;
   bool present;
-  if (get_uint(o, fport_key, UINT32_MAX, &fport, &present) < 0) {
+  if (gw_json_get_uint(o, fport_key, UINT32_MAX, &fport, &present) < 0) {
     *why = "fPort not an integer";
     return GW_ERR_INVAL;
   }
@@ -249,12 +152,12 @@ static int take_frame(json_object *o, const char *fport_key, const char *fcnt_ke
     return GW_ERR_INVAL;
   }
   out->fport = (uint8_t)fport;
-  if (get_uint(o, fcnt_key, UINT32_MAX, &fcnt, &present) < 0) {
+  if (gw_json_get_uint(o, fcnt_key, UINT32_MAX, &fcnt, &present) < 0) {
     *why = "fCnt not a 32-bit unsigned integer";
     return GW_ERR_INVAL;
   }
   out->fcnt = (uint32_t)fcnt;
-  if (get_bool(o, "confirmed", &out->confirmed) < 0) {
+  if (gw_json_get_bool(o, "confirmed", &out->confirmed) < 0) {
     *why = "confirmed not a boolean";
     return GW_ERR_INVAL;
   }
@@ -271,11 +174,11 @@ static int cs_check_device_info(json_object *root, const char *app, const gw_ns_
   const char *s;
   size_t len;
   uint8_t eui[8];
-  if (get_object(root, "deviceInfo", &info) < 0) {
+  if (gw_json_get_object(root, "deviceInfo", &info) < 0) {
     *why = "deviceInfo not an object";
     return GW_ERR_INVAL;
   }
-  if (get_string(info, "devEui", &s, &len) < 0 || (s && gw_eui64_parse(s, eui) != GW_OK)) {
+  if (gw_json_get_string(info, "devEui", &s, &len) < 0 || (s && gw_eui64_parse(s, eui) != GW_OK)) {
     *why = "devEui not 16 hex digits";
     return GW_ERR_INVAL;
   }
@@ -283,7 +186,7 @@ static int cs_check_device_info(json_object *root, const char *app, const gw_ns_
     *why = "devEui does not match the topic";
     return GW_ERR_INVAL;
   }
-  if (get_string(info, "applicationId", &s, &len) < 0 || (s && strcmp(s, app) != 0)) {
+  if (gw_json_get_string(info, "applicationId", &s, &len) < 0 || (s && strcmp(s, app) != 0)) {
     *why = "applicationId does not match the topic";
     return GW_ERR_INVAL;
   }
@@ -301,7 +204,7 @@ static int cs_uplink(json_object *root, gw_ns_event_t *out, const char **why) {
   size_t len;
   /* A non-empty joinServerContext: ChirpStack has no AppSKey and data is still encrypted
    * (integration.proto UplinkEvent.join_server_context). */
-  if (get_object(root, "joinServerContext", &jsc) < 0 ||
+  if (gw_json_get_object(root, "joinServerContext", &jsc) < 0 ||
       (jsc && json_object_object_length(jsc) > 0)) {
     *why = "payload encrypted by the join server (joinServerContext)";
     return GW_ERR_INVAL;
@@ -309,12 +212,13 @@ static int cs_uplink(json_object *root, gw_ns_event_t *out, const char **why) {
   int rc = take_frame(root, "fPort", "fCnt", out, why);
   if (rc != GW_OK)
     return rc == NO_FPORT ? GW_OK : GW_ERR_INVAL;
-  if (get_uint(root, "dr", UINT32_MAX, &v, &present) < 0 || (present && v >= GW_REGION_DR_COUNT)) {
+  if (gw_json_get_uint(root, "dr", UINT32_MAX, &v, &present) < 0 ||
+      (present && v >= GW_REGION_DR_COUNT)) {
     *why = "dr out of range";
     return GW_ERR_INVAL;
   }
   out->dr = present ? (int)v : -1;
-  if (get_string(root, "data", &s, &len) < 0) {
+  if (gw_json_get_string(root, "data", &s, &len) < 0) {
     *why = "data not a string";
     return GW_ERR_INVAL;
   }
@@ -333,7 +237,7 @@ static int cs_item_id(json_object *o, const char *key, gw_ns_event_t *out, const
                       const char *missing, const char *bad) {
   const char *s;
   size_t len;
-  if (get_string(o, key, &s, &len) < 0 || (s && !item_id_ok(s, len))) {
+  if (gw_json_get_string(o, key, &s, &len) < 0 || (s && !item_id_ok(s, len))) {
     *why = bad;
     return GW_ERR_INVAL;
   }
@@ -352,7 +256,7 @@ static int cs_ack(json_object *root, gw_ns_event_t *out, const char **why) {
   if (cs_item_id(root, "queueItemId", out, why, "missing field queueItemId",
                  "queueItemId not an id") != GW_OK)
     return GW_ERR_INVAL;
-  if (get_bool(root, "acknowledged", &acked) < 0) {
+  if (gw_json_get_bool(root, "acknowledged", &acked) < 0) {
     *why = "acknowledged not a boolean";
     return GW_ERR_INVAL;
   }
@@ -382,22 +286,22 @@ static int cs_log(json_object *root, gw_ns_event_t *out, const char **why) {
   const char *code, *desc, *s;
   size_t code_len, desc_len, len;
   json_object *ctx;
-  if (get_string(root, "code", &code, &code_len) < 0) {
+  if (gw_json_get_string(root, "code", &code, &code_len) < 0) {
     *why = "code not a string";
     return GW_ERR_INVAL;
   }
-  if (get_string(root, "description", &desc, &desc_len) < 0) {
+  if (gw_json_get_string(root, "description", &desc, &desc_len) < 0) {
     *why = "description not a string";
     return GW_ERR_INVAL;
   }
-  if (get_object(root, "context", &ctx) < 0) {
+  if (gw_json_get_object(root, "context", &ctx) < 0) {
     *why = "context not an object";
     return GW_ERR_INVAL;
   }
   if (!code)
     code = "UNKNOWN"; /* LogCode 0, left out before 4.1 */
   snprintf(out->reason, sizeof out->reason, "%s%s%s", code, desc ? ": " : "", desc ? desc : "");
-  if (get_string(ctx, "queue_item_id", &s, &len) < 0 || (s && !item_id_ok(s, len))) {
+  if (gw_json_get_string(ctx, "queue_item_id", &s, &len) < 0 || (s && !item_id_ok(s, len))) {
     *why = "context queue_item_id not an id";
     return GW_ERR_INVAL;
   }
@@ -409,7 +313,7 @@ static int cs_log(json_object *root, gw_ns_event_t *out, const char **why) {
     out->kind = GW_NS_EV_TX_ERROR;
   } else if (has_item && strcmp(code, "DOWNLINK_PAYLOAD_SIZE") == 0) {
     out->kind = GW_NS_EV_TOO_LARGE;
-    if (get_string(ctx, "max_payload_size", &s, &len) == 0)
+    if (gw_json_get_string(ctx, "max_payload_size", &s, &len) == 0)
       out->max_payload = decimal_u32(s);
   } else if (has_item) {
     out->kind = GW_NS_EV_FAILED;
@@ -459,7 +363,7 @@ static int parse_chirpstack(const char *app, const level_t *lv, size_t n,
     return GW_OK;
 
   json_object *root;
-  int rc = parse_root(payload, len, &root, why);
+  int rc = gw_json_parse_object(payload, len, GW_NS_PAYLOAD_MAX, &root, why);
   if (rc != GW_OK)
     return rc;
   rc = cs_check_device_info(root, app, out, why);
@@ -490,23 +394,24 @@ static int tts_check_ids(json_object *root, const char *app, gw_ns_event_t *out,
   json_object *ids, *app_ids;
   const char *s;
   size_t len;
-  if (get_object(root, "end_device_ids", &ids) < 0) {
+  if (gw_json_get_object(root, "end_device_ids", &ids) < 0) {
     *why = "end_device_ids not an object";
     return GW_ERR_INVAL;
   }
-  if (get_string(ids, "device_id", &s, &len) < 0 || (s && strcmp(s, out->device_id) != 0)) {
+  if (gw_json_get_string(ids, "device_id", &s, &len) < 0 || (s && strcmp(s, out->device_id) != 0)) {
     *why = "device_id does not match the topic";
     return GW_ERR_INVAL;
   }
   /* The topic says "app@tenant" (or "app" on TTS Open Source), the payload "app". */
   size_t app_len = strcspn(app, "@");
-  if (get_object(ids, "application_ids", &app_ids) < 0 ||
-      get_string(app_ids, "application_id", &s, &len) < 0 ||
+  if (gw_json_get_object(ids, "application_ids", &app_ids) < 0 ||
+      gw_json_get_string(app_ids, "application_id", &s, &len) < 0 ||
       (s && (len != app_len || memcmp(s, app, app_len) != 0))) {
     *why = "application_id does not match the topic";
     return GW_ERR_INVAL;
   }
-  if (get_string(ids, "dev_eui", &s, &len) < 0 || (s && gw_eui64_parse(s, out->dev_eui) != GW_OK)) {
+  if (gw_json_get_string(ids, "dev_eui", &s, &len) < 0 ||
+      (s && gw_eui64_parse(s, out->dev_eui) != GW_OK)) {
     *why = "dev_eui not 16 hex digits";
     return GW_ERR_INVAL;
   }
@@ -520,14 +425,14 @@ static int tts_data_rate(json_object *settings) {
   json_object *rate, *lora, *fsk;
   uint64_t sf = 0, bw = 0, bit_rate = 0;
   bool p1, p2;
-  if (get_object(settings, "data_rate", &rate) < 0 || !rate)
+  if (gw_json_get_object(settings, "data_rate", &rate) < 0 || !rate)
     return -1;
-  if (get_object(rate, "lora", &lora) == 0 && lora &&
-      get_uint(lora, "spreading_factor", 12, &sf, &p1) == 0 &&
-      get_uint(lora, "bandwidth", UINT32_MAX, &bw, &p2) == 0)
+  if (gw_json_get_object(rate, "lora", &lora) == 0 && lora &&
+      gw_json_get_uint(lora, "spreading_factor", 12, &sf, &p1) == 0 &&
+      gw_json_get_uint(lora, "bandwidth", UINT32_MAX, &bw, &p2) == 0)
     return gw_region_eu868_lora_dr((unsigned)sf, (uint32_t)bw);
-  if (get_object(rate, "fsk", &fsk) == 0 && fsk &&
-      get_uint(fsk, "bit_rate", UINT32_MAX, &bit_rate, &p1) == 0)
+  if (gw_json_get_object(rate, "fsk", &fsk) == 0 && fsk &&
+      gw_json_get_uint(fsk, "bit_rate", UINT32_MAX, &bit_rate, &p1) == 0)
     return gw_region_eu868_fsk_dr((uint32_t)bit_rate);
   return -1;
 }
@@ -538,20 +443,20 @@ static int tts_uplink(json_object *root, gw_ns_event_t *out, const char **why) {
   json_object *up, *settings;
   const char *s;
   size_t len;
-  if (get_object(root, "uplink_message", &up) < 0 || !up) {
+  if (gw_json_get_object(root, "uplink_message", &up) < 0 || !up) {
     *why = "missing field uplink_message";
     return GW_ERR_INVAL;
   }
   int rc = take_frame(up, "f_port", "f_cnt", out, why);
   if (rc != GW_OK)
     return rc == NO_FPORT ? GW_OK : GW_ERR_INVAL;
-  if (get_string(up, "frm_payload", &s, &len) < 0) {
+  if (gw_json_get_string(up, "frm_payload", &s, &len) < 0) {
     *why = "frm_payload not a string";
     return GW_ERR_INVAL;
   }
   if (s && take_payload(s, len, out, why) != GW_OK)
     return GW_ERR_INVAL;
-  out->dr = get_object(up, "settings", &settings) == 0 ? tts_data_rate(settings) : -1;
+  out->dr = gw_json_get_object(up, "settings", &settings) == 0 ? tts_data_rate(settings) : -1;
   out->kind = GW_NS_EV_UPLINK;
   return GW_OK;
 }
@@ -559,7 +464,7 @@ static int tts_uplink(json_object *root, gw_ns_event_t *out, const char **why) {
 /* The first of correlation_ids that starts with GW_NS_ITEM_PREFIX: the id the gateway pushed.
  * Returns 1 when found, 0 when not, -1 when correlation_ids is not an array. */
 static int tts_find_item(json_object *o, gw_ns_event_t *out) {
-  json_object *ids = field(o, "correlation_ids");
+  json_object *ids = gw_json_field(o, "correlation_ids");
   if (!ids)
     return 0;
   if (!json_object_is_type(ids, json_type_array))
@@ -584,7 +489,7 @@ static int tts_find_item(json_object *o, gw_ns_event_t *out) {
  * double); 0 when absent or not one. */
 static uint32_t tts_attribute_u32(json_object *error, const char *key) {
   json_object *attrs, *v;
-  if (get_object(error, "attributes", &attrs) < 0 || !(v = field(attrs, key)))
+  if (gw_json_get_object(error, "attributes", &attrs) < 0 || !(v = gw_json_field(attrs, key)))
     return 0;
   if (json_object_is_type(v, json_type_int)) {
     int64_t i = json_object_get_int64(v);
@@ -612,12 +517,13 @@ static const struct {
  * them; down/failed carries {downlink, error} (data-formats "Downlink Events Messages"). */
 static int tts_down(json_object *root, size_t ev, gw_ns_event_t *out, const char **why) {
   json_object *body, *down = NULL, *error = NULL;
-  if (get_object(root, tts_down_events[ev].field, &body) < 0 || !body) {
+  if (gw_json_get_object(root, tts_down_events[ev].field, &body) < 0 || !body) {
     *why = tts_down_events[ev].missing;
     return GW_ERR_INVAL;
   }
   bool failed = tts_down_events[ev].kind == GW_NS_EV_FAILED;
-  if (failed && (get_object(body, "downlink", &down) < 0 || get_object(body, "error", &error) < 0)) {
+  if (failed && (gw_json_get_object(body, "downlink", &down) < 0 ||
+                 gw_json_get_object(body, "error", &error) < 0)) {
     *why = "downlink_failed not {downlink, error}";
     return GW_ERR_INVAL;
   }
@@ -634,8 +540,8 @@ static int tts_down(json_object *root, size_t ev, gw_ns_event_t *out, const char
   if (failed) {
     const char *name, *msg;
     size_t name_len, msg_len;
-    if (get_string(error, "name", &name, &name_len) < 0 ||
-        get_string(error, "message_format", &msg, &msg_len) < 0) {
+    if (gw_json_get_string(error, "name", &name, &name_len) < 0 ||
+        gw_json_get_string(error, "message_format", &msg, &msg_len) < 0) {
       *why = "error name or message_format not a string";
       return GW_ERR_INVAL;
     }
@@ -684,7 +590,7 @@ static int parse_tts(const char *app, const level_t *lv, size_t n, const uint8_t
     return GW_OK;
 
   json_object *root;
-  int rc = parse_root(payload, len, &root, why);
+  int rc = gw_json_parse_object(payload, len, GW_NS_PAYLOAD_MAX, &root, why);
   if (rc != GW_OK)
     return rc;
   rc = tts_check_ids(root, app, out, why);
@@ -756,25 +662,15 @@ size_t gw_ns_subscriptions(gw_ns_format_t fmt, const char *app, char out[][GW_NS
   return count;
 }
 
-/* Adds key: value to the object obj, or value to the array obj when key is NULL, taking value
- * either way; false when value is NULL (json-c out of memory) or the add failed. */
-static bool add(json_object *obj, const char *key, json_object *value) {
-  if (!value)
-    return false;
-  int rc = key ? json_object_object_add(obj, key, value) : json_object_array_add(obj, value);
-  if (rc != 0)
-    json_object_put(value);
-  return rc == 0;
-}
-
 /* DownlinkCommand (integration.proto) as ChirpStack's pbjson reads it. */
 static json_object *cs_command(const char *eui_text, bool confirmed, uint8_t fport,
                                const char *item_id, const char *b64) {
   json_object *o = json_object_new_object();
-  if (o && add(o, "id", json_object_new_string(item_id)) &&
-      add(o, "devEui", json_object_new_string(eui_text)) &&
-      add(o, "confirmed", json_object_new_boolean(confirmed)) &&
-      add(o, "fPort", json_object_new_int(fport)) && add(o, "data", json_object_new_string(b64)))
+  if (o && gw_json_add(o, "id", json_object_new_string(item_id)) &&
+      gw_json_add(o, "devEui", json_object_new_string(eui_text)) &&
+      gw_json_add(o, "confirmed", json_object_new_boolean(confirmed)) &&
+      gw_json_add(o, "fPort", json_object_new_int(fport)) &&
+      gw_json_add(o, "data", json_object_new_string(b64)))
     return o;
   json_object_put(o);
   return NULL;
@@ -786,14 +682,14 @@ static json_object *tts_push(bool confirmed, uint8_t fport, const char *item_id,
   /* Each container is handed to its parent as it is made, so one json_object_put of the root
    * frees whatever was built when a step fails. */
   json_object *o = json_object_new_object(), *list, *item, *ids;
-  bool ok = o && add(o, "downlinks", list = json_object_new_array()) &&
-            add(list, NULL, item = json_object_new_object()) &&
-            add(item, "f_port", json_object_new_int(fport)) &&
-            add(item, "frm_payload", json_object_new_string(b64)) &&
-            add(item, "confirmed", json_object_new_boolean(confirmed)) &&
-            add(item, "priority", json_object_new_string("NORMAL")) &&
-            add(item, "correlation_ids", ids = json_object_new_array()) &&
-            add(ids, NULL, json_object_new_string(item_id));
+  bool ok = o && gw_json_add(o, "downlinks", list = json_object_new_array()) &&
+            gw_json_add(list, NULL, item = json_object_new_object()) &&
+            gw_json_add(item, "f_port", json_object_new_int(fport)) &&
+            gw_json_add(item, "frm_payload", json_object_new_string(b64)) &&
+            gw_json_add(item, "confirmed", json_object_new_boolean(confirmed)) &&
+            gw_json_add(item, "priority", json_object_new_string("NORMAL")) &&
+            gw_json_add(item, "correlation_ids", ids = json_object_new_array()) &&
+            gw_json_add(ids, NULL, json_object_new_string(item_id));
   if (ok)
     return o;
   json_object_put(o);
