@@ -36,6 +36,8 @@
 #define PSK_KEY_FILE_MAX 4096
 #define DEV_EUI_HEX_LEN 16
 #define OBJECTS_MAX_LEN 1024
+#define SCS_AS_ID_MAX_LEN 128
+#define SECRET_LINE_MAX 4096 /* a password, a token (a JWT may take a few hundred bytes) */
 
 typedef struct {
   const char *file;     /* name for messages when libconfig knows none: the path or "<string>" */
@@ -61,8 +63,18 @@ static const char *const device_keys[] = {
     "http_url", "http_password", "http_password_file", "http_token", "http_token_file",
     "dev_eui", "device_id", "objects", NULL};
 static const char *const binding_keys[] = {"nidd", "sms", "mqtt", "http", "lorawan", NULL};
-static const char *const nidd_keys[] = {"enabled", "sgi", "accept_unknown", NULL};
+static const char *const nidd_keys[] = {"enabled", "sgi", "scef", "accept_unknown", NULL};
 static const char *const sgi_keys[] = {"listen", NULL};
+/* token and oauth.client_secret are known only to be refused: secrets come from their _file. */
+static const char *const scef_keys[] = {
+    "enabled",  "url",       "scs_as_id",  "notification_listen", "notification_url",
+    "token",    "token_file", "oauth",     "ca_file",             "cert_file",
+    "key_file", "notification_allow",      "reliable_data_service", "configuration_duration_s",
+    "maximum_latency_s",     "external_group_id", "rds", NULL};
+static const char *const scef_oauth_keys[] = {"token_url", "client_id", "client_secret",
+                                              "client_secret_file", "scope", NULL};
+static const char *const scef_rds_keys[] = {"ue_port", "scef_port", "upstream", "bootstrap",
+                                            NULL};
 static const char *const sms_keys[] = {
     "enabled", "modem",   "baud",         "msisdn",   "pin",   "pin_file",
     "smsc",    "storage", "concatenated", "allow",    "reassembly_timeout_ms",
@@ -366,25 +378,42 @@ int gw_parse_host_port(const char *text, struct sockaddr_storage *out_addr, unsi
   return host_port_reason(text, out_addr, out_len) ? -1 : 0;
 }
 
-/* "coap://host[:port]" or "coaps://host[:port]", an optional lone trailing '/'. */
-/* A "host:port" / "[ipv6]:port" to listen on; *out stays NULL when absent and optional. */
-static int get_listen(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
-                      const char *name, bool required, const char *what, char **out) {
+/* A string setting whose syntax reason_of checks (NULL: good, else what is wrong), copied into
+ * *out, which stays NULL when it is absent and optional. what: the setting, for a missing one
+ * ("the modem's serial port"); form: its syntax, for a malformed one ("an http:// URL"). */
+static int get_checked_string(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                              const char *name, bool required, const char *what,
+                              const char *form, const char *(*reason_of)(const char *value),
+                              char **out) {
   const config_setting_t *s;
   const char *value;
   int rc = get_string(ctx, g, gpath, name, required, what, &s, &value);
   if (rc != 0 || !value)
     return rc;
-  const char *reason = host_port_reason(value, NULL, NULL);
+  const char *reason = reason_of(value);
   if (reason) {
     char path[SETTING_PATH_MAX];
     path_member(path, gpath, name);
-    return fail(ctx, s, path, "expected \"host:port\" or \"[ipv6]:port\" to listen on: %s",
-                reason);
+    return fail(ctx, s, path, "expected %s: %s, got \"%.80s\"", form, reason, value);
   }
   return dup_string(ctx, value, out);
 }
 
+static const char *listen_reason(const char *text) {
+  return host_port_reason(text, NULL, NULL);
+}
+
+/* A "host:port" / "[ipv6]:port" to listen on; *out stays NULL when absent and optional. */
+static int get_listen(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                      const char *name, bool required, const char *what, char **out) {
+  return get_checked_string(ctx, g, gpath, name, required, what,
+                            "\"host:port\" or \"[ipv6]:port\" to listen on", listen_reason, out);
+}
+
+/* The syntax of an External (Group) Identifier, for messages: what is "External Identifier". */
+#define EXTERNAL_ID_FORM(what) "\"local-id@domain\" (3GPP TS 23.003 19.7 " what ")"
+
+/* "coap://host[:port]" or "coaps://host[:port]", an optional lone trailing '/'. */
 static const char *parse_coap_uri(const char *uri, bool *out_secure, char *host_buf,
                                   size_t host_size, uint16_t *out_port) {
   const char *p;
@@ -515,15 +544,94 @@ static bool valid_msisdn(const char *msisdn) {
   return n >= 3 && n <= 15;
 }
 
-/* 3GPP TS 23.682 4.6.2: External Identifier = <Local Identifier>@<Domain Identifier>. */
-static bool valid_external_id(const char *id) {
-  const char *at = strchr(id, '@');
-  if (!at || at == id || at[1] == '\0' || strchr(at + 1, '@'))
+/* A realm of RFC 4282 2.1 (a domain name): labels of letters, digits and '-', neither starting
+ * nor ending with '-', at most 63 each, joined by single dots. */
+static bool valid_domain(const char *domain) {
+  size_t len = strlen(domain), label = 0;
+  if (len == 0 || len > HOST_NAME_MAX_LEN)
     return false;
-  for (const char *c = id; *c; c++)
+  for (size_t i = 0; i <= len; i++) {
+    char c = domain[i];
+    if (c == '.' || c == '\0') {
+      if (label == 0 || label > 63 || domain[i - 1] == '-')
+        return false;
+      label = 0;
+    } else if (isalnum((unsigned char)c) || (c == '-' && label > 0)) {
+      label++;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+/* TS 23.003 19.7.2 (External Identifier) and 19.7.3 (External Group Identifier): "local@domain",
+ * the form username@realm of RFC 4282; TS 29.122 ExternalId: neither part holds '@'. The local
+ * identifier is printable ASCII without spaces, the domain a domain name. */
+static const char *external_id_reason(const char *id) {
+  const char *at = strchr(id, '@');
+  if (!at)
+    return "it has no '@'";
+  if (at == id)
+    return "the local identifier before '@' is empty";
+  if (strchr(at + 1, '@'))
+    return "it has more than one '@'";
+  for (const char *c = id; c < at; c++)
     if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+      return "the local identifier holds a space or a character outside printable ASCII";
+  if (!valid_domain(at + 1))
+    return "the part after '@' is not a domain name such as iot.example.net (labels of letters, "
+           "digits and inner '-' joined by dots)";
+  return NULL;
+}
+
+/* {scsAsId} is a path segment of every T8 resource (TS 29.122 5.2.4 and TS29122_NIDD.yaml:
+ * "String identifying the SCS/AS", no format given): RFC 3986 unreserved characters need no
+ * percent-encoding, and "." or ".." would be removed from the path as dot-segments. */
+static const char *scs_as_id_reason(const char *id) {
+  size_t len = strlen(id);
+  if (len > SCS_AS_ID_MAX_LEN)
+    return "it is longer than 128 characters";
+  if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+    return "\".\" and \"..\" are removed from URL paths";
+  for (size_t i = 0; i < len; i++)
+    if (!isalnum((unsigned char)id[i]) && !strchr("-._~", id[i]))
+      return "it holds a character other than letters, digits, '-', '.', '_' and '~'";
+  return NULL;
+}
+
+static bool is_printable_ascii(const char *text) {
+  for (const char *c = text; *c; c++)
+    if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
       return false;
   return true;
+}
+
+/* RFC 6749 3.3: scope-tokens of NQCHAR (%x21 / %x23-5B / %x5D-7E) joined by single spaces. */
+static bool valid_oauth_scope(const char *scope) {
+  for (const char *c = scope; *c; c++) {
+    if (*c == ' ' ? c == scope || c[1] == ' ' || c[1] == '\0'
+                  : *c == '"' || *c == '\\' || (unsigned char)*c < 0x21 ||
+                        (unsigned char)*c > 0x7e)
+      return false;
+  }
+  return true;
+}
+
+/* RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". */
+static bool valid_bearer_token(const char *token) {
+  static const char b64token[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789-._~+/";
+  size_t n = strspn(token, b64token);
+  return n > 0 && token[n + strspn(token + n, "=")] == '\0';
+}
+
+/* 0.0.0.0 or [::]: a listener on every address, which no peer can be told to reach. */
+static bool is_wildcard_host(const char *host) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  return (inet_pton(AF_INET, host, &a4) == 1 && a4.s_addr == htonl(INADDR_ANY)) ||
+         (inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&a6));
 }
 
 /* A LoRaWAN DevEUI: 16 hex digits in either case, written into out as 16 upper-case ones. */
@@ -633,38 +741,39 @@ static const char *objects_reason(const char *links) {
   return NULL;
 }
 
-/* Never quotes the text: it is a secret. */
-/* A device's base URL for the HTTP binding: http:// or https://, a host, an optional port and
- * path; no query, fragment, user info or whitespace (the gateway appends /O/I/R?query). */
+/* An http:// or https:// URL with a host, an optional port and path; no query, fragment, user
+ * info or whitespace: a device's base URL for the HTTP binding (the gateway appends
+ * /O/I/R?query), the SCEF's API root, the SCEF's notification destination. */
 static const char *http_url_reason(const char *url) {
   size_t scheme = strncmp(url, "http://", 7) == 0 ? 7 : strncmp(url, "https://", 8) == 0 ? 8 : 0;
   if (scheme == 0)
-    return "expected an http:// or https:// URL";
+    return "the scheme is not http:// or https://";
   if (strlen(url) > 512)
-    return "longer than 512 characters";
+    return "it is longer than 512 characters";
   for (const char *p = url; *p; p++) {
     unsigned char c = (unsigned char)*p;
     if (c <= 0x20 || c >= 0x7f)
-      return "contains a space or a character outside printable ASCII";
+      return "it contains a space or a character outside printable ASCII";
     if (c == '?' || c == '#')
-      return "must not have a query or fragment (the gateway adds the LwM2M path and query)";
+      return "it has a query or fragment";
   }
   const char *host = url + scheme;
   size_t authority = strcspn(host, "/");
   if (memchr(host, '@', authority))
-    return "must not carry user information (use http_password or http_token)";
+    return "it carries user information (credentials have settings of their own)";
   if (authority == 0 || host[0] == ':')
-    return "has no host";
+    return "it has no host";
   const char *port = host[0] == '[' ? memchr(host, ']', authority) : host;
   if (!port)
-    return "has an unterminated [IPv6] host";
+    return "it has an unterminated [IPv6] host";
   const char *colon = memchr(port, ':', authority - (size_t)(port - host));
   uint16_t number;
   if (colon && parse_port(colon + 1, authority - (size_t)(colon + 1 - host), &number) != 0)
-    return "has an invalid port";
+    return "it has an invalid port";
   return NULL;
 }
 
+/* Never quotes the text: it is a secret. */
 static const char *parse_hex_key(const char *text, size_t len, uint8_t *out, size_t *out_len) {
   if (len == 0)
     return "it is empty";
@@ -759,6 +868,35 @@ static int get_file(load_ctx_t *ctx, const config_setting_t *group, const char *
   char path[SETTING_PATH_MAX];
   path_member(path, group_path, name);
   return check_readable(ctx, *out_setting, path, *out);
+}
+
+/* An http:// or https:// URL (http_url_reason), its trailing '/'s dropped; *out stays NULL
+ * when absent and optional. */
+static int get_http_url(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                        const char *name, bool required, const char *what, char **out) {
+  int rc = get_checked_string(ctx, g, gpath, name, required, what,
+                              "an http:// or https:// URL", http_url_reason, out);
+  if (rc != 0 || !*out)
+    return rc;
+  size_t n = strlen(*out);
+  while (n > 0 && (*out)[n - 1] == '/')
+    (*out)[--n] = 0;
+  return 0;
+}
+
+/* ca_file, cert_file and key_file of a group whose connection has no TLS: refused, with why. */
+static int refuse_tls_files(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                            const char *why) {
+  static const char *const file_keys[] = {"ca_file", "cert_file", "key_file"};
+  for (size_t k = 0; k < sizeof(file_keys) / sizeof(file_keys[0]); k++) {
+    const config_setting_t *file_s = member(g, file_keys[k]);
+    if (file_s) {
+      char path[SETTING_PATH_MAX];
+      path_member(path, gpath, file_keys[k]);
+      return fail(ctx, file_s, path, "%s", why);
+    }
+  }
+  return 0;
 }
 
 static int read_psk_key_file(load_ctx_t *ctx, const config_setting_t *s, const char *path,
@@ -974,14 +1112,9 @@ static int load_upstream(load_ctx_t *ctx, const config_setting_t *e, const char 
     }
   }
 
-  static const char *const file_keys[] = {"ca_file", "cert_file", "key_file"};
-  for (size_t k = 0; k < 3; k++) {
-    const config_setting_t *file_s = member(e, file_keys[k]);
-    if (file_s && !up->secure) {
-      path_member(path, epath, file_keys[k]);
-      return fail(ctx, file_s, path, "only used with a coaps:// uri (DTLS), this upstream is coap://");
-    }
-  }
+  if (!up->secure && (rc = refuse_tls_files(ctx, e, epath, "only used with a coaps:// uri "
+                                                           "(DTLS), this upstream is coap://")))
+    return rc;
   if ((rc = get_file(ctx, e, epath, "ca_file", &s, &up->ca_file)) != 0)
     return rc;
   return get_cert_and_key(ctx, e, epath, &up->cert_file, &up->key_file);
@@ -993,6 +1126,86 @@ static int check_list(load_ctx_t *ctx, const config_setting_t *list, const char 
   int type = config_setting_type(list);
   if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
     return fail(ctx, list, path, "expected %s, got %s", expect, type_name(list));
+  return 0;
+}
+
+/* An array [ "...", ... ] named name in g: each string is checked and copied by dup_value, which
+ * reports its own errors. expect says what the array holds, item what one string is. *out is
+ * allocated even for an empty array. */
+static int load_string_array(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                             const char *name, const char *expect, const char *item,
+                             int (*dup_value)(load_ctx_t *ctx, const config_setting_t *s,
+                                              const char *path, const char *value, char **out),
+                             char ***out, size_t *out_count) {
+  const config_setting_t *list = member(g, name);
+  if (!list)
+    return 0;
+  char list_path[SETTING_PATH_MAX];
+  path_member(list_path, gpath, name);
+  int rc = check_list(ctx, list, list_path, expect);
+  if (rc != 0)
+    return rc;
+  int n = config_setting_length(list);
+  if (!(*out = calloc((size_t)(n > 0 ? n : 1), sizeof(**out))))
+    return nomem(ctx);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+    char path[SETTING_PATH_MAX];
+    path_index(path, list_path, (size_t)i);
+    const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e)
+                                                                  : NULL;
+    if (!v)
+      return fail(ctx, e, path, "expected %s in double quotes, got %s", item, type_name(e));
+    if ((rc = dup_value(ctx, e, path, v, &(*out)[*out_count])) != 0)
+      return rc;
+    (*out_count)++;
+  }
+  return 0;
+}
+
+/* A non-empty list ( { ... }, ... ) of groups of one kind, such as bindings.lorawan.ports. */
+typedef struct {
+  const char *name;  /* "ports" */
+  const char *path;  /* "bindings.lorawan.ports" */
+  const char *shape; /* one entry as written, for messages: "{ fport = 1; ... }" */
+  const char *noun;  /* "port", for "expected at least one port" */
+  const char *const *keys;
+  size_t entry_size;
+  /* Loads entry e into entries[index] (entries: an array of entry_size-byte structs), and
+   * checks it against the entries before it. */
+  int (*load_entry)(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                    const gw_config_t *config, void *entries, size_t index);
+} group_list_t;
+
+/* The list kind->name of group g. *out is the array, *out_count the entries begun: the caller
+ * frees a partly loaded list too. missing: the message when it is absent, NULL if optional. */
+static int load_group_list(load_ctx_t *ctx, const config_setting_t *g, const group_list_t *kind,
+                           const gw_config_t *config, const char *missing, void **out,
+                           size_t *out_count) {
+  const config_setting_t *list = member(g, kind->name);
+  if (!list)
+    return missing ? fail(ctx, g, kind->path, "%s", missing) : 0;
+  char expect[192];
+  snprintf(expect, sizeof(expect), "a list ( %s, ... )", kind->shape);
+  int rc = check_list(ctx, list, kind->path, expect);
+  if (rc != 0)
+    return rc;
+  int n = config_setting_length(list);
+  if (n <= 0)
+    return fail(ctx, list, kind->path, "expected at least one %s", kind->noun);
+  if (!(*out = calloc((size_t)n, kind->entry_size)))
+    return nomem(ctx);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+    char epath[SETTING_PATH_MAX];
+    path_index(epath, kind->path, (size_t)i);
+    rc = check_list_entry(ctx, e, epath, kind->shape, kind->keys);
+    if (rc == 0)
+      rc = kind->load_entry(ctx, e, epath, config, *out, (size_t)i);
+    (*out_count)++;
+    if (rc != 0)
+      return rc;
+  }
   return 0;
 }
 
@@ -1241,24 +1454,11 @@ static int load_secret(load_ctx_t *ctx, const config_setting_t *g, const char *g
 /* http_url (its trailing '/' dropped), and one credential: Basic or Bearer (Transport 7). */
 static int load_device_http(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
                             gw_device_conf_t *dev) {
-  const config_setting_t *s;
-  const char *value;
   char path[SETTING_PATH_MAX];
-  int rc = get_string(ctx, e, epath, "http_url", false, "the device's HTTP base URL", &s, &value);
-  if (rc != 0)
-    return rc;
-  if (value) {
-    const char *reason = http_url_reason(value);
-    path_member(path, epath, "http_url");
-    if (reason)
-      return fail(ctx, s, path, "%s, got \"%.80s\"", reason, value);
-    if ((rc = dup_string(ctx, value, &dev->http_url)) != 0)
-      return rc;
-    size_t n = strlen(dev->http_url);
-    while (n > 0 && dev->http_url[n - 1] == '/')
-      dev->http_url[--n] = 0;
-  }
-  if ((rc = load_secret(ctx, e, epath, "http_password", "the device's HTTP Basic password",
+  int rc;
+  if ((rc = get_http_url(ctx, e, epath, "http_url", false, "the device's HTTP base URL",
+                         &dev->http_url)) != 0 ||
+      (rc = load_secret(ctx, e, epath, "http_password", "the device's HTTP Basic password",
                         &dev->http_password)) != 0 ||
       (rc = load_secret(ctx, e, epath, "http_token", "the device's HTTP Bearer token",
                         &dev->http_token)) != 0)
@@ -1386,20 +1586,10 @@ static int load_device(load_ctx_t *ctx, const config_setting_t *e, const char *e
       return rc;
   }
 
-  if ((rc = get_string(ctx, e, epath, "external_id", false, "\"local-id@domain\"", &s, &value)))
-    return rc;
-  if (value) {
-    if (!valid_external_id(value)) {
-      path_member(path, epath, "external_id");
-      return fail(ctx, s, path,
-                  "expected \"local-id@domain\" (3GPP TS 23.682 External Identifier), "
-                  "printable ASCII without spaces");
-    }
-    if ((rc = dup_string(ctx, value, &dev->external_id)) != 0)
-      return rc;
-  }
-
-  if ((rc = get_mqtt_prefix(ctx, e, epath, "mqtt_prefix", &dev->mqtt_prefix)) != 0)
+  if ((rc = get_checked_string(ctx, e, epath, "external_id", false, "\"local-id@domain\"",
+                                EXTERNAL_ID_FORM("External Identifier"), external_id_reason,
+                                &dev->external_id)) != 0 ||
+      (rc = get_mqtt_prefix(ctx, e, epath, "mqtt_prefix", &dev->mqtt_prefix)) != 0)
     return rc;
 
   /* Credentials toward the upstream server. */
@@ -1582,55 +1772,6 @@ static int load_devices(load_ctx_t *ctx, const config_setting_t *root, gw_config
   return check_device_uniqueness(ctx, list, config);
 }
 
-static int load_nidd(load_ctx_t *ctx, const config_setting_t *g, gw_nidd_conf_t *nidd) {
-  int rc;
-  const config_setting_t *sgi;
-  if ((rc = check_known(ctx, g, "bindings.nidd", nidd_keys)) != 0 ||
-      (rc = get_bool(ctx, g, "bindings.nidd", "enabled", NULL, &nidd->enabled)) != 0 ||
-      (rc = get_bool(ctx, g, "bindings.nidd", "accept_unknown", NULL, &nidd->accept_unknown)) != 0 ||
-      (rc = get_group(ctx, g, "bindings.nidd", "sgi", "{ listen = \"host:port\"; }", &sgi)) != 0)
-    return rc;
-  if (!sgi) {
-    if (nidd->enabled)
-      return fail(ctx, g, "bindings.nidd.sgi.listen",
-                  "missing: the NIDD binding needs sgi = { listen = \"host:port\"; } "
-                  "(the SGi UDP tunnel address)");
-    return 0;
-  }
-  if ((rc = check_known(ctx, sgi, "bindings.nidd.sgi", sgi_keys)) != 0)
-    return rc;
-  return get_listen(ctx, sgi, "bindings.nidd.sgi", "listen", nidd->enabled,
-                    "\"host:port\" to receive the SGi UDP tunnel on", &nidd->sgi_listen);
-}
-
-static int load_sms_allow(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *sms) {
-  const config_setting_t *list = member(g, "allow");
-  if (!list)
-    return 0;
-  int rc = check_list(ctx, list, "bindings.sms.allow",
-                      "an array of numbers in quotes, [ \"14155550125\" ]");
-  if (rc != 0)
-    return rc;
-  int n = config_setting_length(list);
-  sms->allow = calloc((size_t)(n > 0 ? n : 1), sizeof(*sms->allow));
-  if (!sms->allow)
-    return nomem(ctx);
-  for (int i = 0; i < n; i++) {
-    const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
-    char path[SETTING_PATH_MAX];
-    path_index(path, "bindings.sms.allow", (size_t)i);
-    const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e)
-                                                                  : NULL;
-    if (!v)
-      return fail(ctx, e, path, "expected a number in double quotes, got %s", type_name(e));
-    rc = dup_msisdn(ctx, e, path, v, &sms->allow[sms->allow_count]);
-    if (rc != 0)
-      return rc;
-    sms->allow_count++;
-  }
-  return 0;
-}
-
 #ifdef GW_HAVE_SMS
 #define GW_BUILT_SMS true
 #else
@@ -1658,8 +1799,9 @@ static int refuse_unbuilt(load_ctx_t *ctx, const config_setting_t *g, const char
               option);
 }
 
-/* The first line of a small secret file (a PIN, a password), without trailing whitespace, into
- * buf (check_secret_file is left to the caller, which knows the setting). */
+/* The first line of a small secret file (a PIN, a password, a token), without trailing
+ * whitespace, into buf; a first line that does not fit is an error, not cut (check_secret_file
+ * is left to the caller, which knows the setting). */
 static int read_secret_line(load_ctx_t *ctx, const config_setting_t *s, const char *path,
                             const char *file, char *buf, size_t size) {
   int rc = check_readable(ctx, s, path, file);
@@ -1667,9 +1809,15 @@ static int read_secret_line(load_ctx_t *ctx, const config_setting_t *s, const ch
     return rc;
   FILE *f = fopen(file, "r");
   size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+  bool more = f && n == size - 1 && fgetc(f) != EOF;
   if (f)
     fclose(f);
   buf[n] = 0;
+  if (more && strcspn(buf, "\r\n") == n) {
+    explicit_bzero(buf, size);
+    return fail(ctx, s, path, "the first line of \"%s\" is too long (at most %zu bytes)", file,
+                size - 2);
+  }
   n = strcspn(buf, "\r\n");
   while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
     n--;
@@ -1755,7 +1903,8 @@ static int load_sms(load_ctx_t *ctx, const config_setting_t *g, gw_sms_conf_t *s
     return rc;
   if ((rc = load_sms_pin(ctx, g, sms)) != 0)
     return rc;
-  return load_sms_allow(ctx, g, sms);
+  return load_string_array(ctx, g, P, "allow", "an array of numbers in quotes, [ \"14155550125\" ]",
+                           "a number", dup_msisdn, &sms->allow, &sms->allow_count);
 }
 
 /* An upstream named by a binding setting must exist; *out gets a copy of its name. */
@@ -1772,6 +1921,33 @@ static int get_upstream_ref(load_ctx_t *ctx, const config_setting_t *g, const ch
     return fail(ctx, s, path, "no upstream is named \"%.64s\"", value);
   }
   return dup_string(ctx, value, out);
+}
+
+/* Whose an entry is: upstream = "name" (an LwM2M server's) or bootstrap = "name" (a bootstrap
+ * server's), each naming an upstream, not both; required: one of them. what names the entry in
+ * messages ("a port"). */
+static int get_server_refs(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                           const gw_config_t *config, const char *what, bool required,
+                           char **out_upstream, char **out_bootstrap) {
+  char path[SETTING_PATH_MAX];
+  int rc;
+  if ((rc = get_upstream_ref(ctx, e, epath, "upstream", config, out_upstream)) != 0 ||
+      (rc = get_upstream_ref(ctx, e, epath, "bootstrap", config, out_bootstrap)) != 0)
+    return rc;
+  if (*out_upstream && *out_bootstrap) {
+    path_member(path, epath, "bootstrap");
+    return fail(ctx, member(e, "bootstrap"), path,
+                "%s is either a server's (upstream) or a bootstrap server's (bootstrap), not both",
+                what);
+  }
+  if (required && !*out_upstream && !*out_bootstrap) {
+    path_member(path, epath, "upstream");
+    return fail(ctx, e, path,
+                "missing: %s needs upstream = \"name\" (its LwM2M server) or bootstrap = "
+                "\"name\" (its bootstrap server)",
+                what);
+  }
+  return 0;
 }
 
 /* One prefix: { prefix = "tenant-a"; upstream = "leshan"; bootstrap = "bs"; }. */
@@ -1842,6 +2018,21 @@ static int load_mqtt_tenants(load_ctx_t *ctx, const config_setting_t *g,
   return list ? check_mqtt_prefixes_unique(ctx, list, mqtt) : 0;
 }
 
+/* A secret that never stands in the configuration itself: `name` is known only to be refused,
+ * pointing at `name`_file. what: "an API key". */
+static int refuse_inline_secret(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
+                                const char *name, const char *what) {
+  const config_setting_t *s = member(g, name);
+  if (!s)
+    return 0;
+  char path[SETTING_PATH_MAX];
+  path_member(path, gpath, name);
+  return fail(ctx, s, path,
+              "%s is not written into the configuration: put it in a private file (mode 0600) "
+              "and set %s_file",
+              what, name);
+}
+
 /* A secret given inline as `name` (the configuration file must then be private) or as the
  * first line of `name`_file; *out stays NULL when neither is set. */
 static int load_secret(load_ctx_t *ctx, const config_setting_t *g, const char *gpath,
@@ -1861,7 +2052,7 @@ static int load_secret(load_ctx_t *ctx, const config_setting_t *g, const char *g
     return fail(ctx, file_s, file_path, "give either %s or %s, not both", name, file_name);
   if (!value && !file)
     return 0;
-  char buf[256] = "";
+  char buf[SECRET_LINE_MAX] = "";
   char *resolved = NULL;
   if (file) {
     if ((rc = resolve_path(ctx, file, &resolved)) != 0)
@@ -2105,12 +2296,10 @@ static int load_lorawan_password(load_ctx_t *ctx, const config_setting_t *g,
                                  gw_lorawan_conf_t *lw) {
   static const char *const P = "bindings.lorawan";
   bool tts = lw->network_server == GW_LNS_TTS;
-  const config_setting_t *api_key = member(g, "api_key"), *inline_s = member(g, "password"),
-                         *key_file = member(g, "api_key_file");
-  if (api_key)
-    return fail(ctx, api_key, "bindings.lorawan.api_key",
-                "an API key is not written into the configuration: put it in a private file "
-                "(mode 0600) and set api_key_file");
+  const config_setting_t *inline_s = member(g, "password"), *key_file = member(g, "api_key_file");
+  int rc = refuse_inline_secret(ctx, g, P, "api_key", "an API key");
+  if (rc != 0)
+    return rc;
   if (tts && inline_s)
     return fail(ctx, inline_s, "bindings.lorawan.password",
                 "The Things Stack's API key must come from api_key_file (a private file), not "
@@ -2122,8 +2311,8 @@ static int load_lorawan_password(load_ctx_t *ctx, const config_setting_t *g,
   if (key_file && member(g, "password_file"))
     return fail(ctx, key_file, "bindings.lorawan.api_key_file",
                 "give either password_file or api_key_file, not both");
-  int rc = key_file ? load_secret(ctx, g, P, "api_key", "the application's API key", &lw->password)
-                    : load_secret(ctx, g, P, "password", "the broker password", &lw->password);
+  rc = key_file ? load_secret(ctx, g, P, "api_key", "the application's API key", &lw->password)
+                : load_secret(ctx, g, P, "password", "the broker password", &lw->password);
   if (rc == 0 && tts && lw->enabled && !lw->password)
     return fail(ctx, g, "bindings.lorawan.api_key_file",
                 "missing (expected a file holding the application's API key: The Things "
@@ -2167,67 +2356,42 @@ static int load_lorawan_application(load_ctx_t *ctx, const config_setting_t *g,
 
 /* One entry of ports: { fport = 1; upstream = "default"; } or { fport = 2; bootstrap = "bs"; }. */
 static int load_lorawan_port(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
-                             const gw_config_t *config, gw_lorawan_port_conf_t *port) {
+                             const gw_config_t *config, void *entries, size_t index) {
+  gw_lorawan_port_conf_t *ports = entries, *port = &ports[index];
   char path[SETTING_PATH_MAX];
   uint32_t fport = 0;
   int rc;
-  if (!member(e, "fport")) {
-    path_member(path, epath, "fport");
+  path_member(path, epath, "fport");
+  if (!member(e, "fport"))
     return fail(ctx, e, path, "missing (expected the FPort of lorawan://{fport}, 1 to 255)");
-  }
   if ((rc = get_uint(ctx, e, epath, "fport", 1, 255,
                      " (Transport 6.8.4: the FPort of lorawan://{fport}; 0 is for MAC commands)",
                      NULL, &fport)) != 0 ||
-      (rc = get_upstream_ref(ctx, e, epath, "upstream", config, &port->upstream)) != 0 ||
-      (rc = get_upstream_ref(ctx, e, epath, "bootstrap", config, &port->bootstrap)) != 0)
+      (rc = get_server_refs(ctx, e, epath, config, "a port", false, &port->upstream,
+                            &port->bootstrap)) != 0)
     return rc;
   port->fport = (uint8_t)fport;
-  if (port->upstream && port->bootstrap) {
-    path_member(path, epath, "bootstrap");
-    return fail(ctx, member(e, "bootstrap"), path,
-                "a port is either a server's (upstream) or a bootstrap server's (bootstrap), "
-                "not both");
-  }
+  for (size_t j = 0; j < index; j++)
+    if (ports[j].fport == port->fport)
+      return fail(ctx, member(e, "fport"), path,
+                  "FPort %u is already given by bindings.lorawan.ports.[%zu]", port->fport, j);
   return 0;
 }
 
 /* ports: each FPort a device may use as lorawan://{fport}, and whose server it is. */
 static int load_lorawan_ports(load_ctx_t *ctx, const config_setting_t *g,
                               const gw_config_t *config, gw_lorawan_conf_t *lw) {
-  static const char *const P = "bindings.lorawan.ports";
-  const config_setting_t *list = member(g, "ports");
-  if (!list)
-    return lw->enabled ? fail(ctx, g, P, "missing (expected a list of FPorts, e.g. ports = ( { "
-                                         "fport = 1; upstream = \"default\"; } );)")
-                       : 0;
-  int rc = check_list(ctx, list, P, "a list ( { fport = 1; upstream = \"...\"; }, ... )");
-  if (rc != 0)
-    return rc;
-  int n = config_setting_length(list);
-  if (n <= 0)
-    return fail(ctx, list, P, "expected at least one port");
-  if (!(lw->ports = calloc((size_t)n, sizeof(*lw->ports))))
-    return nomem(ctx);
-  for (int i = 0; i < n; i++) {
-    const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
-    char epath[SETTING_PATH_MAX];
-    path_index(epath, P, (size_t)i);
-    rc = check_list_entry(ctx, e, epath, "{ fport = 1; upstream = \"...\"; }", lorawan_port_keys);
-    if (rc == 0)
-      rc = load_lorawan_port(ctx, e, epath, config, &lw->ports[i]);
-    lw->port_count++;
-    if (rc != 0)
-      return rc;
-    for (size_t j = 0; j < (size_t)i; j++)
-      if (lw->ports[j].fport == lw->ports[i].fport) {
-        char path[SETTING_PATH_MAX];
-        path_member(path, epath, "fport");
-        return fail(ctx, member(e, "fport"), path,
-                    "FPort %u is already given by bindings.lorawan.ports.[%zu]",
-                    lw->ports[i].fport, j);
-      }
-  }
-  return 0;
+  static const group_list_t ports = {
+      "ports", "bindings.lorawan.ports", "{ fport = 1; upstream = \"...\"; }", "port",
+      lorawan_port_keys, sizeof(gw_lorawan_port_conf_t), load_lorawan_port};
+  void *entries = NULL;
+  int rc = load_group_list(ctx, g, &ports, config,
+                           lw->enabled ? "missing (expected a list of FPorts, e.g. ports = ( { "
+                                         "fport = 1; upstream = \"default\"; } );)"
+                                       : NULL,
+                           &entries, &lw->port_count);
+  lw->ports = entries;
+  return rc;
 }
 
 /* bindings.lorawan (Transport 6.8.4, Appendix C): the network server's MQTT integration. */
@@ -2257,6 +2421,255 @@ static int load_lorawan(load_ctx_t *ctx, const config_setting_t *g, const gw_con
   /* Last, unlike the other bindings: a build without it still checks the whole group, so a
    * configuration can be checked before the router image that runs it is built. */
   return lw->enabled ? refuse_unbuilt(ctx, g, "lorawan", GW_BUILT_LORAWAN) : 0;
+}
+
+/* ---- bindings.nidd: the SGi tunnel (Transport Appendix D.2) and NIDD via SCEF (D.3) ---- */
+
+/* A numeric IPv4 or IPv6 address as written, without brackets or port. */
+static int dup_ip_address(load_ctx_t *ctx, const config_setting_t *s, const char *path,
+                          const char *value, char **out) {
+  struct in6_addr addr;
+  if (inet_pton(AF_INET, value, &addr) != 1 && inet_pton(AF_INET6, value, &addr) != 1)
+    return fail(ctx, s, path,
+                "expected a numeric IPv4 or IPv6 address without brackets or port, e.g. "
+                "\"10.0.0.1\" or \"2001:db8::1\", got \"%.64s\"",
+                value);
+  return dup_string(ctx, value, out);
+}
+
+/* Where the SCEF's notifications come in: the listener, the notificationDestination the SCEF is
+ * given (by default the listener's own address, which a wildcard cannot be), who may send. */
+static int load_scef_notifications(load_ctx_t *ctx, const config_setting_t *g,
+                                   gw_scef_conf_t *scef) {
+  static const char *const P = "bindings.nidd.scef";
+  int rc;
+  if ((rc = get_listen(ctx, g, P, "notification_listen", scef->enabled,
+                       "\"host:port\" for the SCEF's notifications, e.g. \"192.0.2.10:8081\"",
+                       &scef->notification_listen)) != 0 ||
+      (rc = get_http_url(ctx, g, P, "notification_url", false,
+                         "the URL the SCEF sends notifications to", &scef->notification_url)) ||
+      (rc = load_string_array(ctx, g, P, "notification_allow",
+                              "an array of addresses in quotes, [ \"10.0.0.1\" ]", "an address",
+                              dup_ip_address, &scef->notification_allow,
+                              &scef->notification_allow_count)) != 0)
+    return rc;
+  if (scef->notification_url || !scef->notification_listen)
+    return 0;
+  char host[HOST_NAME_MAX_LEN + 1];
+  bool bracketed;
+  const char *port;
+  split_host_port(scef->notification_listen, host, sizeof(host), &bracketed, &port);
+  if (is_wildcard_host(host))
+    return fail(ctx, g, "bindings.nidd.scef.notification_url",
+                "missing: notification_listen \"%s\" listens on every address of this host, "
+                "which is no address to give the SCEF; give the URL it reaches the gateway at, "
+                "e.g. \"http://192.0.2.10:%s/t8/notifications\"",
+                scef->notification_listen, port);
+  size_t n = strlen(scef->notification_listen) + sizeof("http:///t8/notifications");
+  if (!(scef->notification_url = malloc(n)))
+    return nomem(ctx);
+  snprintf(scef->notification_url, n, "http://%s/t8/notifications", scef->notification_listen);
+  return 0;
+}
+
+/* oauth = { token_url; client_id; client_secret_file; scope; }: the client credentials grant
+ * (RFC 6749 4.4); everything but scope is required when the SCEF binding is on. */
+static int load_scef_oauth(load_ctx_t *ctx, const config_setting_t *g, bool required,
+                           gw_scef_oauth_conf_t *oauth) {
+  static const char *const P = "bindings.nidd.scef.oauth";
+  const config_setting_t *id_s, *scope_s;
+  const char *id, *scope;
+  int rc;
+  if ((rc = check_known(ctx, g, P, scef_oauth_keys)) != 0 ||
+      (rc = get_http_url(ctx, g, P, "token_url", required,
+                         "the token endpoint, e.g. \"https://auth.example.net/oauth2/token\"",
+                         &oauth->token_url)) != 0 ||
+      (rc = get_string(ctx, g, P, "client_id", required, "the OAuth client_id", &id_s, &id)) ||
+      (rc = get_string(ctx, g, P, "scope", false, "the OAuth scope", &scope_s, &scope)) != 0)
+    return rc;
+  if (id && !is_printable_ascii(id))
+    return fail(ctx, id_s, "bindings.nidd.scef.oauth.client_id",
+                "expected the OAuth client_id: printable ASCII (RFC 6749 A.1)");
+  if (scope && !valid_oauth_scope(scope))
+    return fail(ctx, scope_s, "bindings.nidd.scef.oauth.scope",
+                "expected scope tokens of printable ASCII without '\"' or '\\' joined by "
+                "single spaces (RFC 6749 3.3), got \"%.80s\"",
+                scope);
+  if ((rc = dup_string(ctx, id, &oauth->client_id)) != 0 ||
+      (rc = dup_string(ctx, scope, &oauth->scope)) != 0 ||
+      (rc = refuse_inline_secret(ctx, g, P, "client_secret", "a client secret")) != 0 ||
+      (rc = load_secret(ctx, g, P, "client_secret", "the OAuth client secret",
+                        &oauth->client_secret)) != 0)
+    return rc;
+  if (required && !oauth->client_secret)
+    return fail(ctx, g, "bindings.nidd.scef.oauth.client_secret_file",
+                "missing (expected a file holding the OAuth client secret)");
+  return 0;
+}
+
+/* Who the gateway is to the SCEF: a static bearer token from token_file, OAuth 2.0 client
+ * credentials, or neither (a SCEF that knows it by its address or its client certificate). */
+static int load_scef_credentials(load_ctx_t *ctx, const config_setting_t *g,
+                                 gw_scef_conf_t *scef) {
+  static const char *const P = "bindings.nidd.scef";
+  const config_setting_t *oauth;
+  int rc;
+  if ((rc = refuse_inline_secret(ctx, g, P, "token", "a bearer token")) != 0 ||
+      (rc = get_group(ctx, g, P, "oauth",
+                      "{ token_url = \"https://...\"; client_id = \"...\"; "
+                      "client_secret_file = \"...\"; }",
+                      &oauth)) != 0)
+    return rc;
+  if (oauth && member(g, "token_file"))
+    return fail(ctx, oauth, "bindings.nidd.scef.oauth",
+                "give either token_file (a static bearer token) or oauth, not both");
+  if ((rc = load_secret(ctx, g, P, "token", "the SCEF's bearer token", &scef->token)) != 0)
+    return rc;
+  if (scef->token && !valid_bearer_token(scef->token))
+    return fail(ctx, member(g, "token_file"), "bindings.nidd.scef.token_file",
+                "the file's first line is not a bearer token (RFC 6750 2.1: letters, digits, "
+                "'-', '.', '_', '~', '+', '/', then '='s only)");
+  scef->has_oauth = oauth != NULL;
+  return oauth ? load_scef_oauth(ctx, oauth, scef->enabled, &scef->oauth) : 0;
+}
+
+/* TLS files for the SCEF and its token endpoint: only when one of them is https://. */
+static int load_scef_tls(load_ctx_t *ctx, const config_setting_t *g, gw_scef_conf_t *scef) {
+  static const char *const P = "bindings.nidd.scef";
+  const char *token_url = scef->oauth.token_url;
+  bool https = (scef->url && strncmp(scef->url, "https://", 8) == 0) ||
+               (token_url && strncmp(token_url, "https://", 8) == 0);
+  const config_setting_t *s;
+  int rc;
+  if ((scef->url || token_url) && !https &&
+      (rc = refuse_tls_files(ctx, g, P, "only used with TLS: url (or oauth.token_url) is not "
+                                        "https://")) != 0)
+    return rc;
+  if ((rc = get_file(ctx, g, P, "ca_file", &s, &scef->ca_file)) != 0)
+    return rc;
+  return get_cert_and_key(ctx, g, P, &scef->cert_file, &scef->key_file);
+}
+
+/* One pair of rds: { ue_port = 0; scef_port = 1; upstream = "default"; }. */
+static int load_scef_rds_pair(load_ctx_t *ctx, const config_setting_t *e, const char *epath,
+                              const gw_config_t *config, void *entries, size_t index) {
+  static const char *const port_names[] = {"ue_port", "scef_port"};
+  gw_scef_rds_conf_t *pairs = entries, *pair = &pairs[index];
+  uint32_t ports[2];
+  int rc;
+  for (size_t k = 0; k < 2; k++) {
+    char path[SETTING_PATH_MAX];
+    path_member(path, epath, port_names[k]);
+    if (!member(e, port_names[k]))
+      return fail(ctx, e, path, "missing (expected an RDS port, 0 to 15)");
+    if ((rc = get_uint(ctx, e, epath, port_names[k], 0, 15,
+                       " (TS 24.250: an RDS port is 4 bits)", NULL, &ports[k])) != 0)
+      return rc;
+  }
+  pair->ue_port = (uint8_t)ports[0];
+  pair->scef_port = (uint8_t)ports[1];
+  if ((rc = get_server_refs(ctx, e, epath, config, "an RDS port pair", true, &pair->upstream,
+                            &pair->bootstrap)) != 0)
+    return rc;
+  for (size_t j = 0; j < index; j++)
+    if (pairs[j].ue_port == pair->ue_port && pairs[j].scef_port == pair->scef_port)
+      return fail(ctx, e, epath,
+                  "ue_port %u with scef_port %u is already given by "
+                  "bindings.nidd.scef.rds.[%zu]: a pair names one server",
+                  pair->ue_port, pair->scef_port, j);
+  return 0;
+}
+
+/* rds: which server each RDS port pair is (TS 24.250; Transport Appendix D.3). */
+static int load_scef_rds(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
+                         gw_scef_conf_t *scef) {
+  static const group_list_t pairs = {
+      "rds", "bindings.nidd.scef.rds", "{ ue_port = 0; scef_port = 1; upstream = \"...\"; }",
+      "RDS port pair", scef_rds_keys, sizeof(gw_scef_rds_conf_t), load_scef_rds_pair};
+  void *entries = NULL;
+  int rc = load_group_list(ctx, g, &pairs, config, NULL, &entries, &scef->rds_count);
+  scef->rds = entries;
+  return rc;
+}
+
+/* bindings.nidd.scef (Transport Appendix D.3; TS 29.122 T8 NIDD): the SCEF's API, who the
+ * gateway is to it, where its notifications come in, the NIDD configurations' parameters. On
+ * when NIDD is enabled, unless `enabled = false` here; checked whole either way. */
+static int load_scef(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
+                     bool nidd_enabled, gw_scef_conf_t *scef) {
+  static const char *const P = "bindings.nidd.scef";
+  bool on = true;
+  int rc;
+  if ((rc = check_known(ctx, g, P, scef_keys)) != 0 ||
+      (rc = get_bool(ctx, g, P, "enabled", NULL, &on)) != 0)
+    return rc;
+  scef->enabled = nidd_enabled && on;
+  if ((rc = get_http_url(ctx, g, P, "url", scef->enabled,
+                         "the SCEF's T8 API root ({apiRoot}, TS 29.122 5.2.4), e.g. "
+                         "\"https://scef.example.net/api\"",
+                         &scef->url)) != 0 ||
+      (rc = get_checked_string(ctx, g, P, "scs_as_id", scef->enabled,
+                               "the SCS/AS identifier the SCEF knows the gateway by",
+                               "{scsAsId} of TS 29.122, a path segment", scs_as_id_reason,
+                               &scef->scs_as_id)) != 0 ||
+      (rc = load_scef_notifications(ctx, g, scef)) != 0 ||
+      (rc = load_scef_credentials(ctx, g, scef)) != 0 || (rc = load_scef_tls(ctx, g, scef)) ||
+      (rc = get_uint(ctx, g, P, "configuration_duration_s", 10, 31536000, " seconds", NULL,
+                     &scef->configuration_duration_s)) != 0 ||
+      (rc = get_uint(ctx, g, P, "maximum_latency_s", 0, 86400,
+                     " seconds (0: the SCEF does not buffer)", NULL,
+                     &scef->maximum_latency_s)) != 0 ||
+      (rc = get_checked_string(ctx, g, P, "external_group_id", false, "\"local-id@domain\"",
+                               EXTERNAL_ID_FORM("External Group Identifier"), external_id_reason,
+                               &scef->external_group_id)) != 0 ||
+      (rc = load_scef_rds(ctx, g, config, scef)) != 0)
+    return rc;
+  scef->reliable_data_service = scef->rds_count > 0;
+  return get_bool(ctx, g, P, "reliable_data_service", NULL, &scef->reliable_data_service);
+}
+
+static int load_nidd(load_ctx_t *ctx, const config_setting_t *g, const gw_config_t *config,
+                     gw_nidd_conf_t *nidd) {
+  static const char *const P = "bindings.nidd";
+  const config_setting_t *sgi, *scef;
+  int rc;
+  if ((rc = check_known(ctx, g, P, nidd_keys)) != 0 ||
+      (rc = get_bool(ctx, g, P, "enabled", NULL, &nidd->enabled)) != 0 ||
+      (rc = get_bool(ctx, g, P, "accept_unknown", NULL, &nidd->accept_unknown)) != 0 ||
+      (rc = get_group(ctx, g, P, "sgi", "{ listen = \"host:port\"; }", &sgi)) != 0 ||
+      (sgi && (rc = check_known(ctx, sgi, "bindings.nidd.sgi", sgi_keys)) != 0) ||
+      (sgi && (rc = get_listen(ctx, sgi, "bindings.nidd.sgi", "listen", nidd->enabled,
+                               "\"host:port\" to receive the SGi UDP tunnel on",
+                               &nidd->sgi_listen)) != 0) ||
+      (rc = get_group(ctx, g, P, "scef", "{ url = \"https://...\"; ... }", &scef)) != 0 ||
+      (scef && (rc = load_scef(ctx, scef, config, nidd->enabled, &nidd->scef)) != 0))
+    return rc;
+  if (nidd->enabled && !sgi && !nidd->scef.enabled)
+    return fail(ctx, g, "bindings.nidd.sgi.listen",
+                "missing: the NIDD binding needs sgi = { listen = \"host:port\"; } (the SGi UDP "
+                "tunnel address) or scef = { url = ...; ... } (NIDD via SCEF)");
+  return 0;
+}
+
+/* Last, bindings.nidd.scef with the devices: without external_group_id the SCEF serves the
+ * devices listed by external_id or msisdn, one NIDD configuration each, and with none of them
+ * it would deliver nothing. Then, until its binding (issue 13) exists, a file that turns it on
+ * is refused, after every other check so that --check-config reports real mistakes first. */
+static int check_scef(load_ctx_t *ctx, const config_setting_t *root, const gw_config_t *config) {
+  const gw_scef_conf_t *scef = &config->bindings.nidd.scef;
+  if (!scef->enabled)
+    return 0;
+  const config_setting_t *g = member(member(member(root, "bindings"), "nidd"), "scef");
+  bool served = scef->external_group_id != NULL;
+  for (size_t i = 0; i < config->device_count && !served; i++)
+    served = config->devices[i].external_id || config->devices[i].msisdn;
+  if (!served)
+    return fail(ctx, g, "bindings.nidd.scef",
+                "no device to configure at the SCEF: list devices with external_id or msisdn, "
+                "or give external_group_id (one NIDD configuration for a group)");
+  return fail(ctx, g, "bindings.nidd.scef",
+              "NIDD via SCEF is not implemented in this version yet; the rest of the file is "
+              "valid (set enabled = false in this group to run the other bindings)");
 }
 
 /* A device's device_id names a The Things Stack end device: meaningless to ChirpStack. */
@@ -2319,7 +2732,7 @@ static int load_bindings(load_ctx_t *ctx, const config_setting_t *root, gw_confi
       return fail(ctx, s, path, "expected a group { enabled = true; ... }, got %s",
                   type_name(s));
     if (strcmp(name, "nidd") == 0) {
-      if ((rc = load_nidd(ctx, s, &config->bindings.nidd)) != 0)
+      if ((rc = load_nidd(ctx, s, config, &config->bindings.nidd)) != 0)
         return rc;
       continue;
     }
@@ -2411,6 +2824,7 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
   gw->uplink_queue_length = 64;
   gw->uplink_hold_s = 86400;
   config->bindings.nidd.accept_unknown = true;
+  config->bindings.nidd.scef.configuration_duration_s = 86400;
   gw_sms_conf_t *sms = &config->bindings.sms;
   sms->baud = 115200;
   sms->concatenated = true;
@@ -2450,7 +2864,7 @@ static int load_root(load_ctx_t *ctx, const config_t *cfg, gw_config_t *config) 
       (rc = load_gateway(ctx, root, gw)) != 0 || (rc = load_upstreams(ctx, root, config)) != 0 ||
       (rc = load_devices(ctx, root, config)) != 0 || (rc = load_bindings(ctx, root, config)) != 0)
     return rc;
-  return 0;
+  return check_scef(ctx, root, config);
 }
 
 static int parse_error(load_ctx_t *ctx, const config_t *cfg) {
@@ -2579,6 +2993,29 @@ static void gw_lorawan_conf_free(gw_lorawan_conf_t *lorawan) {
   free(lorawan->ports);
 }
 
+static void free_strings(char **strings, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    free(strings[i]);
+  free(strings);
+}
+
+static void gw_scef_conf_free(gw_scef_conf_t *scef) {
+  char *owned[] = {scef->url,        scef->scs_as_id,          scef->notification_listen,
+                   scef->notification_url, scef->oauth.token_url, scef->oauth.client_id,
+                   scef->oauth.scope, scef->ca_file,           scef->cert_file,
+                   scef->key_file,   scef->external_group_id};
+  for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+    free(owned[i]);
+  free_secret(scef->token);
+  free_secret(scef->oauth.client_secret);
+  free_strings(scef->notification_allow, scef->notification_allow_count);
+  for (size_t i = 0; i < scef->rds_count; i++) {
+    free(scef->rds[i].upstream);
+    free(scef->rds[i].bootstrap);
+  }
+  free(scef->rds);
+}
+
 static void gw_http_conf_free(gw_http_conf_t *http) {
   free(http->listen);
   free(http->cert_file);
@@ -2632,15 +3069,14 @@ void gw_config_free(gw_config_t *config) {
   }
   free(config->devices);
   free(config->bindings.nidd.sgi_listen);
+  gw_scef_conf_free(&config->bindings.nidd.scef);
   gw_sms_conf_t *sms = &config->bindings.sms;
   free(sms->modem);
   free(sms->msisdn);
   free(sms->pin);
   free(sms->smsc);
   free(sms->storage);
-  for (size_t i = 0; i < sms->allow_count; i++)
-    free(sms->allow[i]);
-  free(sms->allow);
+  free_strings(sms->allow, sms->allow_count);
   gw_mqtt_conf_free(&config->bindings.mqtt);
   gw_http_conf_free(&config->bindings.http);
   gw_lorawan_conf_free(&config->bindings.lorawan);

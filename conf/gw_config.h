@@ -62,7 +62,8 @@ typedef struct {
   char *upstream;     /* name; default: the upstream named "default", else the first */
   char *msisdn;       /* SMS binding address, optional */
   char *ue_address;   /* NIDD SGi: "ip" or "ip:port" of the UE, optional */
-  char *external_id;  /* NIDD SCEF external identifier, optional */
+  char *external_id;  /* NIDD via SCEF: the External Identifier "local@domain" (TS 23.003
+                         19.7.2), optional; a device of the SCEF binding has it or msisdn */
   char *mqtt_prefix;  /* MQTT: the device's topic prefix ("" = none), optional; the topic's
                          ENDPOINT is the endpoint name (Transport 8.2) */
   char *psk_identity; /* DTLS PSK toward the upstream server, optional */
@@ -100,10 +101,67 @@ typedef struct {
                           object list (Transport table 6.8.4-1); never lists object 0; optional */
 } gw_device_conf_t;
 
+/* One RDS port pair of bindings.nidd.scef.rds (TS 24.250; Transport Appendix D.3): an uplink
+ * with this pair is for this server, and what goes to the device from that server carries it. */
+typedef struct {
+  uint8_t ue_port;   /* the UE's port, 0..15 (RDS ports are 4 bits); the Security object's RDS
+                        Source Port /0/x/29 on the device */
+  uint8_t scef_port; /* the SCEF's port, 0..15; RDS Destination Port /0/x/28. The pair
+                        (ue_port, scef_port) is unique among rds */
+  char *upstream;    /* upstream name of the LwM2M server of this pair, or NULL ... */
+  char *bootstrap;   /* ... of the bootstrap server: exactly one of the two is set. A server may
+                        have several pairs (devices configured differently): what it sends a
+                        device goes with the pair that device last used toward it */
+} gw_scef_rds_conf_t;
+
+/* bindings.nidd.scef.oauth: OAuth 2.0 client credentials grant (RFC 6749 4.4) for the T8 API. */
+typedef struct {
+  char *token_url;     /* the token endpoint, http:// or https:// */
+  char *client_id;
+  char *client_secret; /* the first line of client_secret_file, a private file; never inline */
+  char *scope;         /* space-separated scope tokens (RFC 6749 3.3), NULL = none asked */
+} gw_scef_oauth_conf_t;
+
+/* bindings.nidd.scef: NIDD via the SCEF's T8 API (TS 29.122; Transport Appendix D.3); the
+ * gateway is the SCS/AS. Every setting is filled in (and checked) when the group is present,
+ * whether it is on or not. */
+typedef struct {
+  bool enabled;        /* bindings.nidd.enabled, the group present and not `enabled = false`
+                          in it */
+  char *url;           /* {apiRoot} of TS 29.122 5.2.4, http:// or https://, trailing '/'
+                          dropped: requests go to {url}/3gpp-nidd/v1/{scs_as_id}/... */
+  char *scs_as_id;     /* {scsAsId}: 1..128 of A-Z a-z 0-9 - . _ ~ (a path segment that needs no
+                          percent-encoding), not "." or ".." */
+  char *notification_listen; /* "host:port" the notification server listens on (plain HTTP) */
+  char *notification_url;    /* notificationDestination as the SCEF reaches it; default
+                                "http://" notification_listen "/t8/notifications" (required when
+                                notification_listen's host is 0.0.0.0 or [::]) */
+  char *token;         /* static bearer token (RFC 6750) from token_file; NULL = none */
+  gw_scef_oauth_conf_t oauth;
+  bool has_oauth;      /* the oauth group is given: fetch tokens instead of token; exclusive
+                          with token */
+  char *ca_file, *cert_file, *key_file; /* TLS toward the SCEF and the token endpoint, optional */
+  char **notification_allow;  /* numeric IPv4/IPv6 addresses notifications may come from */
+  size_t notification_allow_count; /* 0 = from any address */
+  bool reliable_data_service; /* reliableDataService in configurations and downlinks; default
+                                 true when rds pairs are given, else false */
+  uint32_t configuration_duration_s; /* a NIDD configuration's duration, renewed before it ends;
+                                        default 86400; 10..31536000 */
+  uint32_t maximum_latency_s; /* downlinks' maximumLatency for devices without queue_mode; default
+                                 0: the SCEF does not buffer (Transport Appendix D.6); queue-mode
+                                 devices always get 0; 0..86400 */
+  char *external_group_id;    /* one NIDD configuration for this group instead of one per
+                                 device; NULL = per device (external_id, else msisdn) */
+  gw_scef_rds_conf_t *rds;
+  size_t rds_count;           /* 0 = RDS ports are not used */
+} gw_scef_conf_t;
+
 typedef struct {
   bool enabled;
-  char *sgi_listen;      /* "host:port", required when enabled (Appendix D.2 SGi tunnel) */
+  char *sgi_listen;      /* "host:port" (Appendix D.2 SGi tunnel); NULL = no SGi tunnel, which
+                            needs scef.enabled; required when enabled without scef */
   bool accept_unknown;   /* accept UEs not listed in devices; default true */
+  gw_scef_conf_t scef;   /* NIDD via SCEF; both may be on at once */
 } gw_nidd_conf_t;
 
 /* bindings.sms (Transport 6.8.3): one cellular modem driven by AT commands. */

@@ -650,12 +650,29 @@ static void test_device_external_id(void **state) {
   (void)state;
   load_ok(with_device(UP, "endpoint = \"a\"; external_id = \"meter-17@iot.example.net\";"));
   assert_string_equal(cfg.devices[0].external_id, "meter-17@iot.example.net");
-  const char *bad[] = {"meter-17", "@iot.example.net", "meter@", "a@b@c", "a b@c"};
+  load_ok(with_device(UP, "endpoint = \"a\"; external_id = \"123456@operator.example\";"));
+  load_ok(with_device(UP, "endpoint = \"a\"; external_id = \"u/7+x@d\";")); /* RFC 4282 chars */
+  /* TS 23.003 19.7.2: local@domain, the domain a realm (RFC 4282 2.1) */
+  static const struct {
+    const char *id, *reason;
+  } bad[] = {{"meter-17", "no '@'"},
+             {"@iot.example.net", "local identifier before '@' is empty"},
+             {"meter@", "not a domain name"},
+             {"a@b@c", "more than one '@'"},
+             {"a b@c", "space"},
+             {"a@b_c.net", "not a domain name"},
+             {"a@-b.net", "not a domain name"},
+             {"a@b-.net", "not a domain name"},
+             {"a@b..net", "not a domain name"},
+             {"a@.b.net", "not a domain name"},
+             {"a@b.net.", "not a domain name"}};
   char fields[128];
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    snprintf(fields, sizeof(fields), "endpoint = \"a\"; external_id = \"%s\";", bad[i]);
+    snprintf(fields, sizeof(fields), "endpoint = \"a\"; external_id = \"%s\";", bad[i].id);
     load_err(with_device(UP, fields),
-             "<string>:2: devices.[0].external_id: expected \"local-id@domain\"", NULL);
+             "<string>:2: devices.[0].external_id: expected \"local-id@domain\" (3GPP TS 23.003 "
+             "19.7 External Identifier): ",
+             bad[i].reason);
   }
   load_err(UP "devices = ( { endpoint = \"a\"; external_id = \"x@d\"; },\n"
               "  { endpoint = \"b\"; external_id = \"x@d\"; } );\n" NIDD,
@@ -1298,11 +1315,368 @@ static void test_nidd(void **state) {
               "  port = 1; }; }; };\n",
            "<string>:3: bindings.nidd.sgi.port: unknown setting", "listen");
   load_err(UP "bindings = { nidd = { enabled = true; sgi = { listen = \"127.0.0.1:5685\"; };\n"
-              "  scef = { }; }; };\n",
-           "<string>:3: bindings.nidd.scef: unknown setting", NULL);
+              "  tunnel = { }; }; };\n",
+           "<string>:3: bindings.nidd.tunnel: unknown setting", "sgi, scef, accept_unknown");
   /* a disabled nidd still has its address checked: a typo is a typo */
   load_err(UP "bindings = { nidd = { enabled = false;\n sgi = { listen = \"x\"; }; }; };\n",
            "<string>:3: bindings.nidd.sgi.listen: expected \"host:port\"", NULL);
+}
+
+/* ---- bindings.nidd.scef: NIDD via SCEF, T8 (issue 13; Transport Appendix D.3) ---- */
+
+/* Line 1 the upstreams, 2 the devices, 3 opens nidd, 4 its sgi, 5 the scef group: errors in its
+ * settings, and missing ones, are reported at line 5. nidd with sgi keeps every test
+ * independent of WITH_* options. */
+#define SCEF_UPS                                                                                 \
+  "upstream = ( { name = \"default\"; uri = \"coap://h\"; }, { name = \"bs\"; uri = \"coap://b\"; } );\n"
+#define SCEF_DEV "devices = ( { endpoint = \"nb-1\"; external_id = \"123456@operator.example\"; } );\n"
+#define SCEF(fields)                                                                             \
+  SCEF_UPS SCEF_DEV "bindings = { nidd = { enabled = true;\n"                                    \
+                    "  sgi = { listen = \"127.0.0.1:5685\"; };\n"                                \
+                    "  scef = { " fields " }; }; };\n"
+#define SCEF_MIN                                                                                 \
+  "url = \"https://scef.example.net/api/\"; scs_as_id = \"lwm2m-gw\"; "                          \
+  "notification_listen = \"127.0.0.1:8081\"; "
+/* Off: checked and filled in, not refused. */
+#define SCEF_OFF "enabled = false; " SCEF_MIN
+#define SCEF_REFUSED "NIDD via SCEF is not implemented in this version yet"
+
+static void assert_scef_unset(const gw_scef_conf_t *scef) {
+  assert_false(scef->enabled);
+  assert_null(scef->token);
+  assert_false(scef->has_oauth);
+  assert_null(scef->oauth.token_url);
+  assert_null(scef->oauth.client_id);
+  assert_null(scef->oauth.client_secret);
+  assert_null(scef->oauth.scope);
+  assert_null(scef->ca_file);
+  assert_null(scef->cert_file);
+  assert_null(scef->key_file);
+  assert_null(scef->notification_allow);
+  assert_int_equal(scef->notification_allow_count, 0);
+  assert_false(scef->reliable_data_service);
+  assert_int_equal(scef->configuration_duration_s, 86400);
+  assert_int_equal(scef->maximum_latency_s, 0);
+  assert_null(scef->external_group_id);
+  assert_null(scef->rds);
+  assert_int_equal(scef->rds_count, 0);
+}
+
+static void test_scef_defaults(void **state) {
+  (void)state;
+  load_ok(MIN); /* no scef group */
+  assert_scef_unset(&cfg.bindings.nidd.scef);
+  assert_null(cfg.bindings.nidd.scef.url);
+  load_ok(SCEF(SCEF_OFF));
+  const gw_scef_conf_t *scef = &cfg.bindings.nidd.scef;
+  assert_scef_unset(scef);
+  assert_string_equal(scef->url, "https://scef.example.net/api"); /* the '/' dropped */
+  assert_string_equal(scef->scs_as_id, "lwm2m-gw");
+  assert_string_equal(scef->notification_listen, "127.0.0.1:8081");
+  assert_string_equal(scef->notification_url, "http://127.0.0.1:8081/t8/notifications");
+  load_ok(SCEF("enabled = false; notification_listen = \"[::1]:8081\";"));
+  assert_string_equal(cfg.bindings.nidd.scef.notification_url, "http://[::1]:8081/t8/notifications");
+  assert_null(cfg.bindings.nidd.scef.url); /* not required while off */
+  /* a wildcard listener is no address to give the SCEF, unless notification_url says one */
+  load_ok(SCEF("enabled = false; notification_listen = \"0.0.0.0:8081\"; "
+               "notification_url = \"https://gw.example.net:8443/t8\";"));
+  assert_string_equal(cfg.bindings.nidd.scef.notification_url, "https://gw.example.net:8443/t8");
+  /* the RDS ports ask for RDS unless told otherwise */
+  load_ok(SCEF(SCEF_OFF "rds = ( { ue_port = 0; scef_port = 1; upstream = \"default\"; } );"));
+  assert_true(cfg.bindings.nidd.scef.reliable_data_service);
+  load_ok(SCEF(SCEF_OFF "reliable_data_service = false; "
+                        "rds = ( { ue_port = 0; scef_port = 1; upstream = \"default\"; } );"));
+  assert_false(cfg.bindings.nidd.scef.reliable_data_service);
+  load_ok(SCEF(SCEF_OFF "reliable_data_service = true;"));
+  assert_true(cfg.bindings.nidd.scef.reliable_data_service);
+}
+
+/* The group is on when present (and NIDD is): checked whole, then refused, last. */
+static void test_scef_refused_last(void **state) {
+  (void)state;
+  load_err(SCEF(SCEF_MIN), "<string>:5: bindings.nidd.scef: ", SCEF_REFUSED);
+  load_err(SCEF("enabled = true; " SCEF_MIN), "<string>:5: bindings.nidd.scef: ", SCEF_REFUSED);
+  /* without sgi: the SCEF alone is a NIDD binding */
+  load_err(SCEF_UPS SCEF_DEV "bindings = { nidd = { enabled = true;\n"
+                             "  scef = { " SCEF_MIN " }; }; };\n",
+           "<string>:4: bindings.nidd.scef: ", SCEF_REFUSED);
+  /* real mistakes first, wherever they are */
+  load_err(SCEF(SCEF_MIN "maximum_latency_s = -1;"), "<string>:5: bindings.nidd.scef.maximum_latency_s: ",
+           "from 0 to 86400");
+  load_err(SCEF(SCEF_MIN) "gateway = { log_level = \"loud\"; };\n", "<string>:6: gateway.log_level: ",
+           NULL);
+  load_err(SCEF_UPS SCEF_DEV "bindings = { nidd = { enabled = true;\n"
+                             "  scef = { " SCEF_MIN " }; };\n  http = { enabled = 1; }; };\n",
+           "<string>:5: bindings.http.enabled: ", "true or false");
+  /* NIDD off: the group is checked but nothing is on */
+  load_err(SCEF_UPS SCEF_DEV "bindings = { nidd = { enabled = false;\n"
+                             "  scef = { url = \"ftp://x\"; }; }; };\n",
+           "<string>:4: bindings.nidd.scef.url: ", "the scheme is not http:// or https://");
+  load_err(SCEF_UPS SCEF_DEV "bindings = { nidd = { enabled = false;\n"
+                             "  scef = { " SCEF_MIN " }; }; };\n",
+           "<string>:3: bindings: no binding is enabled", NULL);
+  /* off inside the group: NIDD needs the tunnel then */
+  load_err(SCEF_UPS SCEF_DEV "bindings = { nidd = { enabled = true;\n"
+                             "  scef = { " SCEF_OFF " }; }; };\n",
+           "<string>:3: bindings.nidd.sgi.listen: missing", "or scef = {");
+  /* nothing for the SCEF to configure */
+  load_err(SCEF_UPS "bindings = { nidd = { enabled = true;\n  scef = { " SCEF_MIN " }; }; };\n",
+           "<string>:3: bindings.nidd.scef: no device to configure at the SCEF", NULL);
+  load_err(SCEF_UPS "devices = ( { endpoint = \"nb-2\"; msisdn = \"491701234567\"; } );\n"
+                    "bindings = { nidd = { enabled = true;\n  scef = { " SCEF_MIN " }; }; };\n",
+           "<string>:4: bindings.nidd.scef: ", SCEF_REFUSED);
+  load_err(SCEF_UPS "bindings = { nidd = { enabled = true;\n"
+                    "  scef = { " SCEF_MIN " external_group_id = \"meters@operator.example\"; }; }; };\n",
+           "<string>:3: bindings.nidd.scef: ", SCEF_REFUSED);
+}
+
+static void test_scef_settings(void **state) {
+  (void)state;
+  char token[256], secret[256], text[2048];
+  write_file("scef.token", "eyJhbGciOi.JIUzI1-NiJ9_~+/==\n", token, sizeof(token));
+  write_file("scef.secret", "s3cret with spaces\n", secret, sizeof(secret));
+  snprintf(text, sizeof(text),
+           SCEF(SCEF_OFF "token_file = \"%s\"; ca_file = \"%s\"; cert_file = \"%s\";\n"
+                "  key_file = \"%s\"; notification_url = \"https://gw.example.net:8081/t8/\";\n"
+                "  notification_allow = [ \"10.0.0.1\", \"2001:db8::7\" ];\n"
+                "  configuration_duration_s = 3600; maximum_latency_s = 60;\n"
+                "  external_group_id = \"meters@operator.example\";\n"
+                "  rds = ( { ue_port = 0; scef_port = 1; upstream = \"default\"; },\n"
+                "          { ue_port = 0; scef_port = 2; bootstrap = \"bs\"; },\n"
+                "          { ue_port = 15; scef_port = 15; upstream = \"default\"; } );"),
+           token, ca_path, cert_path, key_path);
+  load_ok(text);
+  const gw_scef_conf_t *scef = &cfg.bindings.nidd.scef;
+  assert_string_equal(scef->token, "eyJhbGciOi.JIUzI1-NiJ9_~+/==");
+  assert_false(scef->has_oauth);
+  assert_string_equal(scef->ca_file, ca_path);
+  assert_string_equal(scef->cert_file, cert_path);
+  assert_string_equal(scef->key_file, key_path);
+  assert_string_equal(scef->notification_url, "https://gw.example.net:8081/t8");
+  assert_int_equal(scef->notification_allow_count, 2);
+  assert_string_equal(scef->notification_allow[0], "10.0.0.1");
+  assert_string_equal(scef->notification_allow[1], "2001:db8::7");
+  assert_int_equal(scef->configuration_duration_s, 3600);
+  assert_int_equal(scef->maximum_latency_s, 60);
+  assert_string_equal(scef->external_group_id, "meters@operator.example");
+  assert_true(scef->reliable_data_service);
+  assert_int_equal(scef->rds_count, 3);
+  assert_int_equal(scef->rds[0].ue_port, 0);
+  assert_int_equal(scef->rds[0].scef_port, 1);
+  assert_string_equal(scef->rds[0].upstream, "default");
+  assert_null(scef->rds[0].bootstrap);
+  assert_int_equal(scef->rds[1].scef_port, 2);
+  assert_null(scef->rds[1].upstream);
+  assert_string_equal(scef->rds[1].bootstrap, "bs");
+  assert_int_equal(scef->rds[2].ue_port, 15);
+  assert_int_equal(scef->rds[2].scef_port, 15);
+
+  snprintf(text, sizeof(text),
+           SCEF(SCEF_OFF "oauth = { token_url = \"https://auth.example.net/token\";\n"
+                "  client_id = \"lwm2m gw\"; client_secret_file = \"%s\"; scope = \"nidd t8:read\"; };"),
+           secret);
+  load_ok(text);
+  assert_true(scef->has_oauth);
+  assert_null(scef->token);
+  assert_string_equal(scef->oauth.token_url, "https://auth.example.net/token");
+  assert_string_equal(scef->oauth.client_id, "lwm2m gw");
+  assert_string_equal(scef->oauth.client_secret, "s3cret with spaces");
+  assert_string_equal(scef->oauth.scope, "nidd t8:read");
+  /* TLS files with an http:// SCEF are fine when the token endpoint is https:// */
+  snprintf(text, sizeof(text),
+           SCEF("enabled = false; url = \"http://127.0.0.1:8080\"; ca_file = \"%s\";\n"
+                "  oauth = { token_url = \"https://auth.example.net/token\"; };"),
+           ca_path);
+  load_ok(text);
+  assert_string_equal(cfg.bindings.nidd.scef.url, "http://127.0.0.1:8080");
+}
+
+static void test_scef_errors(void **state) {
+  (void)state;
+  /* required when on; reported at the group's line */
+  load_err(SCEF("scs_as_id = \"gw\"; notification_listen = \"127.0.0.1:8081\";"),
+           "<string>:5: bindings.nidd.scef.url: missing (expected the SCEF's T8 API root", NULL);
+  load_err(SCEF("url = \"https://s\"; notification_listen = \"127.0.0.1:8081\";"),
+           "<string>:5: bindings.nidd.scef.scs_as_id: missing", NULL);
+  load_err(SCEF("url = \"https://s\"; scs_as_id = \"gw\";"),
+           "<string>:5: bindings.nidd.scef.notification_listen: missing", NULL);
+  load_err(SCEF(SCEF_MIN "oauth = { client_id = \"c\"; };"),
+           "<string>:5: bindings.nidd.scef.oauth.token_url: missing", NULL);
+  load_err(SCEF(SCEF_MIN "oauth = { token_url = \"https://a/t\"; };"),
+           "<string>:5: bindings.nidd.scef.oauth.client_id: missing", NULL);
+  load_err(SCEF(SCEF_MIN "oauth = { token_url = \"https://a/t\"; client_id = \"c\"; };"),
+           "<string>:5: bindings.nidd.scef.oauth.client_secret_file: missing", NULL);
+
+  char long_id[160];
+  memset(long_id, 'a', 129);
+  long_id[129] = '\0';
+  char long_fields[320];
+  snprintf(long_fields, sizeof(long_fields), "scs_as_id = \"%s\";", long_id);
+  static const struct {
+    const char *fields, *setting, *detail;
+  } bad[] = {
+      {"url = \"ftp://scef\";", "url", "expected an http:// or https:// URL: the scheme is not"},
+      {"url = \"https://scef/api?v=1\";", "url", "query or fragment, got \"https://scef/api?v=1\""},
+      {"url = \"https://u:p@scef\";", "url", "user information"},
+      {"url = \"https://scef:0\";", "url", "invalid port"},
+      {"url = 443;", "url", "got an integer"},
+      {"url = \"\";", "url", "got an empty string"},
+      {"scs_as_id = \"a/b\";", "scs_as_id", "other than letters, digits"},
+      {"scs_as_id = \"..\";", "scs_as_id", "removed from URL paths"},
+      {"scs_as_id = \"a b\";", "scs_as_id", "{scsAsId} of TS 29.122"},
+      {NULL, "scs_as_id", "longer than 128"},
+      {"notification_listen = \"127.0.0.1\";", "notification_listen", "missing \":port\""},
+      {"notification_listen = \"::1:8081\";", "notification_listen", "in brackets"},
+      {"notification_url = \"gw:8081/t8\";", "notification_url", "the scheme is not"},
+      {"notification_allow = \"10.0.0.1\";", "notification_allow", "expected an array"},
+      {"notification_allow = [ \"10.0.0.1:80\" ];", "notification_allow.[0]",
+       "numeric IPv4 or IPv6 address without brackets or port"},
+      {"notification_allow = [ \"10.0.0.1\", \"[::1]\" ];", "notification_allow.[1]", "numeric"},
+      {"notification_allow = [ \"gw.example.net\" ];", "notification_allow.[0]", "numeric"},
+      {"notification_allow = [ 1 ];", "notification_allow.[0]",
+       "expected an address in double quotes, got an integer"},
+      {"token = \"abc\";", "token",
+       "a bearer token is not written into the configuration: put it in a private file (mode "
+       "0600) and set token_file"},
+      {"token_file = \"/nonexistent/scef.token\";", "token_file",
+       "cannot read \"/nonexistent/scef.token\""},
+      {"token_file = \"/x\"; oauth = { };", "oauth", "give either token_file"},
+      {"oauth = 1;", "oauth", "expected a group"},
+      {"oauth = { tokenurl = \"x\"; };", "oauth.tokenurl", "unknown setting"},
+      {"oauth = { token_url = \"ftp://a\"; };", "oauth.token_url", "the scheme is not"},
+      {"oauth = { client_id = \"a\\tb\"; };", "oauth.client_id", "printable ASCII"},
+      {"oauth = { scope = \"a  b\"; };", "oauth.scope", "RFC 6749 3.3"},
+      {"oauth = { scope = \"a \"; };", "oauth.scope", "RFC 6749 3.3"},
+      {"oauth = { scope = \"a\\\"b\"; };", "oauth.scope", "RFC 6749 3.3"},
+      {"oauth = { client_secret = \"x\"; };", "oauth.client_secret",
+       "a client secret is not written into the configuration"},
+      {"oauth = { client_secret_file = \"/nonexistent/s\"; };", "oauth.client_secret_file",
+       "cannot read"},
+      {"url = \"http://scef\"; ca_file = \"/x\";", "ca_file",
+       "only used with TLS: url (or oauth.token_url) is not https://"},
+      {"cert_file = \"/x\";", "cert_file", "needs key_file too"},
+      {"ca_file = \"/nonexistent/ca.pem\";", "ca_file", "cannot read"},
+      {"reliable_data_service = 1;", "reliable_data_service", "true or false"},
+      {"configuration_duration_s = 9;", "configuration_duration_s",
+       "from 10 to 31536000 seconds, got 9"},
+      {"configuration_duration_s = 31536001;", "configuration_duration_s", "got 31536001"},
+      {"maximum_latency_s = 86401;", "maximum_latency_s",
+       "from 0 to 86400 seconds (0: the SCEF does not buffer), got 86401"},
+      {"external_group_id = \"meters\";", "external_group_id",
+       "(3GPP TS 23.003 19.7 External Group Identifier): it has no '@'"},
+      {"external_group_id = \"m@op_x\";", "external_group_id", "not a domain name"},
+      {"rds = ();", "rds", "expected at least one RDS port pair"},
+      {"rds = { ue_port = 0; };", "rds", "expected a list ( { ue_port = 0; scef_port = 1;"},
+      {"rds = ( 1 );", "rds.[0]", "expected a group { ue_port = 0;"},
+      {"rds = ( { ue_port = 16; scef_port = 1; upstream = \"default\"; } );", "rds.[0].ue_port",
+       "expected an integer from 0 to 15 (TS 24.250: an RDS port is 4 bits), got 16"},
+      {"rds = ( { ue_port = 0; scef_port = -1; upstream = \"default\"; } );", "rds.[0].scef_port",
+       "got -1"},
+      {"rds = ( { ue_port = \"0\"; scef_port = 1; upstream = \"default\"; } );", "rds.[0].ue_port",
+       "got a string"},
+      {"rds = ( { ue_port = 0; upstream = \"default\"; } );", "rds.[0].scef_port",
+       "missing (expected an RDS port, 0 to 15)"},
+      {"rds = ( { scef_port = 1; upstream = \"default\"; } );", "rds.[0].ue_port", "missing"},
+      {"rds = ( { ue_port = 0; scef_port = 1; } );", "rds.[0].upstream",
+       "missing: an RDS port pair needs upstream = \"name\" (its LwM2M server) or bootstrap = "
+       "\"name\" (its bootstrap server)"},
+      {"rds = ( { ue_port = 0; scef_port = 1; upstream = \"default\"; bootstrap = \"bs\"; } );",
+       "rds.[0].bootstrap",
+       "an RDS port pair is either a server's (upstream) or a bootstrap server's (bootstrap), "
+       "not both"},
+      {"rds = ( { ue_port = 0; scef_port = 1; upstream = \"nope\"; } );", "rds.[0].upstream",
+       "no upstream is named \"nope\""},
+      {"rds = ( { ue_port = 0; scef_port = 1; bootstrap = \"nope\"; } );", "rds.[0].bootstrap",
+       "no upstream is named \"nope\""},
+      {"rds = ( { ue_port = 0; scef_port = 1; upstream = \"default\"; },"
+       " { ue_port = 0; scef_port = 1; bootstrap = \"bs\"; } );",
+       "rds.[1]",
+       "ue_port 0 with scef_port 1 is already given by bindings.nidd.scef.rds.[0]"},
+      {"rds = ( { ue_port = 0; scef_port = 1; upstream = \"default\"; port = 3; } );",
+       "rds.[0].port", "unknown setting (expected one of: ue_port, scef_port, upstream, bootstrap)"},
+      {"apn = \"iot\";", "apn", "unknown setting (expected one of: enabled, url, scs_as_id"},
+  };
+  char text[2048], prefix[160];
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    /* off, so that nothing but the setting under test is required */
+    snprintf(text, sizeof(text), SCEF("enabled = false; %s"),
+             bad[i].fields ? bad[i].fields : long_fields);
+    snprintf(prefix, sizeof(prefix), "<string>:5: bindings.nidd.scef.%s: ", bad[i].setting);
+    load_err(text, prefix, bad[i].detail);
+  }
+  load_err(SCEF("enabled = \"yes\";"), "<string>:5: bindings.nidd.scef.enabled: ", "true or false");
+  load_err(SCEF_UPS SCEF_DEV "bindings = { nidd = { enabled = true;\n  scef = \"https://s\"; }; };\n",
+           "<string>:4: bindings.nidd.scef: expected a group", NULL);
+  /* the notification destination of a wildcard listener must be given */
+  load_err(SCEF("enabled = false; notification_listen = \"0.0.0.0:8081\";"),
+           "<string>:5: bindings.nidd.scef.notification_url: missing: notification_listen "
+           "\"0.0.0.0:8081\" listens on every address of this host",
+           "\"http://192.0.2.10:8081/t8/notifications\"");
+  load_err(SCEF("enabled = false; notification_listen = \"[::]:9000\";"),
+           "<string>:5: bindings.nidd.scef.notification_url: missing", "listens on every address");
+  /* an entry's own line */
+  load_err(SCEF("enabled = false; rds = (\n  { ue_port = 0; scef_port = 1; upstream = \"default\"; },\n"
+                "  { ue_port = 99; scef_port = 1; upstream = \"default\"; } );"),
+           "<string>:7: bindings.nidd.scef.rds.[1].ue_port: ", "got 99");
+}
+
+/* token_file and client_secret_file hold secrets: private files with a token's syntax. */
+static void test_scef_secret_files(void **state) {
+  (void)state;
+  char token[256], secret[256], text[1024];
+  write_file("t8.token", "abc.DEF-123\n", token, sizeof(token));
+  snprintf(text, sizeof(text), SCEF(SCEF_OFF "token_file = \"%s\";"), token);
+  load_ok(text);
+  assert_string_equal(cfg.bindings.nidd.scef.token, "abc.DEF-123");
+  assert_int_equal(chmod(token, 0644), 0);
+  load_err(text, "<string>:5: bindings.nidd.scef.token_file: ",
+           "holds a secret but every user can read it (mode 0644)");
+  assert_int_equal(chmod(token, 0640), 0); /* a service group may read it */
+  load_ok(text);
+  assert_int_equal(chmod(token, 0602), 0);
+  load_err(text, "<string>:5: bindings.nidd.scef.token_file: ", "every user can write");
+
+  /* not a token: the file is named, its content never */
+  write_file("t8.token", "Bearer abc def\n", token, sizeof(token));
+  load_err(text, "<string>:5: bindings.nidd.scef.token_file: ",
+           "the file's first line is not a bearer token (RFC 6750 2.1");
+  assert_null(strstr(err, "abc def"));
+  write_file("t8.token", "\n", token, sizeof(token));
+  load_err(text, "<string>:5: bindings.nidd.scef.token_file: ", "bearer token is empty");
+  /* a long token (a JWT) is read whole, a longer line is not cut */
+  static char big[5000];
+  memset(big, 'a', 4094);
+  big[4094] = '\n';
+  write_file("t8.token", big, token, sizeof(token));
+  load_ok(text);
+  assert_int_equal(strlen(cfg.bindings.nidd.scef.token), 4094);
+  memset(big, 'a', sizeof(big) - 1);
+  write_file("t8.token", big, token, sizeof(token));
+  load_err(text, "<string>:5: bindings.nidd.scef.token_file: ", "is too long (at most 4094 bytes)");
+  assert_null(cfg.bindings.nidd.scef.token);
+
+  write_file("t8.secret", "s3cret\n", secret, sizeof(secret));
+  snprintf(text, sizeof(text),
+           SCEF(SCEF_MIN "oauth = { token_url = \"https://a/t\"; client_id = \"c\";\n"
+                "  client_secret_file = \"%s\"; };"),
+           secret);
+  load_err(text, "<string>:5: bindings.nidd.scef: ", SCEF_REFUSED); /* everything else is right */
+  assert_int_equal(chmod(secret, 0644), 0);
+  load_err(text, "<string>:6: bindings.nidd.scef.oauth.client_secret_file: ",
+           "every user can read it (mode 0644)");
+  char with_allow[1200];
+  snprintf(with_allow, sizeof(with_allow), "gateway = { allow_readable_secrets = true; };\n%s",
+           text);
+  load_err(with_allow, "<string>:6: bindings.nidd.scef: ", SCEF_REFUSED);
+  assert_int_equal(chmod(secret, 0600), 0);
+
+  /* the TLS key, as everywhere */
+  assert_int_equal(chmod(key_path, 0644), 0);
+  snprintf(text, sizeof(text), SCEF(SCEF_OFF "cert_file = \"%s\"; key_file = \"%s\";"), cert_path,
+           key_path);
+  load_err(text, "<string>:5: bindings.nidd.scef.key_file: ", "every user can read it");
+  assert_int_equal(chmod(key_path, 0600), 0);
+  load_ok(text);
 }
 
 /* ---- bindings.lorawan and the devices' LoRaWAN settings (Transport 6.8.4, Appendix C) ---- */
@@ -2181,6 +2555,9 @@ int main(void) {
       cmocka_unit_test(test_device_sms_security),
       cmocka_unit_test(test_device_sms_secured_packet),
       cmocka_unit_test(test_nidd),             cmocka_unit_test(test_mqtt),
+      cmocka_unit_test(test_scef_defaults),    cmocka_unit_test(test_scef_refused_last),
+      cmocka_unit_test(test_scef_settings),    cmocka_unit_test(test_scef_errors),
+      cmocka_unit_test(test_scef_secret_files),
       cmocka_unit_test(test_http),
       cmocka_unit_test(test_http_limits),
       cmocka_unit_test(test_lorawan_defaults), cmocka_unit_test(test_lorawan_settings),
