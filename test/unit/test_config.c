@@ -2358,6 +2358,68 @@ static void load_lorawan_example(const char *name, char *text) {
     fail_msg("%s", err);
 }
 
+/* conf/nidd-scef.conf loads up to the refusal of NIDD via SCEF, at the scef group's line; with
+ * the group off (and the SGi tunnel on), what it holds is checked and read. */
+static void test_scef_example(void **state) {
+  (void)state;
+  char src[512], installed[512], token[256], dir_slash[128];
+  example_path("nidd-scef.conf", src, sizeof(src));
+  if (access("/etc/lwm2m-gw/scef.token", F_OK) != 0) { /* as shipped, before the token is there */
+    char *shipped = read_text(src);
+    write_file("nidd-scef-as-shipped.conf", shipped, installed, sizeof(installed));
+    free(shipped);
+    assert_int_equal(load_path(installed), GW_ERR_CONFIG);
+    assert_non_null(strstr(err, ": bindings.nidd.scef.token_file: cannot read "
+                                "\"/etc/lwm2m-gw/scef.token\": No such file or directory"));
+  }
+  write_file("scef.token", "c2NlZi10b2tlbi1leGFtcGxl\n", token, sizeof(token));
+  snprintf(dir_slash, sizeof(dir_slash), "%s/", tmp_dir);
+  char *text = replaced(read_text(src), "/etc/lwm2m-gw/", dir_slash);
+  const char *group = strstr(text, "    scef = {");
+  assert_non_null(group);
+  unsigned line = 1;
+  for (const char *c = text; c < group; c++)
+    line += *c == '\n';
+  char expect[128];
+  snprintf(expect, sizeof(expect), "nidd-scef.conf:%u: bindings.nidd.scef: " SCEF_REFUSED, line);
+  write_file("nidd-scef.conf", text, installed, sizeof(installed));
+  assert_int_equal(load_path(installed), GW_ERR_CONFIG);
+  if (!strstr(err, expect))
+    fail_msg("error \"%s\"\n does not contain \"%s\"", err, expect);
+
+  text = replaced(text, "    scef = {",
+                  "    sgi = { listen = \"127.0.0.1:5685\"; };\n    scef = { enabled = false;");
+  write_file("nidd-scef.conf", text, installed, sizeof(installed));
+  free(text);
+  if (load_path(installed) != 0)
+    fail_msg("%s", err);
+  const gw_scef_conf_t *scef = &cfg.bindings.nidd.scef;
+  assert_false(scef->enabled);
+  assert_string_equal(scef->url, "https://scef.operator.example/t8");
+  assert_string_equal(scef->scs_as_id, "lwm2m-gw");
+  assert_string_equal(scef->token, "c2NlZi10b2tlbi1leGFtcGxl");
+  assert_false(scef->has_oauth);
+  assert_string_equal(scef->notification_listen, "0.0.0.0:8081");
+  assert_string_equal(scef->notification_url, "http://203.0.113.20:8081/t8/notifications");
+  assert_int_equal(scef->notification_allow_count, 1);
+  assert_string_equal(scef->notification_allow[0], "198.51.100.7");
+  assert_true(scef->reliable_data_service);
+  assert_int_equal(scef->configuration_duration_s, 86400);
+  assert_int_equal(scef->maximum_latency_s, 0);
+  assert_null(scef->external_group_id);
+  assert_int_equal(scef->rds_count, 2);
+  assert_int_equal(scef->rds[0].ue_port, 0);
+  assert_int_equal(scef->rds[0].scef_port, 1);
+  assert_string_equal(scef->rds[0].upstream, "default");
+  assert_int_equal(scef->rds[1].scef_port, 2);
+  assert_string_equal(scef->rds[1].bootstrap, "bootstrap");
+  assert_false(cfg.bindings.nidd.accept_unknown);
+  assert_int_equal(cfg.device_count, 2);
+  assert_string_equal(cfg.devices[0].external_id, "123456@iot.operator.example");
+  assert_true(cfg.devices[0].queue_mode);
+  assert_string_equal(cfg.devices[1].msisdn, "491701234567");
+}
+
 /* The two LoRaWAN examples, conf/lorawan-chirpstack.conf and conf/lorawan-tts.conf, load. */
 static void test_lorawan_examples(void **state) {
   (void)state;
@@ -2564,6 +2626,7 @@ int main(void) {
       cmocka_unit_test(test_lorawan_errors),   cmocka_unit_test(test_lorawan_enabled),
       cmocka_unit_test(test_lorawan_api_key_file), cmocka_unit_test(test_device_lorawan),
       cmocka_unit_test(test_lorawan_examples),
+      cmocka_unit_test(test_scef_example),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_included_secret_checked_from_any_directory),
       cmocka_unit_test(test_world_writable_files_refused),
