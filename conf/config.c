@@ -824,11 +824,12 @@ static int check_readable(load_ctx_t *ctx, const config_setting_t *s, const char
 
 /* The file that holds setting s, as a path this process can open: libconfig reports an
  * @include as written, relative to the including file's directory (the include dir), not to
- * the working directory. NULL for strings loaded by gw_config_load_string. */
+ * the working directory, and the main file as it was given, relative to the working directory.
+ * NULL for strings loaded by gw_config_load_string. */
 static const char *source_file_of(const load_ctx_t *ctx, const config_setting_t *s, char *buf,
                                   size_t size) {
   const char *file = config_setting_source_file(s);
-  if (!file || file[0] == '/' || !ctx->base_dir)
+  if (!file || file[0] == '/' || !ctx->base_dir || strcmp(file, ctx->file) == 0)
     return file;
   snprintf(buf, size, "%s/%s", ctx->base_dir, file);
   return buf;

@@ -986,6 +986,33 @@ static void test_included_secret_checked_from_any_directory(void **state) {
   assert_non_null(strstr(err, "every user can read it (mode 0644)"));
 }
 
+/* A main file given by a relative path with a directory (lwm2m-gw --check-config
+ * conf/lwm2m-gw.conf): its own secrets are checked in it, not in conf/conf/lwm2m-gw.conf. */
+static void test_secret_in_main_file_by_relative_path(void **state) {
+  (void)state;
+  char main_path[256], cwd[512];
+  write_file("inline-secret.conf",
+             UPS "devices = ( { endpoint = \"a\"; psk_identity = \"i\"; psk_key_hex = \"00ff\"; } );\n"
+                 NIDD,
+             main_path, sizeof(main_path));
+  const char *dir = strrchr(tmp_dir, '/');
+  char relative[128];
+  snprintf(relative, sizeof(relative), "%s/inline-secret.conf", dir + 1);
+  assert_non_null(getcwd(cwd, sizeof(cwd)));
+  assert_int_equal(chdir("/tmp"), 0);
+  int private_rc = load_path(relative);
+  char private_err[sizeof(err)];
+  memcpy(private_err, err, sizeof(err));
+  assert_int_equal(chmod(main_path, 0644), 0);
+  int readable_rc = load_path(relative);
+  assert_int_equal(chdir(cwd), 0);
+  if (private_rc != GW_OK)
+    fail_msg("%s", private_err);
+  assert_int_equal(readable_rc, GW_ERR_CONFIG);
+  assert_non_null(strstr(err, "inline-secret.conf:2: devices.[0].psk_key_hex: "));
+  assert_non_null(strstr(err, "every user can read it (mode 0644)"));
+}
+
 /* Whoever can write the configuration or a file it names runs the gateway: refused, even with
  * allow_readable_secrets (issue 11). */
 static void test_world_writable_files_refused(void **state) {
@@ -2629,6 +2656,7 @@ int main(void) {
       cmocka_unit_test(test_scef_example),
       cmocka_unit_test(test_design_example),   cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_included_secret_checked_from_any_directory),
+      cmocka_unit_test(test_secret_in_main_file_by_relative_path),
       cmocka_unit_test(test_world_writable_files_refused),
       cmocka_unit_test(test_shipped_example),  cmocka_unit_test(test_session_changed),
       cmocka_unit_test(test_config_free),             cmocka_unit_test(test_error_buffer),
