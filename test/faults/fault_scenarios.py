@@ -221,7 +221,16 @@ def gateway_with_nidd_and_sms(peers, extra_devices="", gateway_extra="", **kw):
 
 def nidd_device(peers, gw, ep):
     dev = peers.device(gw, ep, extra=["--lifetime", "3600"])
-    dev.wait_for("registered", timeout=15)
+    try:
+        dev.wait_for("registered", timeout=15)
+    except AssertionError as e:
+        # What the gateway said about this device's address says why (a CI run once saw a
+        # Register answered 4.04 after the device-table flood; never reproduced here).
+        port = next((d.get("local_port") for d in dev.seen
+                     if d.get("event") == "register-failed"), None)
+        lines = [line for line in gw.peer.log_text().splitlines()
+                 if ep in line or (port and f":{port}" in line)]
+        raise AssertionError(f"{e}\ngateway on {ep}:\n" + "\n".join(lines[-40:])) from None
     return dev
 
 

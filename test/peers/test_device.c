@@ -1063,6 +1063,7 @@ static void handle_register_response(device_t *dev, const coap_pdu_t *received) 
   if (code != COAP_RESPONSE_CODE_CREATED) {
     json_begin(&ev, "register-failed");
     json_add_str(&ev, "code", peer_code_str(code, code_text));
+    json_add_int(&ev, "local_port", local ? coap_address_get_port(local) : 0);
     json_emit(&ev);
     return;
   }
