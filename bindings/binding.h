@@ -54,12 +54,17 @@ typedef struct {
   /* Links that answer late (DESIGN.md "Links that answer late": LoRaWAN, NIDD via SCEF). The
    * network keeps a message until the device can receive it (a LoRaWAN class A device's next
    * RX window, SCEF buffering) and the binding reports its fate through env.on_delivery. The
-   * core then hands each server request to the binding at once, whether or not the device was
-   * heard from lately, at most `nstart` at a time; the server gets an empty ACK at once and a
-   * separate response; device-side retransmission (max_retransmit, every ack_timeout_ms, not
+   * core hands the binding at most `nstart` server requests at a time (to a device in queue
+   * mode only once it was heard from, unless network_buffers); the server gets an empty ACK
+   * at once and a separate response; device-side retransmission (max_retransmit, every ack_timeout_ms, not
    * doubled: Transport Appendix C.3.2.2) counts from the report that the message was sent, and
    * a message the network holds gets held_max_s before the server hears 5.04. */
   bool reports_delivery;
+  bool network_buffers;    /* the network keeps a sleeping device's messages until it can take
+                              them (a LoRaWAN network server's queue): the core hands them over
+                              at once even to a device in queue mode, instead of holding them
+                              until it is heard from (a SCEF: Appendix D.6 asks the gateway to
+                              hold them, not both) */
   uint8_t nstart;          /* server requests in flight toward one device; 0: the default (4) */
   uint32_t held_max_s;     /* reports_delivery: the longest a message waits in the network */
 } gw_link_policy_t;

@@ -310,8 +310,8 @@ static uint32_t upstream_key(gw_gateway_t *gw, const gw_device_t *dev) {
 }
 
 static bool device_awake(const gw_gateway_t *gw, const gw_device_t *dev, uint64_t now) {
-  /* A network that reports delivery keeps the message until the device can take it. */
-  if (!dev->queue_mode || gw_binding_policy(dev->binding)->reports_delivery)
+  /* A network that buffers keeps the message until the device can take it. */
+  if (!dev->queue_mode || gw_binding_policy(dev->binding)->network_buffers)
     return true;
   /* LwM2M Core 6.5 (queue mode): the client listens for MAX_TRANSMIT_WAIT after it spoke. */
   return dev->last_heard_ms && now - dev->last_heard_ms < gw->config.gateway.queue_awake_ms;

@@ -686,6 +686,7 @@ static int lora_create(const gw_config_t *config, const gw_binding_env_t *env,
       .accepts_on_receipt = true,
       .binding_letter = 'U', /* the server reaches the device through the gateway over UDP */
       .reports_delivery = true,
+      .network_buffers = true, /* the network server holds frames for the next RX window */
       .nstart = 1, /* one request at a time at the network server (Appendix C) */
       .held_max_s = b->conf->downlink_hold_s};
   int rc = b->buckets ? new_client(b) : GW_ERR_NOMEM;
