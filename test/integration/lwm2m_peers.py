@@ -23,6 +23,7 @@ SERVER_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-server")
 DEVICE_BIN = os.path.join(BUILD, "test", "peers", "lwm2m-test-device")
 VMODEM_BIN = os.path.join(ROOT, "scripts", "vmodem")
 VLNS_BIN = os.path.join(ROOT, "scripts", "vlns")
+VSCEF_BIN = os.path.join(ROOT, "scripts", "vscef")
 MQTT_DEVICE = os.path.join(ROOT, "test", "peers", "lwm2m_mqtt_device.py")
 HTTP_DEVICE = os.path.join(ROOT, "test", "peers", "lwm2m_http_device.py")
 
@@ -381,6 +382,40 @@ class Vlns(Peer):
         return f"coap://127.0.0.1:{self.ports[deveui.lower()]}"
 
 
+class Vscef(Peer):
+    """scripts/vscef: a virtual SCEF (3GPP TS 29.122 T8 NIDD API) on a free loopback port;
+    each UE a UDP port on 127.0.0.1 (one per RDS port pair)."""
+
+    def __init__(self, log_dir, ues, extra=(), name="vscef"):
+        """ues: --ue values 'ID=UDPPORT[:UEPORT-SCEFPORT]'; 'ID' or 'ID:UEPORT-SCEFPORT' get a
+        free port (see self.ports, keyed by the device address 'ID' or 'ID/UEPORT-SCEFPORT').
+        extra: more arguments (--psm S, --fail P, --token-file F, ...)."""
+        argv = [VSCEF_BIN, "--listen", "127.0.0.1:0",
+                "--log", os.path.join(log_dir, f"{name}.trace")]
+        for spec in ues:
+            if "=" not in spec:
+                ident, _, rds = spec.partition(":")
+                spec = f"{ident}=0" + (f":{rds}" if rds else "")
+            argv += ["--ue", spec]
+        super().__init__(name, argv + list(extra), log_dir)
+        try:
+            ready = self.wait_for("ready")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"vscef did not get ready:\n{self.log_text()}") from None
+        self.ready = ready
+        self.api_root = ready["api_root"]  # T8 resources under {api_root}/3gpp-nidd/v1/...
+        self.token_url = ready.get("token_url")
+        self.ports = ready["ports"]  # device address -> UDP port
+
+    def ue_addr(self, address):
+        """Where a UDP LwM2M client of that UE (and RDS port pair) sends."""
+        return ("127.0.0.1", self.ports[address])
+
+    def ue_uri(self, address):
+        return f"coap://127.0.0.1:{self.ports[address]}"
+
+
 class Device(Peer):
     def __init__(self, log_dir, server_uri, ep, local_port=0, extra=()):
         self.local_port = local_port or free_port()
@@ -517,6 +552,11 @@ class PeerSet:
         """scripts/vlns on `broker` (a Mosquitto or its port); see Vlns."""
         kw["extra"] = list(kw.get("extra", ())) + list(extra_args)
         return self._keep(Vlns(self.log_dir, broker, fmt=fmt, **kw))
+
+    def vscef(self, ues, extra_args=(), **kw):
+        """scripts/vscef with `ues` (--ue values); see Vscef."""
+        kw["extra"] = list(kw.get("extra", ())) + list(extra_args)
+        return self._keep(Vscef(self.log_dir, ues, **kw))
 
     def mqtt_device(self, broker, ep, **kw):
         return self._keep(MqttDevice(self.log_dir, broker, ep, **kw))
