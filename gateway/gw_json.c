@@ -27,11 +27,15 @@ int gw_json_parse_object(const uint8_t *payload, size_t len, size_t max_len, jso
   enum json_tokener_error err = json_tokener_get_error(tok);
   size_t end = json_tokener_get_parse_end(tok);
   json_tokener_free(tok);
-  while (root && end < len && strchr(" \t\r\n", payload[end]) && payload[end] != '\0')
+  while (err == json_tokener_success && end < len && strchr(" \t\r\n", payload[end]) &&
+         payload[end] != '\0')
     end++;
-  if (!root || end != len) {
+  /* A bare null parses to NULL with success. */
+  bool parsed = err == json_tokener_success && end == len;
+  if (!parsed || !root) {
     json_object_put(root);
-    *why = err == json_tokener_error_depth ? "JSON nested too deep" : "not JSON";
+    *why = parsed ? "not a JSON object"
+                  : err == json_tokener_error_depth ? "JSON nested too deep" : "not JSON";
     return GW_ERR_INVAL;
   }
   if (!json_object_is_type(root, json_type_object)) {
