@@ -19,6 +19,7 @@
 
 #include "gw_error.h"
 #include "gw_text.h"
+#include "json_read.h"
 #include "ns_event.h"
 #include "region.h"
 
@@ -750,21 +751,6 @@ static void test_subscriptions(void **state) {
   long_app[100] = '\0'; /* 100 characters: the longest taken, and it fits */
   assert_int_equal(gw_ns_subscriptions(GW_NS_TTS, long_app, out, 8), 6);
   assert_int_equal(strlen(out[1]), 3 + 100 + 22);
-}
-
-static json_object *read_json(const char *text) {
-  json_object *o = json_tokener_parse(text);
-  assert_non_null(o);
-  assert_true(json_object_is_type(o, json_type_object));
-  return o;
-}
-
-static json_object *member(json_object *o, const char *key, json_type type) {
-  json_object *v = NULL;
-  if (!json_object_object_get_ex(o, key, &v))
-    fail_msg("no field %s", key);
-  assert_true(json_object_is_type(v, type));
-  return v;
 }
 
 static void test_cs_downlink_round_trip(void **state) {
