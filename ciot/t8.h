@@ -185,7 +185,7 @@ typedef struct {
 
 /* Parses the NiddConfiguration of a 201 (created) or 200 (read, modified) answer. Borrows json.
  * GW_OK with *out filled; GW_ERR_INVAL with *why ("not JSON", "status not a string",
- * "maximumPacketSize out of range", "duration not an RFC 3339 date-time", ...) and *out zeroed;
+ * "maximumPacketSize not a positive 32-bit integer", ...) and *out zeroed;
  * GW_ERR_NOMEM. rdsCapIndication is not a member of NiddConfiguration: it comes in a
  * NiddConfigurationStatusNotification. */
 int gw_t8_configuration_parse(const uint8_t *json, size_t len, gw_t8_config_t *out,
@@ -321,8 +321,8 @@ int gw_t8_datetime_parse(const char *text, size_t len, int64_t *out);
 /* ---- URLs (5.2.4: {apiRoot}/3gpp-nidd/v1/...; 5.6.3 resources) --------------------------- */
 
 /* {api_root}/3gpp-nidd/v1/{scs_as_id}/configurations. api_root: an http or https URI, a
- * trailing "/" dropped; scs_as_id: one path segment, RFC 3986 pchar without "%" (not "." or
- * ".."). GW_OK; GW_ERR_INVAL; GW_ERR_TOOBIG (out then ""). */
+ * trailing "/" dropped; scs_as_id: one path segment of RFC 3986 pchar, %XX escapes written as
+ * they are (not "." or ".."). GW_OK; GW_ERR_INVAL; GW_ERR_TOOBIG (out then ""). */
 int gw_t8_configurations_url(const char *api_root, const char *scs_as_id, char *out,
                              size_t size);
 /* .../configurations/{configuration_id}, and with downlink_deliveries
