@@ -408,6 +408,9 @@ def test_every_request_body_is_validated(peers, sink):
                                     "rdsPorts": [{"portUE": "1", "portSCEF": 2}]},
         "/rdsPorts/0/portUE")
     bad("POST", "/configurations", None, raw=b"{not json")
+    bad("POST", "/configurations", None, raw=json.dumps(  # a member twice (RFC 8259 4)
+        {"externalId": EXT, "notificationDestination": sink.url}).encode()[:-1]
+        + f', "externalId": "{EXT}"}}'.encode())
     status, hdrs, body = t8.call("POST", "/configurations", {
         "externalId": EXT, "notificationDestination": sink.url}, ctype="text/plain")
     problem_of(status, hdrs, body, 415)
