@@ -84,7 +84,10 @@ static void on_readable(gw_loop_t *loop, int fd, uint32_t events, void *arg) {
   }
 }
 
-static bool nidd_enabled(const gw_config_t *config) { return config->bindings.nidd.enabled; }
+/* bindings.nidd may hold only the SCEF group (NIDD via T8): no SGi socket then. */
+static bool nidd_enabled(const gw_config_t *config) {
+  return config->bindings.nidd.enabled && config->bindings.nidd.sgi_listen;
+}
 
 static int nidd_create(const gw_config_t *config, const gw_binding_env_t *env,
                        gw_binding_t **out_binding) {
