@@ -102,6 +102,7 @@ struct scef_binding {
   char notification_path[256];
   scef_config_t *configs;
   scef_pending_t *pending;
+  bool stopping; /* requests cancelled at the stop complete: nothing starts again */
   scef_metrics_t metrics;
 };
 
@@ -221,6 +222,8 @@ static void config_created(void *arg, uint64_t id, const http_client_response_t 
   scef_config_t *c = arg;
   scef_binding_t *b = c->b;
   c->requesting = false;
+  if (b->stopping)
+    return;
   gw_t8_config_t got;
   const char *why = "no answer";
   char cid[GW_T8_RESOURCE_ID_MAX + 1] = "";
@@ -392,6 +395,8 @@ static void downlink_answered(void *arg, uint64_t id, const http_client_response
   scef_pending_t *p = arg;
   scef_binding_t *b = p->b;
   p->request = 0;
+  if (b->stopping)
+    return; /* freed with the binding; the core keeps the request in its state */
   gw_t8_downlink_t got;
   const char *why = NULL;
   char reason[96];
@@ -691,6 +696,7 @@ static int scef_start(gw_binding_t *binding) {
 
 static void scef_stop(gw_binding_t *binding) {
   scef_binding_t *b = (scef_binding_t *)binding;
+  b->stopping = true;
   for (scef_config_t *c = b->configs; c; c = c->next)
     gw_timer_stop(b->env.loop, &c->timer);
   http_server_free(&b->server);
