@@ -1000,6 +1000,8 @@ void gw_relay_upstream_lost(gw_gateway_t *gw, gw_device_t *dev) {
 /* The rest of a device request's way upstream, once it is its turn: refusals, the session, the
  * rewritten registration, then the server. Borrows req. row: its row in the state database
  * (accepted on receipt), now owned by the exchange; 0 for none. */
+static void uplink_retry_later(gw_gateway_t *gw, gw_device_t *dev, gw_uplink_xchg_t *x);
+
 static void uplink_relay(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t *req,
                          int64_t row, uint64_t received_ms, const uint8_t *data, size_t len) {
   uint64_t now = gw_now_ms();
@@ -1055,7 +1057,11 @@ static void uplink_relay(gw_gateway_t *gw, gw_device_t *dev, const gw_coap_msg_t
    * instead of vanishing like an unanswered NON; the device still gets a NON answer. */
   up.type = GW_COAP_CON;
   if (gw_upstream_send(dev, &up) != GW_OK) {
-    gw_state_forget_uplink(gw->state, row);
+    if (row) { /* accepted on receipt: it waits and is tried again, not dropped */
+      uplink_retry_later(gw, dev, x);
+      gw_uplink_remove(x);
+      return;
+    }
     x->state_id = 0;
     gw_uplink_remove(x);
     device_reject_request(gw, dev, req, GW_COAP_SERVICE_UNAVAILABLE,

@@ -465,13 +465,22 @@ void gw_upstream_close(gw_upstream_t *up, gw_device_t *dev) {
 }
 
 int gw_upstream_send(gw_device_t *dev, const gw_coap_msg_t *msg) {
+  const char *why = NULL;
+  coap_pdu_t *pdu = NULL;
   if (!dev->upstream)
-    return GW_ERR_UPSTREAM;
-  coap_pdu_t *pdu = pdu_from_msg(msg);
-  if (!pdu)
-    return GW_ERR_NOMEM;
-  /* coap_send() takes the PDU over. */
-  return coap_send(dev->upstream->session, pdu) == COAP_INVALID_MID ? GW_ERR_UPSTREAM : GW_OK;
+    why = "no upstream session";
+  else if (!(pdu = pdu_from_msg(msg)))
+    why = "no PDU could be built (size or memory)";
+  /* coap_send() takes the PDU over; libcoap logs its own reason (a closed socket, a message ID
+   * still waiting in the session's queue, a send error). */
+  else if (coap_send(dev->upstream->session, pdu) == COAP_INVALID_MID)
+    why = "libcoap refused to send it";
+  if (!why)
+    return GW_OK;
+  GW_WARN_LIMITED(MOD, "%s: %s %s (mid %u) not sent upstream: %s", dev->endpoint,
+                  gw_coap_type_str(msg->type), gw_coap_is_request(msg) ? "request" : "message",
+                  msg->mid, why);
+  return GW_ERR_UPSTREAM;
 }
 
 unsigned gw_upstream_local_port(const gw_device_t *dev) {

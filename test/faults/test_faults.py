@@ -14,7 +14,7 @@ KILLS = int(os.environ.get("GW_FAULT_KILLS", "20"))
 def assert_nothing_lost(figures, gw=None):
     # On a failure the gateway's own account of what it refused says why.
     why = "\n".join(l for l in gw.peer.log_text().splitlines()
-                     if " notice " in l or " warning " in l)[-4000:] if gw else ""
+                     if " notice " in l or " warning " in l or " error " in l)[-4000:] if gw else ""
     for f in figures:
         assert f.lost == 0, f"{f}\n{why}"
         assert f.duplicated == 0, f
