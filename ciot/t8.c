@@ -58,12 +58,12 @@ static const enum_row_t delivery_statuses[] = {
 };
 
 static const enum_row_t nidd_statuses[] = {
-    [GW_T8_NIDD_UNSET] = {"(unset)"},
-    [GW_T8_NIDD_ACTIVE] = {"ACTIVE"},
-    [GW_T8_NIDD_TERMINATED_UE_NOT_AUTHORIZED] = {"TERMINATED_UE_NOT_AUTHORIZED"},
-    [GW_T8_NIDD_TERMINATED] = {"TERMINATED"},
-    [GW_T8_NIDD_RDS_PORT_UNKNOWN] = {"RDS_PORT_UNKNOWN"},
-    [GW_T8_NIDD_OTHER] = {"(other)"},
+    [GW_T8_NIDD_UNSET] = {.name = "(unset)"},
+    [GW_T8_NIDD_ACTIVE] = {.name = "ACTIVE"},
+    [GW_T8_NIDD_TERMINATED_UE_NOT_AUTHORIZED] = {.name = "TERMINATED_UE_NOT_AUTHORIZED"},
+    [GW_T8_NIDD_TERMINATED] = {.name = "TERMINATED"},
+    [GW_T8_NIDD_RDS_PORT_UNKNOWN] = {.name = "RDS_PORT_UNKNOWN"},
+    [GW_T8_NIDD_OTHER] = {.name = "(other)"},
 };
 
 static const char *const pdn_option_names[] = {
