@@ -162,6 +162,14 @@ static scef_config_t *config_of_ue(scef_binding_t *b, const char *ue) {
   return NULL;
 }
 
+/* The configuration of the UE at a device address; NULL when the address is not one. */
+static scef_config_t *config_of_addr(scef_binding_t *b, const gw_baddr_t *addr) {
+  char ue[GW_T8_UE_ID_MAX + 1];
+  gw_t8_rds_port_t rds;
+  bool has_rds;
+  return parse_addr(addr, ue, &rds, &has_rds) ? config_of_ue(b, ue) : NULL;
+}
+
 static scef_config_t *config_by_id(scef_binding_t *b, const char *id) {
   for (scef_config_t *c = b->configs; c; c = c->next)
     if (c->id[0] && strcmp(c->id, id) == 0)
@@ -426,20 +434,14 @@ static void downlink_answered(void *arg, uint64_t id, const http_client_response
   if (resp->body_len)
     gw_t8_problem_parse(resp->body, resp->body_len, &problem, &why);
   if (resp->status == 403 && strcmp(problem.cause, "DATA_TOO_LARGE") == 0) {
-    char ue[GW_T8_UE_ID_MAX + 1];
-    gw_t8_rds_port_t rds;
-    bool has_rds;
-    scef_config_t *c = parse_addr(&p->to, ue, &rds, &has_rds) ? config_of_ue(b, ue) : NULL;
+    scef_config_t *c = config_of_addr(b, &p->to);
     report(b, p, GW_DELIVERY_TOO_LARGE, "larger than the SCEF's maximum packet size",
            c ? c->mtu : 0);
     pending_free(b, p);
     return;
   }
   if (resp->status == 404) {
-    char ue[GW_T8_UE_ID_MAX + 1];
-    gw_t8_rds_port_t rds;
-    bool has_rds;
-    scef_config_t *c = parse_addr(&p->to, ue, &rds, &has_rds) ? config_of_ue(b, ue) : NULL;
+    scef_config_t *c = config_of_addr(b, &p->to);
     if (c && !c->requesting)
       config_lost(c, "is unknown to the SCEF (404)");
   }
@@ -724,11 +726,7 @@ static const gw_link_policy_t *scef_policy(const gw_binding_t *binding) {
 
 /* The configuration's maximumPacketSize, when the SCEF stated it (issue 13 item 4). */
 static size_t scef_max_datagram(const gw_binding_t *binding, const gw_baddr_t *to) {
-  scef_binding_t *b = (scef_binding_t *)binding;
-  char ue[GW_T8_UE_ID_MAX + 1];
-  gw_t8_rds_port_t rds;
-  bool has_rds;
-  const scef_config_t *c = parse_addr(to, ue, &rds, &has_rds) ? config_of_ue(b, ue) : NULL;
+  const scef_config_t *c = config_of_addr((scef_binding_t *)binding, to);
   return c ? c->mtu : SCEF_NON_IP_MTU;
 }
 
